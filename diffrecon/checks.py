@@ -1,0 +1,72 @@
+"""Input validation shared by every layer: clear errors that name the parameter and what was expected.
+
+All checks raise :class:`InputError` (a ``ValueError``) early, before any long computation, so the command
+line can print the message without a traceback.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class InputError(ValueError):
+    """Bad user input: the message names the parameter and what was expected."""
+
+
+def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+
+
+def check_finite(name: str, value: torch.Tensor | np.ndarray) -> None:
+    """Raise if ``value`` holds NaN or Inf."""
+    tensor = _as_tensor(value)
+    if tensor.is_floating_point() or tensor.is_complex():
+        bad = (~torch.isfinite(tensor)).sum().item()
+        if bad:
+            raise InputError(f"{name} contains {bad} NaN/Inf value(s); expected finite numbers")
+
+
+def check_nonnegative(name: str, value: torch.Tensor | np.ndarray) -> None:
+    """Raise if ``value`` holds NaN, Inf or negative entries (counts, activities, factors)."""
+    check_finite(name, value)
+    tensor = _as_tensor(value)
+    if tensor.is_complex():
+        raise InputError(f"{name} is complex; expected real non-negative values")
+    negative = (tensor < 0).sum().item()
+    if negative:
+        raise InputError(f"{name} contains {negative} negative value(s) (min {tensor.min().item():.4g}); "
+                         "expected values >= 0")
+
+
+def check_shape(name: str, value: torch.Tensor | np.ndarray, expected: Sequence[int], what: str = "") -> None:
+    """Raise unless the trailing dimensions of ``value`` equal ``expected``."""
+    shape = tuple(value.shape)
+    expected = tuple(int(n) for n in expected)
+    if shape[len(shape) - len(expected):] != expected or len(shape) < len(expected):
+        suffix = f" ({what})" if what else ""
+        raise InputError(f"{name} has shape {shape}; expected trailing shape {expected}{suffix}")
+
+
+def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
+    """Raise unless ``value`` is one of ``choices``; returns it."""
+    choices = list(choices)
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}; expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise unless ``value`` is a finite number > 0."""
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_file(name: str, path: str | Path) -> Path:
+    """Raise unless ``path`` is an existing, readable file; returns it as a Path."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{name}: file {str(path)!r} does not exist")
+    return path

@@ -1,0 +1,1 @@
+"""diffrecon.classical (see DESIGN.md for this layer's role)."""

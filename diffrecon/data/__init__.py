@@ -1,0 +1,1 @@
+"""diffrecon.data (see DESIGN.md for this layer's role)."""

@@ -1,0 +1,1 @@
+"""diffrecon.io (see DESIGN.md for this layer's role)."""

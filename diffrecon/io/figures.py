@@ -1,0 +1,66 @@
+"""PNG panels for users: columns of images side by side, three orthogonal views for volumes."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+def orthogonal_views(volume: np.ndarray, centre: tuple[int, int, int] | None = None) -> list[np.ndarray]:
+    """Axial, coronal and sagittal slices of an (x, y, z) RAS volume, oriented for display (anterior/superior up)."""
+    volume = np.asarray(volume)
+    cx, cy, cz = centre if centre is not None else tuple(n // 2 for n in volume.shape[:3])
+    axial = volume[:, :, cz].T[::-1]  # rows: y (anterior at top), columns: x
+    coronal = volume[:, cy, :].T[::-1]  # rows: z (superior at top), columns: x
+    sagittal = volume[cx, :, :].T[::-1]  # rows: z, columns: y
+    return [axial, coronal, sagittal]
+
+
+def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str = "",
+               annotations: Mapping[str, str] | None = None, signed: set[str] | frozenset[str] = frozenset(),
+               vmax: float | None = None, cmap: str = "gray") -> Path:
+    """Save a grid: one column per named image; 2D images give one row, 3D volumes three orthogonal rows.
+
+    Args:
+        path: output PNG path.
+        columns: column title -> 2D (x, y) image or 3D (x, y, z) volume; all 2D or all 3D.
+        title: figure title.
+        annotations: column title -> text printed under that column (e.g. "PSNR 31.2 dB").
+        signed: columns drawn with a symmetric diverging colour map (differences, errors).
+        vmax: shared upper display limit for unsigned columns (default: max of the first column).
+        cmap: matplotlib colour map of the unsigned columns.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    arrays = {name: np.asarray(image, dtype=np.float32) for name, image in columns.items()}
+    first = next(iter(arrays.values()))
+    rows = [orthogonal_views(a) for a in arrays.values()] if first.ndim == 3 else [[a.T[::-1]] for a in arrays.values()]
+    n_rows, n_cols = len(rows[0]), len(arrays)
+    vmax = float(first.max()) if vmax is None else vmax
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.6 * n_rows + 0.6), squeeze=False)
+    for col, (name, views) in enumerate(zip(arrays, rows)):
+        for row, view in enumerate(views):
+            ax = axes[row, col]
+            if name in signed:
+                limit = float(np.abs(arrays[name]).max()) or 1.0
+                ax.imshow(view, cmap="RdBu_r", vmin=-limit, vmax=limit)
+            else:
+                ax.imshow(view, cmap=cmap, vmin=0, vmax=vmax or 1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+            if row == n_rows - 1 and annotations and name in annotations:
+                ax.set_xlabel(annotations[name], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""diffrecon.methods (see DESIGN.md for this layer's role)."""

@@ -1,0 +1,1 @@
+"""diffrecon.physics (see DESIGN.md for this layer's role)."""

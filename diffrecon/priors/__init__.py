@@ -1,0 +1,1 @@
+"""diffrecon.priors (see DESIGN.md for this layer's role)."""

@@ -1,0 +1,1 @@
+"""diffrecon.registration (see DESIGN.md for this layer's role)."""

@@ -1,0 +1,1 @@
+"""diffrecon.transforms (see DESIGN.md for this layer's role)."""

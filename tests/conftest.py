@@ -1,0 +1,23 @@
+"""Shared fixtures. Real data live in ../shared/data beside the project (CI has it; users may not)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real test data sets; tests using it skip, with the reason, where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (present in CI, see shared/data/README.md)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.manual_seed(0)
+    yield
