@@ -112,6 +112,52 @@ class ScannerGeometry:
         return len(self.ring_pairs)
 
     @property
+    def segments(self) -> list[tuple[int, int]]:
+        """(min, max) ring difference of each segment in storage order 0, -1, +1, -2, +2, ...
+
+        Span 1 gives one ring difference per segment; span S merges ring differences as STIR/Siemens do:
+        segment 0 holds |d| <= (S - 1) / 2, the next pair the following S differences, and so on.
+        """
+        if self.span == 1:
+            return [(d, d) for d in self.ring_differences]
+        half = min((self.span - 1) // 2, self.max_ring_difference)
+        segments = [(-half, half)]
+        low = half + 1
+        while low <= self.max_ring_difference:
+            high = min(low + self.span - 1, self.max_ring_difference)
+            segments += [(-high, -low), (low, high)]
+            low = high + 1
+        return segments
+
+    @property
+    def span_index(self) -> np.ndarray:
+        """For each span-1 sinogram (ring pair), the index of the span-S sinogram it is summed into.
+
+        Span-S sinograms are ordered by segment, then by ring sum r1 + r2 (axial position).
+        """
+        pairs = self.ring_pairs
+        index = np.empty(len(pairs), dtype=np.int64)
+        offset = 0
+        for low, high in self.segments:
+            min_abs = 0 if low <= 0 <= high else min(abs(low), abs(high))
+            ring_sums = np.arange(min_abs, 2 * (self.n_rings - 1) - min_abs + 1, 2 if low == high else 1)
+            diff = pairs[:, 1] - pairs[:, 0]
+            member = (diff >= low) & (diff <= high)
+            index[member] = offset + np.searchsorted(ring_sums, pairs[member].sum(axis=1))
+            offset += len(ring_sums)
+        return index
+
+    @property
+    def n_sinograms_compressed(self) -> int:
+        """Number of sinograms after span compression (equals n_sinograms for span 1)."""
+        return int(self.span_index.max()) + 1
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """Shape of the measured data: (n_sinograms_compressed, n_views, n_bins)."""
+        return self.n_sinograms_compressed, self.n_views, self.n_bins
+
+    @property
     def n_direct_planes(self) -> int:
         """Number of direct (ring difference 0) sinograms."""
         return self.n_rings
