@@ -7,10 +7,12 @@ image is interpolated at these points (bilinear in x-y, linear in z) and the sam
 step length. The computation factorises into
 
 1. a transaxial resampling R (sparse, per view): image (x, y) -> samples (bin, t), shared by every z plane;
-2. per segment (ring difference), an axial gather with linear weights and the sum over t.
+2. for oblique sinograms, a sparse axial matrix G: linear z-interpolation along the tilted line and the
+   weighted sum over t. Direct sinograms (ring difference 0) have no tilt, so their sum over t is folded
+   into R once (a 2D system matrix S per view) and only a fixed plane interpolation remains.
 
-Both steps are explicit linear maps, so the adjoint applies their transposes (sparse R^T, ``index_add_``)
-and matches the forward projection to float precision. Span > 1 data are sums of span-1 sinograms.
+Every step is an explicit linear map, so the adjoint applies the transposes and matches the forward
+projection to float precision. Span > 1 data are sums of span-1 sinograms.
 """
 from __future__ import annotations
 
@@ -54,11 +56,17 @@ class PETProjector:
         self.step_mm = float(min(grid.voxel_size_mm[:2]))
         self.n_t = int(np.ceil(2 * fov_radius / self.step_mm)) + 1
         self.t_mm = (np.arange(self.n_t) - (self.n_t - 1) / 2) * self.step_mm
+        pairs = scanner.ring_pairs
+        self._direct = torch.as_tensor(np.flatnonzero(pairs[:, 0] == pairs[:, 1]), device=self.device)
+        self._oblique = torch.as_tensor(np.flatnonzero(pairs[:, 0] != pairs[:, 1]), device=self.device)
         self._transaxial = self._transaxial_matrix()  # scipy CSR (n_views * n_bins * n_t, nx * ny)
-        self._chunks: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-        axial = self._axial_matrix()
-        self._axial = _to_torch_csr(axial, self.device)
-        self._axial_t = _to_torch_csr(axial.T.tocsr(), self.device)
+        self._direct_sums = self._direct_line_sums() @ self._transaxial  # (n_views * n_bins, nx * ny)
+        self._direct_planes = torch.as_tensor(self._direct_plane_weights(), device=self.device)
+        self._chunks: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
+        if len(self._oblique):
+            axial = self._axial_matrix(pairs[self._oblique.cpu().numpy()])
+            self._axial = _to_torch_csr(axial, self.device)
+            self._axial_t = _to_torch_csr(axial.T.tocsr(), self.device)
         self._span_index = torch.as_tensor(scanner.span_index, device=self.device)
 
     # ------------------------------------------------------------------ precomputation
@@ -89,10 +97,34 @@ class PETProjector:
         return scipy.sparse.csr_matrix((np.concatenate(vals).astype(np.float32),
                                         (np.concatenate(rows), np.concatenate(cols))), shape=shape)
 
-    def _axial_matrix(self) -> scipy.sparse.csr_matrix:
-        """Linear z-interpolation and the weighted sum over t: (bin, t, z) samples -> (span-1 sinogram, bin)."""
+    def _in_image(self) -> np.ndarray:
+        """(n_bins, n_t) mask of the sample points inside the image's bounding circle."""
+        return self.t_mm[None, :] ** 2 <= self.fov_radius ** 2 - self.scanner.bin_centres_mm[:, None] ** 2
+
+    def _direct_line_sums(self) -> scipy.sparse.csr_matrix:
+        """Sum over t with the step length: (view, bin, t) samples -> (view, bin) line integrals, no tilt."""
+        n_lines = self.scanner.n_views * self.scanner.n_bins
+        weights = np.broadcast_to(self._in_image() * self.step_mm, (self.scanner.n_views, *self._in_image().shape))
+        rows = np.repeat(np.arange(n_lines), self.n_t)
+        return scipy.sparse.csr_matrix((weights.ravel().astype(np.float32), (rows, np.arange(n_lines * self.n_t))),
+                                       shape=(n_lines, n_lines * self.n_t))
+
+    def _direct_plane_weights(self) -> np.ndarray:
+        """(n_rings, nz) linear interpolation of each ring's axial position between image planes."""
+        nz, dz = self.grid.shape[2], self.grid.voxel_size_mm[2]
+        position = self.scanner.ring_positions_mm / dz + (nz - 1) / 2
+        weights = np.zeros((self.scanner.n_rings, nz), dtype=np.float32)
+        lower = np.floor(position).astype(int)
+        for offset, weight in ((0, 1 - (position - lower)), (1, position - lower)):
+            plane = lower + offset
+            valid = (plane >= 0) & (plane < nz)
+            weights[np.flatnonzero(valid), plane[valid]] += weight[valid]
+        return weights
+
+    def _axial_matrix(self, pairs: np.ndarray) -> scipy.sparse.csr_matrix:
+        """Linear z-interpolation along tilted lines and the weighted sum over t, for the ring ``pairs``:
+        (bin, t, z) samples -> (sinogram, bin)."""
         scanner, nz, dz = self.scanner, self.grid.shape[2], self.grid.voxel_size_mm[2]
-        pairs = scanner.ring_pairs
         rings = scanner.ring_positions_mm
         n_bins, n_t = scanner.n_bins, self.n_t
         z1 = rings[pairs[:, 0]][:, None, None]
@@ -101,7 +133,7 @@ class PETProjector:
         t = self.t_mm[None, None, :]
         z = (z1 + z2) / 2 + t / (2 * half_length) * (z2 - z1)
         step = self.step_mm * np.sqrt(1 + ((z2 - z1) / (2 * half_length)) ** 2)
-        in_image = t ** 2 <= self.fov_radius ** 2 - scanner.bin_centres_mm[None, :, None] ** 2
+        in_image = self._in_image()[None]
         w = z / dz + (nz - 1) / 2
         w0 = np.floor(w)
         frac = w - w0
@@ -120,13 +152,20 @@ class PETProjector:
                                         (np.concatenate(all_rows), np.concatenate(all_cols))),
                                        shape=(len(pairs) * n_bins, n_bins * n_t * nz))
 
-    def _chunk_matrices(self, views: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transaxial matrix and its transpose for a group of views, as torch CSR (cached)."""
+    def _chunk_matrices(self, views: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """Direct-plane system matrix and (if needed) transaxial resampling for a group of views, with
+        their transposes, as torch CSR (cached)."""
         if views not in self._chunks:
-            per_view = self.scanner.n_bins * self.n_t
-            rows = np.concatenate([np.arange(v * per_view, (v + 1) * per_view) for v in views])
-            block = self._transaxial[rows]
-            self._chunks[views] = (_to_torch_csr(block, self.device), _to_torch_csr(block.T.tocsr(), self.device))
+            n_bins = self.scanner.n_bins
+            lines = np.concatenate([np.arange(v * n_bins, (v + 1) * n_bins) for v in views])
+            matrices = {"direct": self._direct_sums[lines]}
+            if len(self._oblique):
+                samples = np.concatenate([np.arange(v * n_bins * self.n_t, (v + 1) * n_bins * self.n_t)
+                                          for v in views])
+                matrices["transaxial"] = self._transaxial[samples]
+            self._chunks[views] = {key: _to_torch_csr(m, self.device) for key, m in matrices.items()}
+            self._chunks[views].update({key + "_t": _to_torch_csr(m.T.tocsr(), self.device)
+                                        for key, m in matrices.items()})
         return self._chunks[views]
 
     # ------------------------------------------------------------------ public API
@@ -148,15 +187,19 @@ class PETProjector:
         planes = image.permute(1, 2, 3, 0).reshape(nx * ny, nz * batch)
         span1 = torch.empty(self.scanner.n_sinograms, len(views), self.scanner.n_bins, batch,
                             dtype=image.dtype, device=image.device)
+        n_bins = self.scanner.n_bins
         for start in range(0, len(views), self.views_per_chunk):
             chunk = tuple(views[start:start + self.views_per_chunk])
-            matrix, _ = self._chunk_matrices(chunk)
-            samples = torch.sparse.mm(matrix, planes)  # (views * bins * t, z * batch)
-            table = (samples.reshape(len(chunk), -1, batch).permute(1, 0, 2)
-                     .reshape(-1, len(chunk) * batch))  # rows (bin, t, z), columns (view, batch)
-            lines = torch.sparse.mm(self._axial, table)  # rows (sinogram, bin)
-            span1[:, start:start + len(chunk)] = (lines.reshape(-1, self.scanner.n_bins, len(chunk), batch)
-                                                  .permute(0, 2, 1, 3))
+            matrices = self._chunk_matrices(chunk)
+            direct = torch.sparse.mm(matrices["direct"], planes).reshape(len(chunk), n_bins, nz, batch)
+            span1[self._direct, start:start + len(chunk)] = torch.einsum("rz,vbzn->rvbn", self._direct_planes, direct)
+            if len(self._oblique):
+                samples = torch.sparse.mm(matrices["transaxial"], planes)  # (views * bins * t, z * batch)
+                table = (samples.reshape(len(chunk), -1, batch).permute(1, 0, 2)
+                         .reshape(-1, len(chunk) * batch))  # rows (bin, t, z), columns (view, batch)
+                lines = torch.sparse.mm(self._axial, table)  # rows (sinogram, bin)
+                span1[self._oblique, start:start + len(chunk)] = (lines.reshape(-1, n_bins, len(chunk), batch)
+                                                                  .permute(0, 2, 1, 3))
         sinogram = self._compress(span1.permute(3, 0, 1, 2))
         return sinogram[0] if unbatched else sinogram
 
@@ -168,13 +211,18 @@ class PETProjector:
         nx, ny, nz = self.grid.shape
         span1 = self._expand(sinogram).permute(1, 2, 3, 0)  # (sinograms, views, bins, batch)
         planes = torch.zeros(nx * ny, nz * batch, dtype=sinogram.dtype, device=sinogram.device)
+        n_bins = self.scanner.n_bins
         for start in range(0, len(views), self.views_per_chunk):
             chunk = tuple(views[start:start + self.views_per_chunk])
-            _, matrix_t = self._chunk_matrices(chunk)
-            lines = span1[:, start:start + len(chunk)].permute(0, 2, 1, 3).reshape(-1, len(chunk) * batch)
-            table = torch.sparse.mm(self._axial_t, lines)  # rows (bin, t, z), columns (view, batch)
-            samples = table.reshape(-1, len(chunk), batch).permute(1, 0, 2).reshape(-1, nz * batch)
-            planes += torch.sparse.mm(matrix_t, samples)
+            matrices = self._chunk_matrices(chunk)
+            direct = torch.einsum("rz,rvbn->vbzn", self._direct_planes, span1[self._direct, start:start + len(chunk)])
+            planes += torch.sparse.mm(matrices["direct_t"], direct.reshape(len(chunk) * n_bins, nz * batch))
+            if len(self._oblique):
+                lines = (span1[self._oblique, start:start + len(chunk)].permute(0, 2, 1, 3)
+                         .reshape(-1, len(chunk) * batch))
+                table = torch.sparse.mm(self._axial_t, lines)  # rows (bin, t, z), columns (view, batch)
+                samples = table.reshape(-1, len(chunk), batch).permute(1, 0, 2).reshape(-1, nz * batch)
+                planes += torch.sparse.mm(matrices["transaxial_t"], samples)
         image = planes.reshape(nx, ny, nz, batch).permute(3, 0, 1, 2)
         return image[0] if unbatched else image
 
