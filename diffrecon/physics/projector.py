@@ -121,9 +121,14 @@ class PETProjector:
             weights[np.flatnonzero(valid), plane[valid]] += weight[valid]
         return weights
 
-    def _axial_matrix(self, pairs: np.ndarray) -> scipy.sparse.csr_matrix:
+    def _axial_matrix(self, pairs: np.ndarray, pairs_per_block: int = 64) -> scipy.sparse.csr_matrix:
         """Linear z-interpolation along tilted lines and the weighted sum over t, for the ring ``pairs``:
-        (bin, t, z) samples -> (sinogram, bin)."""
+        (bin, t, z) samples -> (sinogram, bin). Built in blocks of ring pairs to bound the peak memory."""
+        return scipy.sparse.vstack([self._axial_block(pairs[start:start + pairs_per_block])
+                                    for start in range(0, len(pairs), pairs_per_block)], format="csr")
+
+    def _axial_block(self, pairs: np.ndarray) -> scipy.sparse.csr_matrix:
+        """:meth:`_axial_matrix` for a block of ring pairs."""
         scanner, nz, dz = self.scanner, self.grid.shape[2], self.grid.voxel_size_mm[2]
         rings = scanner.ring_positions_mm
         n_bins, n_t = scanner.n_bins, self.n_t
