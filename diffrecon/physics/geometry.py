@@ -195,16 +195,17 @@ class Preset:
 def _presets() -> dict[str, Preset]:
     return {
         "demo": Preset(
-            ScannerGeometry(ring_radius_mm=170.0, n_detectors_per_ring=128, n_rings=48, ring_spacing_mm=3.0,
-                            n_views=64, n_bins=64, bin_size_mm=3.0, max_ring_difference=5, name="demo"),
-            ImageGrid((64, 64, 48), (3.0, 3.0, 3.0)),
-            "small brain scanner for the demo and tests: 3 mm voxels, 48 rings, fully 3D up to ring difference 5",
+            ScannerGeometry(ring_radius_mm=170.0, n_detectors_per_ring=144, n_rings=56, ring_spacing_mm=3.0,
+                            n_views=72, n_bins=72, bin_size_mm=3.0, max_ring_difference=5, name="demo"),
+            ImageGrid((64, 72, 56), (3.0, 3.0, 3.0)),
+            "small brain scanner for the demo: 3 mm voxels covering a whole head, 56 rings, fully 3D up to ring "
+            "difference 5",
         ),
         "demo2d": Preset(
-            ScannerGeometry(ring_radius_mm=170.0, n_detectors_per_ring=128, n_rings=1, ring_spacing_mm=3.0,
-                            n_views=64, n_bins=64, bin_size_mm=3.0, max_ring_difference=0, name="demo2d"),
-            ImageGrid((64, 64, 1), (3.0, 3.0, 3.0)),
-            "one ring of the demo scanner: 2D slices of 64x64 at 3 mm",
+            ScannerGeometry(ring_radius_mm=170.0, n_detectors_per_ring=144, n_rings=1, ring_spacing_mm=3.0,
+                            n_views=72, n_bins=72, bin_size_mm=3.0, max_ring_difference=0, name="demo2d"),
+            ImageGrid((64, 72, 1), (3.0, 3.0, 3.0)),
+            "one ring of the demo scanner: 2D axial slices of 64x72 at 3 mm",
         ),
         "clinical_brain": Preset(
             ScannerGeometry(ring_radius_mm=328.0, n_detectors_per_ring=504, n_rings=64, ring_spacing_mm=4.0625,
