@@ -174,7 +174,7 @@ def segment_sizes(scanner: ScannerGeometry) -> list[int]:
 
 
 def stir_segment_sequence(scanner: ScannerGeometry) -> list[int]:
-    """Positions in ``scanner.segments`` of STIR's standard stored order: segment 0, +1, -1, +2, -2, ..."""
+    """Positions in ``scanner.segments`` of STIR's ``ProjData::standard_segment_sequence``: 0, +1, -1, +2, ..."""
     order = [0]
     for k in range(1, len(scanner.segments), 2):
         order += [k + 1, k]
@@ -199,7 +199,8 @@ def read_interfile_sinogram(path: str | Path) -> tuple[np.ndarray, ScannerGeomet
     if n_frames != 1:
         raise header.error("number of time frames", "1 (dynamic projection data are not supported)")
     n_segments = int(header.number("matrix size[4]", kind=int))
-    axial = header.numbers(f"matrix size[{2 if order == 'by_view' else 3}]", kind=int)
+    axial_key = f"matrix size[{2 if order == 'by_view' else 3}]"
+    axial = header.numbers(axial_key, kind=int)
     n_views = int(header.number(f"matrix size[{3 if order == 'by_view' else 2}]", kind=int))
     lows = header.numbers("minimum ring difference per segment", kind=int)
     highs = header.numbers("maximum ring difference per segment", kind=int)
@@ -207,11 +208,12 @@ def read_interfile_sinogram(path: str | Path) -> tuple[np.ndarray, ScannerGeomet
         raise header.error("matrix size[4]", f"the number of entries of the axial matrix size ({len(axial)}) and "
                            f"of the min/max ring difference lists ({len(lows)}, {len(highs)})")
     scanner = _scanner_from_header(header, list(zip(lows, highs)), n_views)
-    sizes, offsets = segment_sizes(scanner), np.cumsum([0] + segment_sizes(scanner))
+    sizes = segment_sizes(scanner)
+    offsets = np.cumsum([0] + sizes)
     ours = {segment: k for k, segment in enumerate(scanner.segments)}
     for low, high, n_axial in zip(lows, highs, axial):
         if n_axial != sizes[ours[(low, high)]]:
-            raise header.error("matrix size (axial coordinate)", f"{sizes[ours[(low, high)]]} axial positions for "
+            raise header.error(axial_key, f"{sizes[ours[(low, high)]]} axial positions for "
                                f"segment ({low}, {high}) with {scanner.n_rings} rings, got {n_axial}")
 
     data_path = path.parent / header.text("name of data file")
@@ -264,9 +266,9 @@ def write_interfile_sinogram(path: str | Path, sinogram: torch.Tensor | np.ndarr
                              storage_order: str = "by_view") -> Path:
     """Write ``sinogram`` (exactly ``scanner.data_shape``) as STIR Interfile: ``path`` (.hs) + raw float32 .s.
 
-    Segments are stored in STIR's standard sequence 0, +1, -1, ... and ``storage_order`` is ``by_view`` (STIR's
-    default) or ``by_sinogram``. The data file is renamed into place before the header, both from temporary
-    names, so a header on disk always describes a complete data file.
+    Segments are stored in STIR's ``standard_segment_sequence`` 0, +1, -1, ...; ``storage_order`` is ``by_view``
+    (STIR's default) or ``by_sinogram``. The data file is renamed into place before the header, both from
+    temporary names, so a header on disk always describes a complete data file.
     """
     path = Path(path)
     check_choice("storage_order", storage_order, STORAGE_ORDERS)
