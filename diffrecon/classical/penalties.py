@@ -64,6 +64,10 @@ class NeighbourhoodPenalty(ABC):
     def potential_derivative(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """∂φ/∂a."""
 
+    @abstractmethod
+    def potential_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """∂²φ/∂a²."""
+
     def value(self, image: torch.Tensor) -> torch.Tensor:
         """Penalty β R(x) per batch item of ``image`` (B, nx, ny, nz)."""
         weights = self.weights.to(image.device, image.dtype)
@@ -78,6 +82,14 @@ class NeighbourhoodPenalty(ABC):
         for i, offset in enumerate(self.offsets):
             grad += weights[i] * self.potential_derivative(image, _shift(image, offset))
         return 0.5 * self.beta * grad
+
+    def curvature(self, image: torch.Tensor) -> torch.Tensor:
+        """Diagonal of the Hessian of β R(x): the penalty's part of a Newton-like preconditioner."""
+        weights = self.pair_weights.to(image.device, image.dtype)
+        curvature = torch.zeros_like(image)
+        for i, offset in enumerate(self.offsets):
+            curvature += weights[i] * self.potential_curvature(image, _shift(image, offset))
+        return 0.5 * self.beta * curvature
 
 
 class RelativeDifferencePenalty(NeighbourhoodPenalty):
@@ -103,6 +115,10 @@ class RelativeDifferencePenalty(NeighbourhoodPenalty):
         denominator = a + b + self.gamma * d.abs() + self.epsilon
         return (2 * d * denominator - d ** 2 * (1 + self.gamma * torch.sign(d))) / denominator ** 2
 
+    def potential_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        denominator = a + b + self.gamma * (a - b).abs() + self.epsilon
+        return 2 * (2 * b + self.epsilon) ** 2 / denominator ** 3
+
 
 class QuadraticPenalty(NeighbourhoodPenalty):
     """Quadratic smoothing φ(a, b) = (a − b)²; with Bowsher weights, the MR-guided Bowsher prior."""
@@ -112,6 +128,9 @@ class QuadraticPenalty(NeighbourhoodPenalty):
 
     def potential_derivative(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 2 * (a - b)
+
+    def potential_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(a, 2.0)
 
 
 def bowsher_selection(anatomy: torch.Tensor, n_selected: int, neighbourhood: int = 26) -> torch.Tensor:

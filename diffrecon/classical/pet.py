@@ -2,7 +2,9 @@
 
 All share one loop over iterations and view subsets. With no penalty and unit relaxation the update
 x ← x + (x / s_m) ∇L_m(x) is exactly the (OS)EM update x ← x / s_m · A_mᵀ(y / ȳ), so OSEM with one subset is
-MLEM; with a penalty it is BSREM (Ahn & Fessler 2003) with the EM preconditioner and a decaying relaxation.
+MLEM. With a penalty it is BSREM (Ahn & Fessler 2003) with a decaying relaxation and the preconditioner
+x / (s_m + β H_R(x) / M), H_R the penalty's Hessian diagonal (as in Tsai et al. 2018), which keeps strong
+penalties from overshooting to zero.
 """
 from __future__ import annotations
 
@@ -84,7 +86,8 @@ def reconstruct_pet(measured: torch.Tensor, model: PETAcquisitionModel, iteratio
     for iteration in bar:
         step = relaxation / (1 + relaxation_decay * iteration)
         for views, sensitivity in zip(subsets, sensitivities):
-            preconditioner = torch.where(sensitivity > 0, image / sensitivity.clamp_min(1e-12), 0.0) * mask
+            scale = sensitivity if penalty is None else sensitivity + penalty.curvature(image) / len(subsets)
+            preconditioner = torch.where(sensitivity > 0, image / scale.clamp_min(1e-12), 0.0) * mask
             expected = model.forward(image, views)
             gradient = model.adjoint(data_ratio(data[..., views, :], expected), views) - sensitivity
             if penalty is not None:

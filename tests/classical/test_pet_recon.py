@@ -91,6 +91,14 @@ def test_penalty_gradient_matches_autograd_with_asymmetric_weights(penalty_class
     x = (torch.rand(2, *shape) + 0.1).double().requires_grad_(True)
     penalty.value(x).sum().backward()
     torch.testing.assert_close(penalty.gradient(x.detach()), x.grad)
+    # the curvature is the Hessian diagonal: compare with finite differences of the gradient at a few voxels
+    x = x.detach()
+    curvature = penalty.curvature(x)
+    for voxel in [(0, 2, 2, 1), (1, 0, 4, 3), (0, 5, 0, 0)]:
+        step = torch.zeros_like(x)
+        step[voxel] = 1e-6
+        second = (penalty.gradient(x + step)[voxel] - penalty.gradient(x - step)[voxel]) / 2e-6
+        assert curvature[voxel].item() == pytest.approx(second.item(), rel=1e-4)
 
 
 def test_bad_reconstruction_inputs_are_refused(phantom):
