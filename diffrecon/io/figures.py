@@ -19,7 +19,8 @@ def orthogonal_views(volume: np.ndarray, centre: tuple[int, int, int] | None = N
 
 def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str = "",
                annotations: Mapping[str, str] | None = None, signed: set[str] | frozenset[str] = frozenset(),
-               vmax: float | None = None, cmap: str = "gray") -> Path:
+               vmax: float | None = None, cmap: str = "gray",
+               centre: tuple[int, int, int] | None = None) -> Path:
     """Save a grid: one column per named image; 2D images give one row, 3D volumes three orthogonal rows.
 
     Args:
@@ -28,8 +29,10 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
         title: figure title.
         annotations: column title -> text printed under that column (e.g. "PSNR 31.2 dB").
         signed: columns drawn with a symmetric diverging colour map (differences, errors).
-        vmax: shared upper display limit for unsigned columns (default: max of the first column).
+        vmax: shared upper display limit for unsigned columns (default: 99.5th percentile of the first column,
+            so a few hot voxels do not wash out the rest).
         cmap: matplotlib colour map of the unsigned columns.
+        centre: voxel where the three orthogonal views of volumes cross (default: the volume centre).
     """
     import matplotlib
 
@@ -39,9 +42,10 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
     path = Path(path)
     arrays = {name: np.asarray(image, dtype=np.float32) for name, image in columns.items()}
     first = next(iter(arrays.values()))
-    rows = [orthogonal_views(a) for a in arrays.values()] if first.ndim == 3 else [[a.T[::-1]] for a in arrays.values()]
+    rows = ([orthogonal_views(a, centre) for a in arrays.values()] if first.ndim == 3
+            else [[a.T[::-1]] for a in arrays.values()])
     n_rows, n_cols = len(rows[0]), len(arrays)
-    vmax = float(first.max()) if vmax is None else vmax
+    vmax = float(np.percentile(first, 99.5)) if vmax is None else vmax
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.6 * n_rows + 0.6), squeeze=False)
     for col, (name, views) in enumerate(zip(arrays, rows)):
         for row, view in enumerate(views):

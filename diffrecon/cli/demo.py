@@ -1,0 +1,95 @@
+"""``diffrecon demo``: phantom -> low-count 3D PET scan -> OSEM and MAP-EM (RDP) -> NIfTI, PNG, metrics."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+# RDP strength for the demo's activity units at 1% counts, chosen on training subjects 0 and 1 with
+# `python scripts/tune_demo_rdp.py --count-level 1% --betas 0.1 0.3 1 4 16`: lowest brain NRMSE (0.222 vs
+# OSEM 0.234) with lower white-matter noise (CoV 0.191 vs 0.221).
+DEMO_RDP_BETA = 0.3
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="simulate a brain PET scan and reconstruct it (built-in data, a few minutes on a CPU)",
+        description="Build a brain phantom from the test split, simulate a low-count fully 3D PET acquisition on "
+                    "the demo scanner, reconstruct it with OSEM and MAP-EM (relative difference prior), and write "
+                    "NIfTI volumes, a PNG panel and a metrics table to the output folder.")
+    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    parser.add_argument("--seed", type=int, default=None, help="phantom subject seed (default: first test seed)")
+    parser.add_argument("--count-level", default="1%", help="full, 10%% or 1%% (default 1%%: low count)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from diffrecon.classical.penalties import RelativeDifferencePenalty
+    from diffrecon.classical.pet import map_em, osem
+    from diffrecon.data.phantoms import LABELS, make_subject
+    from diffrecon.data.splits import subject_seeds
+    from diffrecon.io.figures import save_panel
+    from diffrecon.io.nifti import save_nifti
+    from diffrecon.metrics import background_cov, crc, nrmse, psnr, ssim
+    from diffrecon.physics.geometry import get_preset
+    from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
+
+    trues_per_direct_plane(args.count_level)  # validates the name before any work
+    out = Path(args.out)
+    preset = get_preset("demo")
+    grid, scanner = preset.grid, preset.scanner
+    seed = subject_seeds("test", 1)[0] if args.seed is None else args.seed
+
+    print(f"[1/4] phantom subject {seed} on a {grid.shape} grid of {grid.voxel_size_mm[0]} mm voxels")
+    subject = make_subject(seed, grid, lesions=3, lesion_kinds="hot", split="test")
+    print(f"[2/4] simulating {args.count_level} counts on the demo scanner ({scanner.n_rings} rings, "
+          f"{scanner.n_sinograms} sinograms x {scanner.n_views} views x {scanner.n_bins} bins)")
+    simulation = simulate_pet(torch.as_tensor(subject.fdg), torch.as_tensor(subject.mu_map), scanner, grid,
+                              count_level=args.count_level, seed=seed, device=args.device)
+    print(f"      {simulation.true_counts:.3g} trues + {simulation.background_counts:.3g} randoms/scatter")
+
+    print("[3/4] reconstructing")
+    results, timings = {}, {}
+    for name, reconstruct in (
+        ("OSEM", lambda: osem(simulation.measured, simulation.model, iterations=4, n_subsets=8,
+                              description="OSEM 4x8")),
+        ("MAP-RDP", lambda: map_em(simulation.measured, simulation.model,
+                                   RelativeDifferencePenalty(DEMO_RDP_BETA, grid.shape, grid.voxel_size_mm),
+                                   iterations=10, n_subsets=8, description="MAP-RDP 10x8")),
+    ):
+        start = time.perf_counter()
+        results[name] = reconstruct().image.cpu().numpy()
+        timings[name] = time.perf_counter() - start
+
+    print("[4/4] writing results")
+    truth = subject.fdg
+    lesions = subject.lesion_masks
+    brain = np.isin(subject.labels, [LABELS["csf"], LABELS["grey_matter"], LABELS["white_matter"]])
+    white = (subject.white_matter > 0.9) & ~lesions.any(axis=0)  # a near-uniform region for noise
+    rows = {}
+    for name, image in results.items():
+        rows[name] = {"psnr_db": psnr(image, truth), "ssim": ssim(image, truth), "nrmse": nrmse(image, truth, brain),
+                      "crc_hot_lesions": float(np.mean([crc(image, truth, mask, white) for mask in lesions])),
+                      "white_matter_cov": background_cov(image, white), "seconds": timings[name]}
+        save_nifti(out / f"{name.lower().replace('-', '_')}.nii.gz", image, grid.affine)
+    save_nifti(out / "truth_fdg.nii.gz", truth, grid.affine)
+    save_nifti(out / "mu_map.nii.gz", subject.mu_map, grid.affine)
+    save_nifti(out / "t1.nii.gz", subject.t1, grid.affine)
+    save_panel(out / "panel.png", {"ground truth": truth, **results, "MAP-RDP - truth": results["MAP-RDP"] - truth},
+               title=f"diffrecon demo: subject {seed}, {args.count_level} counts", signed={"MAP-RDP - truth"},
+               cmap="gray_r", centre=tuple(int(c) for c in np.argwhere(lesions[0]).mean(axis=0).round()),
+               annotations={name: f"PSNR {row['psnr_db']:.1f} dB, SSIM {row['ssim']:.3f}" for name, row in rows.items()})
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    table = ["| method | PSNR (dB) | SSIM | NRMSE (brain) | CRC (hot lesions) | white-matter CoV | time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {name} | {r['psnr_db']:.2f} | {r['ssim']:.3f} | {r['nrmse']:.3f} | {r['crc_hot_lesions']:.2f} | "
+              f"{r['white_matter_cov']:.3f} | {r['seconds']:.1f} |" for name, r in rows.items()]
+    (out / "metrics.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    print(f"results in {out.resolve()}: panel.png, metrics.md, *.nii.gz")
+
