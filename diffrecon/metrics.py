@@ -49,10 +49,12 @@ def psnr(image, reference, mask=None) -> float:
 
 def ssim(image, reference, data_range: float | None = None, sigma: float = 1.5) -> float:
     """Structural similarity (Wang et al. 2004) with a Gaussian window (σ = 1.5 voxels, K1 0.01, K2 0.03), for 2D
-    or 3D images; ``data_range`` defaults to the reference's max − min. Uses MONAI's implementation."""
+    or 3D images (singleton axes dropped, so an (x, y, 1) slice is 2D); ``data_range`` defaults to the
+    reference's max − min. Uses MONAI's implementation, which agrees with skimage's Gaussian SSIM to 1e-6."""
     from monai.metrics.regression import compute_ssim_and_cs
 
     image, reference, _ = _pair(image, reference)
+    image, reference = np.squeeze(image), np.squeeze(reference)
     if image.ndim not in (2, 3):
         raise InputError(f"ssim expects a 2D or 3D image, got shape {image.shape}")
     data_range = float(reference.max() - reference.min()) if data_range is None else data_range

@@ -25,7 +25,8 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
 
     Args:
         path: output PNG path.
-        columns: column title -> 2D (x, y) image or 3D (x, y, z) volume; all 2D or all 3D.
+        columns: column title -> 2D (x, y) image or 3D (x, y, z) volume; all 2D or all 3D (a volume with one
+            slice counts as 2D).
         title: figure title.
         annotations: column title -> text printed under that column (e.g. "PSNR 31.2 dB").
         signed: columns drawn with a symmetric diverging colour map (differences, errors).
@@ -40,7 +41,7 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    arrays = {name: np.asarray(image, dtype=np.float32) for name, image in columns.items()}
+    arrays = {name: np.squeeze(np.asarray(image, dtype=np.float32)) for name, image in columns.items()}
     first = next(iter(arrays.values()))
     rows = ([orthogonal_views(a, centre) for a in arrays.values()] if first.ndim == 3
             else [[a.T[::-1]] for a in arrays.values()])
