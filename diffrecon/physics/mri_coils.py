@@ -1,0 +1,78 @@
+"""Receive-coil sensitivities: ESPIRiT estimation (sigpy), synthetic birdcage maps, and coil combination."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.apps.reconstruction.mri_utils import root_sum_of_squares_t
+
+from diffrecon.checks import InputError, check_finite
+from diffrecon.physics.mri_fft import check_complex
+
+
+def rss(coil_images: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+    """Root-sum-of-squares magnitude over the coil axis (the one before the ``ndim`` spatial axes)."""
+    check_complex("coil_images", coil_images, ndim + 1)
+    return root_sum_of_squares_t(coil_images.abs(), spatial_dim=-ndim - 1)
+
+
+def sense_combine(coil_images: torch.Tensor, coil_maps: torch.Tensor, ndim: int = 2) -> torch.Tensor:
+    """Sensitivity-weighted combination Σ conj(S_c) x_c / Σ |S_c|² (0 where no coil sees the voxel)."""
+    check_complex("coil_images", coil_images, ndim + 1)
+    check_complex("coil_maps", coil_maps, ndim + 1)
+    if coil_maps.shape[-ndim - 1:] != coil_images.shape[-ndim - 1:]:
+        raise InputError(f"coil_maps has shape {tuple(coil_maps.shape)}; expected trailing shape "
+                         f"{tuple(coil_images.shape[-ndim - 1:])} to match the coil images")
+    weight = (coil_maps.abs() ** 2).sum(-ndim - 1)
+    combined = (coil_maps.conj() * coil_images).sum(-ndim - 1)
+    return torch.where(weight > 0, combined / weight.clamp_min(torch.finfo(weight.dtype).tiny), 0)
+
+
+def espirit_maps(kspace: torch.Tensor, calibration: int = 24, kernel_width: int = 6, threshold: float = 0.02,
+                 crop: float = 0.95) -> torch.Tensor:
+    """ESPIRiT sensitivity maps (Uecker et al. 2014) from the fully sampled centre of multi-coil k-space.
+
+    Runs sigpy's ``EspiritCalib`` on the CPU and returns maps on ``kspace``'s device and dtype.
+
+    Args:
+        kspace: centred k-space (n_coils, *spatial), spatial 2D or 3D; only the central ``calibration``
+            samples per axis are used, so they must be fully sampled there.
+        calibration: width of the calibration region in samples (per axis).
+        kernel_width: ESPIRiT kernel width; must be smaller than ``calibration``.
+        threshold: singular-value threshold of the calibration matrix, relative to the largest.
+        crop: eigenvalue threshold below which maps are set to zero (outside the object).
+    """
+    import sigpy.mri
+
+    check_complex("kspace", kspace, 3)
+    if kspace.dim() not in (3, 4):
+        raise InputError(f"kspace has shape {tuple(kspace.shape)}; expected (n_coils, x, y) or (n_coils, x, y, z)")
+    check_finite("kspace", kspace)
+    if not kernel_width < calibration <= min(kspace.shape[1:]):
+        raise InputError(f"calibration {calibration} must exceed kernel_width {kernel_width} and fit in the "
+                         f"k-space matrix {tuple(kspace.shape[1:])}")
+    data = kspace.detach().cpu().numpy().astype(np.complex128)
+    maps = sigpy.mri.app.EspiritCalib(data, calib_width=calibration, thresh=threshold, kernel_width=kernel_width,
+                                      crop=crop, show_pbar=False).run()
+    return torch.as_tensor(np.asarray(maps)).to(device=kspace.device, dtype=kspace.dtype)
+
+
+def birdcage_maps(shape: tuple[int, ...], n_coils: int, radius: float = 1.5, dtype: torch.dtype = torch.complex64,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """Synthetic birdcage sensitivities (n_coils, *shape), normalised to unit root-sum-of-squares (sigpy's model).
+
+    Args:
+        shape: spatial shape (x, y) or (x, y, z).
+        n_coils: number of coils around the object (for 3D, in rings of up to 8 along z).
+        radius: coil radius relative to the field of view.
+    """
+    import sigpy.mri
+
+    if int(n_coils) < 1:
+        raise InputError(f"n_coils must be >= 1, got {n_coils}")
+    if len(shape) not in (2, 3):
+        raise InputError(f"shape {tuple(shape)} must be (x, y) or (x, y, z)")
+    rings = 1 if len(shape) == 2 else max(1, int(np.ceil(n_coils / 8)))
+    if n_coils % rings:
+        raise InputError(f"n_coils {n_coils} must be a multiple of the {rings} coil rings of a 3D birdcage")
+    maps = sigpy.mri.birdcage_maps((n_coils, *shape), r=radius, nzz=n_coils // rings, dtype=np.complex128)
+    return torch.as_tensor(maps).to(device=device, dtype=dtype)
