@@ -7,6 +7,8 @@ from monai.apps.reconstruction.mri_utils import root_sum_of_squares_t
 
 from diffrecon.checks import InputError, check_finite
 from diffrecon.physics.mri_fft import check_complex
+from diffrecon.physics.mri_masks import calibration_width
+from diffrecon.physics.mri_operators import MRIOperator
 
 
 def rss(coil_images: torch.Tensor, ndim: int = 2) -> torch.Tensor:
@@ -54,6 +56,22 @@ def espirit_maps(kspace: torch.Tensor, calibration: int = 24, kernel_width: int 
     maps = sigpy.mri.app.EspiritCalib(data, calib_width=calibration, thresh=threshold, kernel_width=kernel_width,
                                       crop=crop, show_pbar=False).run()
     return torch.as_tensor(np.asarray(maps)).to(device=kspace.device, dtype=kspace.dtype)
+
+
+def sense_operator(kspace: torch.Tensor, mask: torch.Tensor, kernel_width: int = 6) -> MRIOperator:
+    """The acquisition operator for measured k-space (n_coils, *spatial): SENSE with ESPIRiT maps from the fully
+    sampled centre of ``mask`` for several coils, A = M F for one coil."""
+    check_complex("kspace", kspace, mask.dim() + 1)
+    if kspace.dim() != mask.dim() + 1:
+        raise InputError(f"kspace has shape {tuple(kspace.shape)}; expected (n_coils, {', '.join(map(str, mask.shape))})")
+    if kspace.shape[0] == 1:
+        return MRIOperator(mask)
+    width = calibration_width(mask)
+    if width < 4:
+        raise InputError(f"mask has a fully sampled centre of {width} samples; ESPIRiT coil maps need at least 4 "
+                         "(raise the centre fraction)")
+    maps = espirit_maps(kspace, calibration=width, kernel_width=min(kernel_width, width - 2))
+    return MRIOperator(mask, maps)
 
 
 def birdcage_maps(shape: tuple[int, ...], n_coils: int, radius: float = 1.5, dtype: torch.dtype = torch.complex64,

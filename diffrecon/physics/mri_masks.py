@@ -91,6 +91,17 @@ def sampling_mask(kind: str, shape: tuple[int, ...], acceleration: float, center
                         float(acceleration), kind, calibration)
 
 
+def calibration_width(mask: torch.Tensor) -> int:
+    """Width w of the largest fully sampled central w x w (x w) block of a mask, centred at n // 2 - w // 2 on
+    each axis as sigpy's ESPIRiT crops its calibration region."""
+    mask = torch.as_tensor(mask).bool()
+    for width in range(min(mask.shape), 0, -1):
+        block = tuple(slice(n // 2 - width // 2, n // 2 - width // 2 + width) for n in mask.shape)
+        if mask[block].all():
+            return width
+    return 0
+
+
 def _draw(centre: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """The centre plus ``count - |centre|`` other samples drawn without replacement with probability ∝ weights."""
     pattern = centre.copy()

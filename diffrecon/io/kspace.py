@@ -1,0 +1,204 @@
+"""Raw MRI k-space readers: NumPy arrays, fastMRI HDF5 (MONAI's FastMRIReader) and ISMRMRD HDF5 (Cartesian).
+
+Every reader returns :class:`KSpaceData` with k-space as a complex64 tensor (..., n_coils, x, y[, z]) in the
+centred convention of :mod:`diffrecon.physics.mri_fft`: x is the readout, y (and z) the phase encodes, a coil
+axis always present (size 1 for single-coil data) and leading axes for slices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffrecon.checks import InputError, check_file, check_finite
+
+LAYOUT_AXES = "bcxyz"
+# ISMRMRD acquisitions that are not image k-space.
+_SKIPPED_FLAGS = ("ACQ_IS_NOISE_MEASUREMENT", "ACQ_IS_NAVIGATION_DATA", "ACQ_IS_PHASECORR_DATA",
+                  "ACQ_IS_DUMMYSCAN_DATA", "ACQ_IS_RTFEEDBACK_DATA", "ACQ_IS_HPFEEDBACK_DATA")
+
+
+@dataclass
+class KSpaceData:
+    """Multi-coil Cartesian k-space and what the file says about it.
+
+    Attributes:
+        kspace: complex64 (..., n_coils, x, y[, z]), zeros where nothing was measured.
+        ndim: number of spatial axes (2 or 3).
+        readout_oversampling: factor by which x is oversampled (crop with ``remove_readout_oversampling``).
+        voxel_size_mm: voxel size of the reconstructed image (after oversampling removal) where the file says.
+        reference: the file's own reconstruction (fastMRI ``reconstruction_rss``), if any.
+        source: "numpy", "fastmri" or "ismrmrd".
+    """
+
+    kspace: torch.Tensor
+    ndim: int
+    readout_oversampling: int = 1
+    voxel_size_mm: tuple[float, ...] | None = None
+    reference: np.ndarray | None = None
+    source: str = "numpy"
+    header: dict = field(default_factory=dict)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """Boolean (x, y[, z]) mask of the positions measured in any coil or slice."""
+        return (self.kspace != 0).flatten(0, self.kspace.dim() - self.ndim - 1).any(0)
+
+
+def read_kspace(path: str | Path, layout: str | None = None) -> KSpaceData:
+    """Read k-space from ``.npy``/``.npz`` (axes named by ``layout``), fastMRI ``.h5`` or ISMRMRD ``.h5``."""
+    path = check_file("kspace file", path)
+    if path.suffix in (".npy", ".npz"):
+        return read_numpy_kspace(path, layout or "cxy")
+    if path.suffix not in (".h5", ".hdf5", ".mrd"):
+        raise InputError(f"kspace file {str(path)!r}: unknown format {path.suffix!r}; expected .npy, .npz, "
+                         "fastMRI .h5 or ISMRMRD .h5")
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            keys = set(handle.keys())
+    except OSError as error:
+        raise InputError(f"kspace file {str(path)!r} is not a readable HDF5 file: {error}") from error
+    if "kspace" in keys:
+        return read_fastmri(path)
+    if "dataset" in keys:
+        return read_ismrmrd(path)
+    raise InputError(f"kspace file {str(path)!r} holds neither fastMRI 'kspace' nor ISMRMRD 'dataset' "
+                     f"(found {sorted(keys)})")
+
+
+def read_numpy_kspace(path: str | Path, layout: str = "cxy") -> KSpaceData:
+    """Complex k-space from a ``.npy`` file (or the ``kspace`` array of an ``.npz``).
+
+    Args:
+        path: the file.
+        layout: one letter per array axis: ``c`` coils, ``x`` readout, ``y``/``z`` phase encodes, ``b`` slices
+            (e.g. ``"cyx"`` for a Siemens (channel, line, column) array). ``c`` may be left out for one coil.
+    """
+    path = check_file("kspace file", path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            if "kspace" not in loaded.files:
+                raise InputError(f"kspace file {str(path)!r} has no 'kspace' array (found {loaded.files})")
+            loaded = loaded["kspace"]
+        array = np.asarray(loaded)
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(f"kspace file {str(path)!r} cannot be read as a NumPy array: {error}") from error
+    return KSpaceData(_to_tensor(array, f"kspace file {str(path)!r}", layout), ndim=2 + ("z" in layout))
+
+
+def read_fastmri(path: str | Path) -> KSpaceData:
+    """A fastMRI HDF5 volume (single-coil (slices, x, y) or multi-coil (slices, coils, x, y)) via MONAI."""
+    from monai.apps.reconstruction.fastmri_reader import FastMRIReader
+
+    path = check_file("kspace file", path)
+    try:
+        content = FastMRIReader().read(str(path))
+        array = np.asarray(content["kspace"])
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(f"kspace file {str(path)!r}: cannot read fastMRI k-space: {error}") from error
+    layout = {3: "bxy", 4: "bcxy"}.get(array.ndim)
+    if layout is None:
+        raise InputError(f"kspace file {str(path)!r}: fastMRI 'kspace' has shape {array.shape}; expected "
+                         "(slices, x, y) or (slices, coils, x, y)")
+    oversampling, voxel = 1, None
+    if "ismrmrd_header" in content:
+        oversampling, voxel = _header_geometry(content["ismrmrd_header"], f"kspace file {str(path)!r}")
+    reference = content.get("reconstruction_rss")
+    return KSpaceData(_to_tensor(array, f"kspace file {str(path)!r}", layout), ndim=2,
+                      readout_oversampling=oversampling, voxel_size_mm=voxel,
+                      reference=None if reference is None else np.asarray(reference), source="fastmri",
+                      header={key: content[key] for key in ("acquisition", "patient_id") if key in content})
+
+
+def read_ismrmrd(path: str | Path) -> KSpaceData:
+    """Cartesian ISMRMRD HDF5: acquisitions placed by their encode steps; repeats (averages) are averaged.
+
+    Noise, navigator, phase-correction and dummy acquisitions are skipped; slices become a leading axis.
+    """
+    import ismrmrd
+
+    path = check_file("kspace file", path)
+    name = f"kspace file {str(path)!r}"
+    try:
+        dataset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+        xml = dataset.read_xml_header()
+        count = dataset.number_of_acquisitions()
+        acquisitions = [dataset.read_acquisition(i) for i in range(count)]
+        dataset.close()
+    except Exception as error:  # ismrmrd/h5py raise many types for broken files
+        raise InputError(f"{name}: cannot read ISMRMRD data: {error}") from error
+    header = ismrmrd.xsd.CreateFromDocument(xml)
+    encoding = header.encoding[0]
+    if encoding.trajectory.value != "cartesian":
+        raise InputError(f"{name}: trajectory {encoding.trajectory.value!r} is not supported; expected cartesian")
+    matrix = encoding.encodedSpace.matrixSize
+    limits = encoding.encodingLimits
+    skipped = [getattr(ismrmrd, flag) for flag in _SKIPPED_FLAGS]
+    images = [a for a in acquisitions if not any(a.is_flag_set(flag) for flag in skipped)]
+    if not images:
+        raise InputError(f"{name} holds no image acquisitions")
+    n_slices = 1 + max(a.idx.slice for a in images)
+    n_coils = images[0].active_channels
+    spatial = (matrix.x, matrix.y, matrix.z) if matrix.z > 1 else (matrix.x, matrix.y)
+    total = np.zeros((n_slices, n_coils, *spatial), dtype=np.complex128)
+    hits = np.zeros((n_slices, *spatial[1:]), dtype=np.int64)
+    offset_y = matrix.y // 2 - _centre(limits.kspace_encoding_step_1, matrix.y)
+    offset_z = matrix.z // 2 - _centre(limits.kspace_encoding_step_2, matrix.z)
+    for acq in images:
+        start = matrix.x // 2 - acq.center_sample
+        if acq.active_channels != n_coils or not 0 <= start <= matrix.x - acq.number_of_samples:
+            raise InputError(f"{name}: acquisition {acq.scan_counter} does not fit the encoded matrix "
+                             f"({acq.active_channels} coils, {acq.number_of_samples} samples)")
+        where = (acq.idx.slice, acq.idx.kspace_encode_step_1 + offset_y)
+        where = where + ((acq.idx.kspace_encode_step_2 + offset_z,) if len(spatial) == 3 else ())
+        line = (slice(None), slice(start, start + acq.number_of_samples))
+        total[where[0]][line + where[1:]] += acq.data
+        hits[where] += 1
+    hits_full = np.expand_dims(np.maximum(hits, 1), (1, 2))
+    kspace = (total / hits_full).astype(np.complex64)
+    oversampling, voxel = _header_geometry(xml, name)
+    layout = "bcxyz"[:kspace.ndim]
+    return KSpaceData(_to_tensor(kspace if n_slices > 1 else kspace[0], name, layout[n_slices == 1:]),
+                      ndim=len(spatial), readout_oversampling=oversampling, voxel_size_mm=voxel, source="ismrmrd")
+
+
+def _centre(limit, size: int) -> int:
+    return size // 2 if limit is None or limit.center is None else int(limit.center)
+
+
+def _header_geometry(xml: str | bytes, name: str) -> tuple[int, tuple[float, ...]]:
+    """Readout oversampling (encoded / reconstructed x) and reconstructed voxel size from ISMRMRD XML."""
+    import ismrmrd
+
+    try:
+        encoding = ismrmrd.xsd.CreateFromDocument(xml.decode() if isinstance(xml, bytes) else xml).encoding[0]
+    except Exception as error:
+        raise InputError(f"{name}: unreadable ISMRMRD XML header: {error}") from error
+    encoded, recon = encoding.encodedSpace, encoding.reconSpace
+    oversampling = max(1, int(round(encoded.matrixSize.x / recon.matrixSize.x)))
+    fov, size = recon.fieldOfView_mm, recon.matrixSize
+    voxel = (fov.x / size.x, fov.y / size.y, fov.z / max(size.z, 1))
+    return oversampling, voxel
+
+
+def _to_tensor(array: np.ndarray, name: str, layout: str) -> torch.Tensor:
+    """Check a raw k-space array and reorder its axes to (b, c, x, y[, z]) (b only when present)."""
+    if not np.iscomplexobj(array):
+        raise InputError(f"{name} holds real {array.dtype} data; expected complex k-space")
+    layout = layout.lower()
+    if (len(layout) != array.ndim or len(set(layout)) != len(layout) or set(layout) - set(LAYOUT_AXES)
+            or not {"x", "y"} <= set(layout)):
+        raise InputError(f"kspace layout {layout!r} does not describe {name}'s shape {array.shape}: expected one "
+                         f"distinct letter per axis from {LAYOUT_AXES!r} (c coils, x readout, y/z phase, b slices), "
+                         "with x and y")
+    order = [layout.index(axis) for axis in LAYOUT_AXES if axis in layout]
+    tensor = torch.as_tensor(np.ascontiguousarray(np.transpose(array, order)).astype(np.complex64))
+    if "c" not in layout:
+        tensor = tensor.unsqueeze(1 if "b" in layout else 0)
+    check_finite(name, tensor)
+    return tensor

@@ -1,0 +1,94 @@
+"""k-space readers: NumPy layouts, fastMRI HDF5 (written here in fastMRI's layout), real ISMRMRD HDF5, errors."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from diffrecon.checks import InputError
+from diffrecon.io.kspace import read_kspace
+
+FASTMRI_HEADER = """<?xml version="1.0" encoding="utf-8"?>
+<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><experimentalConditions><H1resonanceFrequency_Hz>63500000
+</H1resonanceFrequency_Hz></experimentalConditions><encoding><encodedSpace><matrixSize><x>16</x><y>6</y><z>1</z>
+</matrixSize><fieldOfView_mm><x>320</x><y>120</y><z>4</z></fieldOfView_mm></encodedSpace><reconSpace><matrixSize>
+<x>8</x><y>6</y><z>1</z></matrixSize><fieldOfView_mm><x>160</x><y>120</y><z>4</z></fieldOfView_mm></reconSpace>
+<encodingLimits></encodingLimits><trajectory>cartesian</trajectory></encoding></ismrmrdHeader>"""
+
+
+def _complex(*shape: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def test_numpy_layout_reorders_to_coil_x_y(tmp_path):
+    array = _complex(2, 6, 10)  # (coil, line, column) as Siemens stores it
+    np.save(tmp_path / "k.npy", array)
+    data = read_kspace(tmp_path / "k.npy", layout="cyx")
+    assert data.kspace.shape == (2, 10, 6) and data.ndim == 2
+    assert torch.equal(data.kspace[1, 3, 4], torch.as_tensor(array[1, 4, 3]))
+    single = read_kspace(tmp_path / "k.npy", layout="bxy")
+    assert single.kspace.shape == (2, 1, 6, 10)
+
+
+def test_npz_and_measured_mask(tmp_path):
+    array = _complex(3, 8, 8)
+    array[:, :, ::2] = 0
+    np.savez(tmp_path / "k.npz", kspace=array)
+    data = read_kspace(tmp_path / "k.npz")
+    assert data.mask.shape == (8, 8) and data.mask.sum() == 32 and not data.mask[:, 0].any()
+
+
+def test_real_arrays_bad_layouts_nan_and_broken_files_are_named(tmp_path):
+    np.save(tmp_path / "real.npy", np.ones((2, 4, 4), dtype=np.float32))
+    with pytest.raises(InputError, match="holds real float32 data; expected complex"):
+        read_kspace(tmp_path / "real.npy")
+    np.save(tmp_path / "k.npy", _complex(2, 4, 4))
+    with pytest.raises(InputError, match="kspace layout 'cx'"):
+        read_kspace(tmp_path / "k.npy", layout="cx")
+    bad = _complex(2, 4, 4)
+    bad[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(InputError, match="NaN/Inf"):
+        read_kspace(tmp_path / "nan.npy")
+    (tmp_path / "k.npy").write_bytes((tmp_path / "k.npy").read_bytes()[:100])
+    with pytest.raises(InputError, match="cannot be read"):
+        read_kspace(tmp_path / "k.npy")
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match="not a readable HDF5"):
+        read_kspace(tmp_path / "broken.h5")
+    with pytest.raises(InputError, match="does not exist"):
+        read_kspace(tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize("coils", [0, 3])
+def test_fastmri_single_and_multicoil(tmp_path, coils):
+    shape = (2, coils, 16, 6) if coils else (2, 16, 6)
+    array = _complex(*shape)
+    with h5py.File(tmp_path / "file.h5", "w") as handle:
+        handle["kspace"] = array
+        handle["reconstruction_rss"] = np.ones((2, 8, 6), dtype=np.float32)
+        handle["ismrmrd_header"] = FASTMRI_HEADER
+        handle.attrs["acquisition"] = "CORPD_FBK"
+    data = read_kspace(tmp_path / "file.h5")
+    assert data.source == "fastmri" and data.kspace.shape == (2, max(coils, 1), 16, 6)
+    assert data.readout_oversampling == 2 and data.voxel_size_mm == (20.0, 20.0, 4.0)
+    assert data.reference.shape == (2, 8, 6) and data.header["acquisition"] == "CORPD_FBK"
+
+
+def test_ismrmrd_grappa_file(shared_data):
+    data = read_kspace(shared_data / "sirf_mr_grappa" / "grappa2_1rep.h5")
+    assert data.source == "ismrmrd" and data.kspace.shape == (4, 256, 256)
+    lines = data.mask[0]
+    assert torch.equal(data.mask, lines.expand(256, 256))  # whole readout lines
+    # GRAPPA R=2 with embedded calibration: every other line plus a block of ACS lines (142 of 256).
+    assert int(lines.sum()) == 142 and lines[::2].all()
+    assert data.voxel_size_mm == (1.0, 1.0, 5.0) and data.readout_oversampling == 1
+
+
+def test_hdf5_without_kspace_is_named(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as handle:
+        handle["image"] = np.ones(3)
+    with pytest.raises(InputError, match="neither fastMRI 'kspace' nor ISMRMRD 'dataset'"):
+        read_kspace(tmp_path / "other.h5")
