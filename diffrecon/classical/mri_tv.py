@@ -1,8 +1,8 @@
 """TV-regularised compressed sensing MRI by primal-dual hybrid gradient (Chambolle & Pock 2011).
 
-Solves min_x ½‖A x − y‖² + w ‖∇x‖₁ (isotropic TV on the complex image, forward differences, Neumann boundary)
-with both terms dualised, so any :class:`MRIOperator` (single-coil or SENSE) works without an inner solver. The
-weight is w = ``lam`` · max|Aᴴy| so that ``lam`` does not depend on the data's units.
+Solves min_x ½‖A x − y‖² + w ‖∇x‖₁ (isotropic TV on the complex image, forward differences, Neumann
+boundary) with both terms dualised, so any :class:`MRIOperator` (single-coil or SENSE) works without an inner
+solver. The weight is w = ``lam`` · max|Aᴴy| so that ``lam`` does not depend on the data's units.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def operator_norm_squared(operator: MRIOperator, like: torch.Tensor, iterations:
     return value
 
 
-def tv_reconstruct(kspace: torch.Tensor, operator: MRIOperator, lam: float = 0.002, iterations: int = 200,
+def tv_reconstruct(kspace: torch.Tensor, operator: MRIOperator, lam: float = 0.01, iterations: int = 200,
                    initial: torch.Tensor | None = None) -> MRIReconstruction:
     """TV compressed sensing by PDHG; returns the image and ½‖A x − y‖² + w TV(x) after each iteration.
 

@@ -63,7 +63,8 @@ def sense_operator(kspace: torch.Tensor, mask: torch.Tensor, kernel_width: int =
     sampled centre of ``mask`` for several coils, A = M F for one coil."""
     check_complex("kspace", kspace, mask.dim() + 1)
     if kspace.dim() != mask.dim() + 1:
-        raise InputError(f"kspace has shape {tuple(kspace.shape)}; expected (n_coils, {', '.join(map(str, mask.shape))})")
+        spatial = ", ".join(map(str, mask.shape))
+        raise InputError(f"kspace has shape {tuple(kspace.shape)}; expected (n_coils, {spatial}) to match the mask")
     if kspace.shape[0] == 1:
         return MRIOperator(mask)
     width = calibration_width(mask)
