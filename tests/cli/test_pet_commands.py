@@ -51,3 +51,47 @@ def test_bad_command_lines_fail_clearly(argv, message, capsys, tmp_path, monkeyp
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written before the error
+
+
+def _recon(simulated, out, method, *extra):
+    return main(["recon", "--method", method, "--out", str(out), "--sinogram", str(simulated / "sinogram.npz"),
+                 "--multiplicative", str(simulated / "multiplicative.npz"), "--additive",
+                 str(simulated / "additive.npz"), "--psf-fwhm", "4.5", "--reference", str(simulated / "fdg.nii.gz"),
+                 *extra])
+
+
+@pytest.mark.parametrize("method,extra", [("mlem", ["--iterations", "8"]), ("osem", []),
+                                          ("map-rdp", ["--beta", "0.3"]), ("bowsher", ["--mr", "t1.nii.gz"])])
+def test_recon_methods_from_files(simulated, tmp_path, method, extra):
+    extra = [str(simulated / e) if e.endswith(".nii.gz") else e for e in extra]
+    assert _recon(simulated, tmp_path, method, *extra) == 0
+    image, affine = load_nifti(tmp_path / f"{method}.nii.gz")
+    np.testing.assert_allclose(affine, get_preset("demo2d").grid.affine)
+    assert image.min() >= 0
+    report = json.loads((tmp_path / f"{method}.json").read_text())
+    assert report["metrics"]["nrmse"] < 0.6 and (tmp_path / f"{method}.png").stat().st_size > 0
+    if method == "mlem":
+        assert len(report["log_likelihood"]) == 8
+        assert np.all(np.diff(report["log_likelihood"]) >= 0)
+
+
+def test_recon_refuses_inconsistent_inputs(simulated, tmp_path, capsys):
+    bad_grid = tmp_path / "mu.nii.gz"
+    from diffrecon.io.nifti import save_nifti
+
+    save_nifti(bad_grid, np.zeros((10, 10, 1)), np.eye(4))
+    cases = [
+        (["--mu-map", str(bad_grid)], "--mu-map is on another grid"),
+        (["--psf-fwhm", "-1"], "--psf-fwhm must be >= 0"),
+    ]
+    for extra, message in cases:
+        assert _recon(simulated, tmp_path / "out", "osem", *extra) == 2
+        assert message in capsys.readouterr().err
+    assert main(["recon", "--method", "bowsher", "--out", str(tmp_path / "out"), "--sinogram",
+                 str(simulated / "sinogram.npz")]) == 2
+    assert "--mr" in capsys.readouterr().err
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((simulated / "sinogram.npz").read_bytes()[:1000])
+    assert main(["recon", "--method", "osem", "--out", str(tmp_path / "out"), "--sinogram", str(truncated)]) == 2
+    assert "truncated.npz" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
