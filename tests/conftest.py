@@ -17,7 +17,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# Tiny test tensors gain nothing from threads, and two OpenMP threads slow down badly (up to 50x) when
+# another process shares the cores.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
+def _seeded():
     torch.manual_seed(0)
     yield

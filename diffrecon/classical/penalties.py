@@ -56,6 +56,14 @@ class NeighbourhoodPenalty(ABC):
             weights[i] + _shift(weights[mirror[tuple(-o for o in offset)]][None], offset)[0]
             for i, offset in enumerate(self.offsets)])
 
+    def _on(self, name: str, image: torch.Tensor) -> torch.Tensor:
+        """A weight table on ``image``'s device and dtype, copied there once."""
+        table = getattr(self, name)
+        if table.device != image.device or table.dtype != image.dtype:
+            table = table.to(image.device, image.dtype)
+            setattr(self, name, table)
+        return table
+
     @abstractmethod
     def potential(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """φ(a, b), symmetric in its arguments."""
@@ -70,14 +78,14 @@ class NeighbourhoodPenalty(ABC):
 
     def value(self, image: torch.Tensor) -> torch.Tensor:
         """Penalty β R(x) per batch item of ``image`` (B, nx, ny, nz)."""
-        weights = self.weights.to(image.device, image.dtype)
+        weights = self._on("weights", image)
         total = sum((weights[i] * self.potential(image, _shift(image, o))).flatten(1).sum(1)
                     for i, o in enumerate(self.offsets))
         return 0.5 * self.beta * total
 
     def gradient(self, image: torch.Tensor) -> torch.Tensor:
         """Gradient of β R(x) with respect to ``image`` (B, nx, ny, nz)."""
-        weights = self.pair_weights.to(image.device, image.dtype)
+        weights = self._on("pair_weights", image)
         grad = torch.zeros_like(image)
         for i, offset in enumerate(self.offsets):
             grad += weights[i] * self.potential_derivative(image, _shift(image, offset))
@@ -85,7 +93,7 @@ class NeighbourhoodPenalty(ABC):
 
     def curvature(self, image: torch.Tensor) -> torch.Tensor:
         """Diagonal of the Hessian of β R(x): the penalty's part of a Newton-like preconditioner."""
-        weights = self.pair_weights.to(image.device, image.dtype)
+        weights = self._on("pair_weights", image)
         curvature = torch.zeros_like(image)
         for i, offset in enumerate(self.offsets):
             curvature += weights[i] * self.potential_curvature(image, _shift(image, offset))
