@@ -78,26 +78,23 @@ class NeighbourhoodPenalty(ABC):
 
     def value(self, image: torch.Tensor) -> torch.Tensor:
         """Penalty β R(x) per batch item of ``image`` (B, nx, ny, nz)."""
-        weights = self._on("weights", image)
-        total = sum((weights[i] * self.potential(image, _shift(image, o))).flatten(1).sum(1)
-                    for i, o in enumerate(self.offsets))
-        return 0.5 * self.beta * total
+        return 0.5 * self.beta * self._neighbour_sum("weights", self.potential, image).flatten(1).sum(1)
 
     def gradient(self, image: torch.Tensor) -> torch.Tensor:
         """Gradient of β R(x) with respect to ``image`` (B, nx, ny, nz)."""
-        weights = self._on("pair_weights", image)
-        grad = torch.zeros_like(image)
-        for i, offset in enumerate(self.offsets):
-            grad += weights[i] * self.potential_derivative(image, _shift(image, offset))
-        return 0.5 * self.beta * grad
+        return 0.5 * self.beta * self._neighbour_sum("pair_weights", self.potential_derivative, image)
 
     def curvature(self, image: torch.Tensor) -> torch.Tensor:
         """Diagonal of the Hessian of β R(x): the penalty's part of a Newton-like preconditioner."""
-        weights = self._on("pair_weights", image)
-        curvature = torch.zeros_like(image)
-        for i, offset in enumerate(self.offsets):
-            curvature += weights[i] * self.potential_curvature(image, _shift(image, offset))
-        return 0.5 * self.beta * curvature
+        return 0.5 * self.beta * self._neighbour_sum("pair_weights", self.potential_curvature, image)
+
+    def _neighbour_sum(self, table: str, function, image: torch.Tensor) -> torch.Tensor:
+        """Σ_o w[o, j] f(x_j, x_{j+o}) for every voxel j, with the weight table ``table``."""
+        weights = self._on(table, image)
+        total = torch.zeros_like(image)
+        for index, offset in enumerate(self.offsets):
+            total += weights[index] * function(image, _shift(image, offset))
+        return total
 
 
 class RelativeDifferencePenalty(NeighbourhoodPenalty):
