@@ -37,6 +37,5 @@ def test_cg_sense_and_tv_beat_zero_filled_at_4x(twix):
     operator = sense_operator(measured, mask.mask)
     errors = {method: nrmse(reconstruct_mri(method, measured, operator).image.abs(), reference)
               for method in ("zero-filled", "cg-sense", "tv")}
-    print(errors)
     assert errors["cg-sense"] < errors["zero-filled"]
     assert errors["tv"] < 0.9 * errors["zero-filled"]
