@@ -70,3 +70,17 @@ def check_file(name: str, path: str | Path) -> Path:
     if not path.is_file():
         raise InputError(f"{name}: file {str(path)!r} does not exist")
     return path
+
+
+def check_device(name: str, device: str | torch.device) -> torch.device:
+    """Raise unless ``device`` is a valid torch device available here; returns it."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"{name} {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"{name} {str(device)!r} asked for CUDA, but this torch build or machine has no CUDA GPU "
+                         f"(torch {torch.__version__}); use cpu or install the CUDA build of torch")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"{name} {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device

@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> None:
     from diffrecon.physics.geometry import get_preset
     from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
 
-    trues_per_direct_plane(args.count_level)  # validates the name before any work
+    from diffrecon.checks import check_device
+
+    trues_per_direct_plane(args.count_level)  # validate before any work
+    check_device("--device", args.device)
     out = Path(args.out)
     preset = get_preset("demo")
     grid, scanner = preset.grid, preset.scanner

@@ -34,7 +34,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from diffrecon.checks import InputError, check_positive
+    from diffrecon.checks import InputError, check_device, check_positive
     from diffrecon.classical.pet import map_em, reconstruct_pet
     from diffrecon.io.nifti import load_nifti, save_nifti
     from diffrecon.io.sinogram import load_sinogram
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError("--mr (an anatomical MR image) is required for the bowsher method")
     if args.psf_fwhm is not None and args.psf_fwhm < 0:
         raise InputError(f"--psf-fwhm must be >= 0 mm, got {args.psf_fwhm}")
+    check_device("--device", args.device)
     iterations = args.iterations or DEFAULT_ITERATIONS[args.method]
     check_positive("--iterations", iterations)
     measured, scanner = load_sinogram(args.sinogram)

@@ -45,6 +45,7 @@ def test_demo_writes_volumes_panel_and_metrics(tmp_path):
     (["simulate", "--out", "x", "--seed", "3"], "seed 3 is a train subject"),
     (["simulate", "--out", "x", "--seed", "20000", "--preset", "petmr"], "unknown preset 'petmr'"),
     (["demo", "--out", "x", "--count-level", "2%"], "unknown count_level '2%'"),
+    (["demo", "--out", "x", "--device", "tpu9"], "--device 'tpu9' is not a torch device"),
 ])
 def test_bad_command_lines_fail_clearly(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
