@@ -135,3 +135,17 @@ def test_presets_have_matching_grids():
     for name in ("demo", "demo2d"):
         preset = get_preset(name)
         PETProjector(preset.scanner, preset.grid)
+
+
+def test_simulation_applies_detector_normalisation():
+    scanner, grid = tiny_scanner(1), tiny_grid()
+    activity, mu = cylinder(grid, 15.0), cylinder(grid, 18.0, 0.0096)
+    efficiencies = 0.8 + 0.4 * torch.rand(PETProjector(scanner, grid).sinogram_shape(),
+                                          generator=torch.Generator().manual_seed(4))
+    plain = simulate_pet(activity, mu, scanner, grid, background_fraction=0.0, noise=False)
+    normalised = simulate_pet(activity, mu, scanner, grid, background_fraction=0.0, noise=False,
+                              normalisation=efficiencies)
+    torch.testing.assert_close(normalised.measured, plain.measured * efficiencies, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(normalised.model.multiplicative, plain.model.multiplicative * efficiencies)
+    with pytest.raises(InputError, match="normalisation has shape"):
+        simulate_pet(activity, mu, scanner, grid, normalisation=torch.ones(3))
