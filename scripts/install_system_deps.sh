@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: a real Orthanc PACS (with DICOMweb) and dcmtk.
+# Debian packages the test suite needs: a real Orthanc PACS (with DICOMweb), dcmtk and dicom3tools (dciodvfy).
 # Runs as root, or through sudo; a no-op when everything is already installed.
 set -euo pipefail
-packages=(orthanc orthanc-dicomweb dcmtk iproute2)
+packages=(orthanc orthanc-dicomweb dcmtk dicom3tools iproute2)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,0 +1,228 @@
+"""DICOM image series (PET, MR, ...) to (x, y, z) volumes with a RAS affine, and body-weight SUV for PET.
+
+A folder may hold several series; :func:`list_series` names them and :func:`load_dicom_series` picks one by
+SeriesInstanceUID or modality. Slices are sorted along the slice normal (as ITK and dcm2niix do), each slice is
+scaled by its own RescaleSlope/Intercept, and the patient LPS geometry is turned into a NIfTI/MONAI RAS affine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from diffrecon.checks import InputError
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+SUV_FIELDS = ("Units (BQML)", "DecayCorrection (START or ADMIN)", "PatientWeight (kg)",
+              "RadiopharmaceuticalInformationSequence[0].RadionuclideTotalDose (Bq)",
+              "RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife (s)",
+              "RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime or "
+              "RadiopharmaceuticalStartTime (injection)", "SeriesDate and SeriesTime (decay reference for START)")
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a folder: its UID, modality, description and files."""
+
+    series_uid: str
+    modality: str
+    description: str
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class DicomVolume:
+    """A loaded series: voxels (x, y, z), 4x4 RAS affine, units, and the headers sorted like the slices."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    modality: str
+    units: str
+    datasets: list[Dataset]
+    files: list[Path]
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.datasets[0].SeriesInstanceUID)
+
+
+def _read_header(path: Path) -> Dataset | None:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not a DICOM file (README, DICOMDIR-less junk): skipped
+        return None
+    return ds if "SeriesInstanceUID" in ds and "SOPInstanceUID" in ds else None
+
+
+def list_series(folder: str | Path, name: str = "dicom folder") -> list[SeriesInfo]:
+    """Find every image series under ``folder`` (recursively); files that are not DICOM are ignored."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{name}: folder {str(folder)!r} does not exist")
+    series: dict[str, SeriesInfo] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        ds = _read_header(path)
+        if ds is None:
+            continue
+        uid = str(ds.SeriesInstanceUID)
+        info = series.setdefault(uid, SeriesInfo(uid, str(ds.get("Modality", "")), str(ds.get("SeriesDescription", ""))))
+        info.files.append(path)
+    if not series:
+        raise InputError(f"{name}: no DICOM image series found in {str(folder)!r}")
+    return list(series.values())
+
+
+def select_series(series: list[SeriesInfo], series_uid: str | None = None, modality: str | None = None,
+                  name: str = "dicom folder") -> SeriesInfo:
+    """Pick one series by UID and/or modality; a clear error lists the candidates when the choice is ambiguous."""
+    matches = [s for s in series if (series_uid is None or s.series_uid == series_uid)
+               and (modality is None or s.modality.upper() == modality.upper())]
+    if len(matches) == 1:
+        return matches[0]
+    listing = "; ".join(f"{s.series_uid} ({s.modality}, {len(s.files)} files, {s.description!r})" for s in series)
+    if not matches:
+        raise InputError(f"{name}: no series with series_uid={series_uid!r} modality={modality!r}; found {listing}")
+    raise InputError(f"{name}: {len(matches)} series match; pass series_uid (or modality) to choose one of: {listing}")
+
+
+def _floats(ds: Dataset, keyword: str, n: int, path: Path) -> np.ndarray:
+    value = ds.get(keyword)
+    if value is None or len(value) != n:
+        raise InputError(f"dicom file {str(path)!r}: {keyword} missing or not {n} numbers; cannot place the slice")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def series_geometry(datasets: list[Dataset], files: list[Path]) -> tuple[list[int], np.ndarray]:
+    """Sort slices along their normal and return (order, 4x4 RAS affine) for arrays indexed (column, row, slice)."""
+    orientation = _floats(datasets[0], "ImageOrientationPatient", 6, files[0])
+    row_cos, col_cos = orientation[:3], orientation[3:]
+    normal = np.cross(row_cos, col_cos)
+    positions = []
+    for ds, path in zip(datasets, files):
+        if not np.allclose(_floats(ds, "ImageOrientationPatient", 6, path), orientation, atol=1e-4):
+            raise InputError(f"dicom series: {str(path)!r} has a different ImageOrientationPatient than the "
+                             "first slice; expected one orientation per series")
+        positions.append(_floats(ds, "ImagePositionPatient", 3, path))
+    order = sorted(range(len(datasets)), key=lambda i: float(positions[i] @ normal))
+    row_spacing, col_spacing = _floats(datasets[0], "PixelSpacing", 2, files[0])
+    lps = np.eye(4)
+    lps[:3, 0] = row_cos * col_spacing  # x: along a row (increasing column index)
+    lps[:3, 1] = col_cos * row_spacing  # y: down a column (increasing row index)
+    lps[:3, 3] = positions[order[0]]
+    if len(order) > 1:
+        first, last = positions[order[0]], positions[order[-1]]
+        step = (last - first) / (len(order) - 1)
+        gaps = np.diff([float(positions[i] @ normal) for i in order])
+        if np.any(gaps < 1e-3):
+            raise InputError("dicom series: two slices share one position (several series, time frames or echoes "
+                             "in one folder?); select a single-volume series")
+        if gaps.max() - gaps.min() > 0.05 * gaps.mean() + 0.02:
+            raise InputError(f"dicom series: uneven slice spacing ({gaps.min():.4g}..{gaps.max():.4g} mm); "
+                             "expected equally spaced slices")
+        lps[:3, 2] = step
+    else:
+        thickness = float(datasets[0].get("SpacingBetweenSlices") or datasets[0].get("SliceThickness") or 1.0)
+        lps[:3, 2] = normal * thickness
+    return order, LPS_TO_RAS @ lps
+
+
+def _time(value: object, what: str) -> datetime:
+    text = str(value).strip()
+    for fmt in ("%Y%m%d%H%M%S.%f", "%Y%m%d%H%M%S", "%Y%m%d%H%M"):
+        try:
+            return datetime.strptime(text.split("+")[0].split("-")[0], fmt)
+        except ValueError:
+            continue
+    raise InputError(f"SUV: cannot read {what} {text!r} as a DICOM date-time")
+
+
+def suv_factor(ds: Dataset) -> float:
+    """Body-weight SUV factor (g/Bq): SUV = (Bq/mL) * weight_g / decayed dose, unit density 1 g/mL.
+
+    The dose is decayed from injection to the image's decay-correction reference: the series start
+    (DecayCorrection START, the usual case) or none (ADMIN, already corrected to injection).
+    """
+    needed = "; SUV needs " + ", ".join(SUV_FIELDS)
+    units = str(ds.get("Units", "")).upper()
+    if units != "BQML":
+        raise InputError(f"SUV: Units is {units!r}; expected 'BQML' (activity concentration){needed}")
+    decay = str(ds.get("DecayCorrection", "")).upper()
+    if decay not in ("START", "ADMIN"):
+        raise InputError(f"SUV: DecayCorrection is {decay!r}; expected 'START' or 'ADMIN'{needed}")
+    weight = ds.get("PatientWeight")
+    if not weight or float(weight) <= 0:
+        raise InputError(f"SUV: PatientWeight missing or zero{needed}")
+    info = ds.get("RadiopharmaceuticalInformationSequence")
+    if not info:
+        raise InputError(f"SUV: RadiopharmaceuticalInformationSequence missing{needed}")
+    info = info[0]
+    dose, half_life = info.get("RadionuclideTotalDose"), info.get("RadionuclideHalfLife")
+    if not dose or float(dose) <= 0 or not half_life or float(half_life) <= 0:
+        raise InputError(f"SUV: RadionuclideTotalDose or RadionuclideHalfLife missing or zero{needed}")
+    decayed = float(dose)
+    if decay == "START":
+        if info.get("RadiopharmaceuticalStartDateTime"):
+            injection = _time(info.RadiopharmaceuticalStartDateTime, "RadiopharmaceuticalStartDateTime")
+        elif info.get("RadiopharmaceuticalStartTime") and ds.get("SeriesDate"):
+            injection = _time(f"{ds.SeriesDate}{info.RadiopharmaceuticalStartTime}", "RadiopharmaceuticalStartTime")
+        else:
+            raise InputError(f"SUV: injection time (RadiopharmaceuticalStartDateTime/StartTime) missing{needed}")
+        if not ds.get("SeriesDate") or not ds.get("SeriesTime"):
+            raise InputError(f"SUV: SeriesDate/SeriesTime missing{needed}")
+        start = _time(f"{ds.SeriesDate}{ds.SeriesTime}", "SeriesDate/SeriesTime")
+        elapsed = (start - injection).total_seconds()
+        if elapsed < 0:
+            raise InputError(f"SUV: series starts {-elapsed:.0f} s before the injection; check SeriesTime and "
+                             "RadiopharmaceuticalStartTime")
+        decayed *= 2.0 ** (-elapsed / float(half_life))
+    return float(weight) * 1000.0 / decayed
+
+
+def load_dicom_series(folder: str | Path, *, series_uid: str | None = None, modality: str | None = None,
+                      suv: bool = False, name: str = "dicom folder") -> DicomVolume:
+    """Load one series of single-frame images as a float32 (x, y, z) volume with its RAS affine.
+
+    Args:
+        folder: folder holding the series (searched recursively).
+        series_uid: SeriesInstanceUID to load when the folder holds several series.
+        modality: alternatively, the modality ("PT", "MR", ...) of the one series to load.
+        suv: convert a PET series in Bq/mL to body-weight SUV (see :func:`suv_factor`).
+        name: parameter name used in error messages.
+
+    Raises:
+        InputError: no or ambiguous series, inconsistent geometry, unreadable pixels, or missing SUV fields.
+    """
+    info = select_series(list_series(folder, name), series_uid, modality, name)
+    datasets = []
+    for path in info.files:
+        try:
+            datasets.append(pydicom.dcmread(path))
+        except Exception as error:
+            raise InputError(f"{name}: cannot read DICOM file {str(path)!r}: {error}") from error
+    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets):
+        raise InputError(f"{name}: series {info.series_uid} holds multi-frame images; expected one slice per file")
+    order, affine = series_geometry(datasets, info.files)
+    datasets = [datasets[i] for i in order]
+    files = [info.files[i] for i in order]
+    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    if len(shapes) != 1:
+        raise InputError(f"{name}: slices of series {info.series_uid} have different sizes {sorted(shapes)}")
+    slices = []
+    for ds, path in zip(datasets, files):
+        try:
+            pixels = ds.pixel_array.astype(np.float64)
+        except Exception as error:  # truncated file, unsupported compression
+            raise InputError(f"{name}: cannot decode pixel data of {str(path)!r}: {error}") from error
+        slices.append(pixels * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0))
+    array = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (rows, cols, z) -> (x=column, y=row, z)
+    units = str(datasets[0].get("Units", ""))
+    if suv:
+        if info.modality.upper() != "PT":
+            raise InputError(f"{name}: SUV asked for a {info.modality!r} series; SUV needs a PET (PT) series")
+        array = array * suv_factor(datasets[0])
+        units = "SUVbw"
+    return DicomVolume(array.astype(np.float32), affine, info.modality, units, datasets, files)

@@ -1,0 +1,59 @@
+"""One entry point for image volumes from NIfTI files or DICOM series folders, optionally on a target grid.
+
+Commands take an image (an MR for the Bowsher prior, a reference, a result to export) from either source
+through :func:`load_volume`; :func:`resample_to_grid` puts it on the reconstruction grid (same patient
+coordinates, e.g. a PET/MR pair sharing a DICOM frame of reference).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import affine_transform
+
+from diffrecon.checks import InputError, check_shape
+from diffrecon.io.dicom_read import load_dicom_series
+from diffrecon.io.nifti import load_nifti
+
+
+def load_volume(path: str | Path, name: str = "image", *, series_uid: str | None = None,
+                modality: str | None = None, suv: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file or a DICOM series folder as (float32 (x, y, z) array, 4x4 RAS affine).
+
+    Args:
+        path: a .nii/.nii.gz file or a folder holding DICOM files.
+        name: parameter name for error messages.
+        series_uid, modality: which series to load from a folder holding several (DICOM only).
+        suv: convert a PET series to body-weight SUV (DICOM only).
+    """
+    path = Path(path)
+    if path.is_dir():
+        volume = load_dicom_series(path, series_uid=series_uid, modality=modality, suv=suv, name=name)
+        return volume.array, volume.affine
+    if suv or series_uid or modality:
+        raise InputError(f"{name}: series_uid, modality and suv apply to DICOM folders; {str(path)!r} is a file")
+    array, affine = load_nifti(path, name)
+    if array.ndim != 3:
+        raise InputError(f"{name} has shape {array.shape}; expected a 3D (x, y, z) volume")
+    return array, affine
+
+
+def resample_to_grid(array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,
+                     target_shape: tuple[int, int, int], order: int = 1, fill: float = 0.0) -> np.ndarray:
+    """Resample ``array`` (with ``affine``) onto the grid ``target_affine``/``target_shape`` (same world space).
+
+    Linear interpolation by default (``order`` 0..5 as in scipy.ndimage); points outside get ``fill``.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 3:
+        raise InputError(f"array has shape {array.shape}; expected (x, y, z)")
+    check_shape("affine", np.asarray(affine), (4, 4))
+    check_shape("target_affine", np.asarray(target_affine), (4, 4))
+    if len(target_shape) != 3 or min(target_shape) < 1:
+        raise InputError(f"target_shape is {tuple(target_shape)}; expected three positive sizes")
+    try:
+        voxel_map = np.linalg.solve(np.asarray(affine, dtype=np.float64), np.asarray(target_affine, dtype=np.float64))
+    except np.linalg.LinAlgError as error:
+        raise InputError("affine is singular; expected an invertible 4x4 voxel-to-world matrix") from error
+    return affine_transform(array, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=tuple(int(n) for n in target_shape),
+                            order=order, mode="constant", cval=fill).astype(np.float32)

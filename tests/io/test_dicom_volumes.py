@@ -1,0 +1,52 @@
+"""load_volume (NIfTI or DICOM folder) and resample_to_grid: the mirp PET/MR pair on one grid."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffrecon.checks import InputError
+from diffrecon.io.nifti import save_nifti
+from diffrecon.io.volumes import load_volume, resample_to_grid
+
+
+def test_nifti_and_dicom_give_the_same_volume(shared_data, tmp_path):
+    folder = shared_data / "mirp_sts001" / "MR_T1"
+    array, affine = load_volume(folder, "mr")
+    assert array.shape == (174, 158, 59) and array.dtype == np.float32
+    save_nifti(tmp_path / "mr.nii.gz", array, affine)
+    again, again_affine = load_volume(tmp_path / "mr.nii.gz", "mr")
+    np.testing.assert_array_equal(again, array)
+    np.testing.assert_allclose(again_affine, affine, atol=1e-5)
+    with pytest.raises(InputError, match="mr: series_uid, modality and suv apply to DICOM folders"):
+        load_volume(tmp_path / "mr.nii.gz", "mr", suv=True)
+    with pytest.raises(InputError, match="mr: file .* does not exist"):
+        load_volume(tmp_path / "absent.nii.gz", "mr")
+
+
+def test_pet_mr_pair_on_one_grid(shared_data):
+    pet, pet_affine = load_volume(shared_data / "mirp_sts001" / "PET_cropped", "pet")
+    mr, mr_affine = load_volume(shared_data / "mirp_sts001" / "MR_T1", "mr")
+    on_pet = resample_to_grid(mr, mr_affine, pet_affine, pet.shape)
+    assert on_pet.shape == pet.shape == (41, 43, 59)
+    # a PET voxel centre gets the MR value interpolated (by hand, trilinear) at the same world position
+    for index in [(20, 21, 30), (5, 10, 3), (35, 30, 50)]:
+        position = np.linalg.solve(mr_affine, pet_affine @ [*index, 1])[:3]
+        base, frac = np.floor(position).astype(int), position - np.floor(position)
+        expected = sum(mr[tuple(base + corner)] * np.prod(np.where(corner, frac, 1 - frac))
+                       for corner in map(np.array, np.ndindex(2, 2, 2)))
+        assert on_pet[index] == pytest.approx(expected, rel=1e-4)
+    inside = on_pet[on_pet > 0]
+    assert inside.size > 0.5 * on_pet.size and inside.mean() == pytest.approx(mr[mr > 0].mean(), rel=0.5)
+
+
+def test_resample_identity_and_shift():
+    array = np.random.default_rng(1).random((6, 5, 4)).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    np.testing.assert_allclose(resample_to_grid(array, affine, affine, array.shape), array, atol=1e-6)
+    shifted = affine.copy()
+    shifted[:3, 3] = [2.0, 0.0, 0.0]  # target voxel i sits on source voxel i + 1
+    np.testing.assert_allclose(resample_to_grid(array, affine, shifted, (5, 5, 4)), array[1:], atol=1e-6)
+    with pytest.raises(InputError, match="target_shape"):
+        resample_to_grid(array, affine, affine, (0, 5, 4))
+    with pytest.raises(InputError, match="singular"):
+        resample_to_grid(array, np.zeros((4, 4)), affine, (6, 5, 4))
