@@ -86,7 +86,8 @@ def select_series(series: list[SeriesInfo], series_uid: str | None = None, modal
     listing = "; ".join(f"{s.series_uid} ({s.modality}, {len(s.files)} files, {s.description!r})" for s in series)
     if not matches:
         raise InputError(f"{name}: no series with series_uid={series_uid!r} modality={modality!r}; found {listing}")
-    raise InputError(f"{name}: {len(matches)} series match; pass series_uid (or modality) to choose one of: {listing}")
+    raise InputError(f"{name}: {len(matches)} series match; choose one by series UID (--series-uid) or modality "
+                     f"(--modality): {listing}")
 
 
 def _floats(ds: Dataset, keyword: str, n: int, path: Path) -> np.ndarray:

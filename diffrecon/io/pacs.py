@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
 import time
 import urllib.error
@@ -174,6 +175,9 @@ def _associate(target: DimseTarget, contexts: list[str]):
                         f"{target.calling_aet!r} (--pacs-calling-aet) is registered on the PACS")
     if not assoc.is_established:
         raise TransientError(f"cannot open an association with {target} (connection refused, lost or timed out)")
+    connection = getattr(assoc.dul.socket, "socket", None)
+    if connection is not None:  # command and data set go in separate writes: Nagle would stall each C-STORE
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return assoc
 
 

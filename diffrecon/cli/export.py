@@ -1,0 +1,236 @@
+"""``diffrecon export``: a result volume (+ optional SD map) -> DICOM series (joining a source study) -> PACS.
+
+The same steps are reusable from other commands and bundle configs: :func:`add_export_arguments` adds the
+(all optional, prefixed) options to a parser group, :func:`check_export_args` validates them before any long
+computation, and :func:`export_from_args` writes and sends a volume (doing nothing without export options).
+Secrets come from the environment, never from the command line: DIFFRECON_STOW_PASSWORD,
+DIFFRECON_STOW_TOKEN and DIFFRECON_DEID_KEY.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from diffrecon.checks import InputError, check_choice
+
+MODALITIES = ("PT", "MR")
+
+
+@dataclass
+class ExportReport:
+    """The series written and, per PACS, what arrived; ``ok`` only when every transfer was verified complete."""
+
+    series: list = field(default_factory=list)  # WrittenSeries
+    transfers: list = field(default_factory=list)  # TransferReport
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.transfers)
+
+    def summary(self) -> str:
+        lines = [f"wrote {len(s.files)} instances of series {s.series_uid} to {s.folder}" for s in self.series]
+        return "\n".join(lines + [t.summary() for t in self.transfers])
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok,
+                "series": [{"folder": str(s.folder), "series_uid": s.series_uid, "study_uid": s.study_uid,
+                            "instances": len(s.files)} for s in self.series],
+                "transfers": [{"target": t.target, "ok": t.ok, "verified": t.verified, "sent": len(t.sent),
+                               "already_present": len(t.already_present), "failed": t.failed,
+                               "missing": t.missing, "verify_error": t.verify_error} for t in self.transfers]}
+
+
+def add_export_arguments(group: argparse._ArgumentGroup) -> None:
+    """Add the DICOM export and PACS options (all optional) to ``group``."""
+    group.add_argument("--export-dicom-dir", help="write the result as DICOM series here (default: <out>/dicom, "
+                                                  "or a temporary folder, when a PACS is given)")
+    group.add_argument("--export-source-dicom", help="source DICOM series folder: the result joins its study "
+                                                     "(the result's affine must be in its patient coordinates)")
+    group.add_argument("--export-source-series-uid", help="SeriesInstanceUID of the source when the folder holds "
+                                                          "several series")
+    group.add_argument("--export-units", default="PROPCNTS",
+                       help="PET Units of the result (BQML when calibrated; default PROPCNTS)")
+    group.add_argument("--export-deidentify", action="store_true",
+                       help="de-identify the written series (basic profile subset, docs/dicom.md); the key that "
+                            "makes pseudonyms and UIDs repeatable comes from $DIFFRECON_DEID_KEY")
+    group.add_argument("--export-patient-pseudonym", help="PatientID/PatientName to use when de-identifying")
+    group.add_argument("--pacs-host", help="PACS host for C-STORE")
+    group.add_argument("--pacs-port", type=int, default=104, help="PACS DICOM port (default 104)")
+    group.add_argument("--pacs-called-aet", help="the PACS's AE title (required with --pacs-host)")
+    group.add_argument("--pacs-calling-aet", default="DIFFRECON", help="our AE title (default DIFFRECON)")
+    group.add_argument("--pacs-tls-ca", help="CA certificate file: use TLS for C-STORE")
+    group.add_argument("--pacs-tls-cert", help="client certificate file for TLS (with --pacs-tls-key)")
+    group.add_argument("--pacs-tls-key", help="client private key file for TLS")
+    group.add_argument("--stow-url", help="DICOMweb service root for STOW-RS, e.g. https://pacs/dicom-web "
+                                          "(basic auth: --stow-user + $DIFFRECON_STOW_PASSWORD; bearer: "
+                                          "$DIFFRECON_STOW_TOKEN)")
+    group.add_argument("--stow-user", help="user name for HTTP basic authentication")
+    group.add_argument("--stow-tls-ca", help="CA certificate file for an https DICOMweb server")
+    group.add_argument("--pacs-retries", type=int, default=3, help="retries after a lost connection (default 3)")
+    group.add_argument("--pacs-backoff", type=float, default=1.0,
+                       help="seconds before the first retry, doubled each time (default 1)")
+
+
+def export_requested(args: argparse.Namespace) -> bool:
+    """True when any export option was given."""
+    return any(getattr(args, name, None) for name in ("export_dicom_dir", "pacs_host", "stow_url"))
+
+
+def _targets(args: argparse.Namespace) -> list:
+    from diffrecon.io.pacs import DimseTarget, StowTarget
+
+    targets = []
+    if args.pacs_host:
+        if not args.pacs_called_aet:
+            raise InputError("--pacs-called-aet is required with --pacs-host; expected the PACS's AE title")
+        if not 0 < args.pacs_port < 65536:
+            raise InputError(f"--pacs-port must be 1..65535, got {args.pacs_port}")
+        if bool(args.pacs_tls_cert) != bool(args.pacs_tls_key):
+            raise InputError("--pacs-tls-cert and --pacs-tls-key go together; expected both or neither")
+        if args.pacs_tls_cert and not args.pacs_tls_ca:
+            raise InputError("--pacs-tls-cert needs --pacs-tls-ca (the CA that signed the PACS's certificate)")
+        for option in ("pacs_tls_ca", "pacs_tls_cert", "pacs_tls_key"):
+            if getattr(args, option) and not Path(getattr(args, option)).is_file():
+                raise InputError(f"--{option.replace('_', '-')}: file {getattr(args, option)!r} does not exist")
+        targets.append(DimseTarget(args.pacs_host, args.pacs_port, args.pacs_called_aet, args.pacs_calling_aet,
+                                   args.pacs_tls_ca, args.pacs_tls_cert, args.pacs_tls_key))
+    if args.stow_url:
+        if not args.stow_url.startswith(("http://", "https://")):
+            raise InputError(f"--stow-url {args.stow_url!r}; expected an http:// or https:// DICOMweb root")
+        password, token = os.environ.get("DIFFRECON_STOW_PASSWORD"), os.environ.get("DIFFRECON_STOW_TOKEN")
+        if args.stow_user and password is None:
+            raise InputError("--stow-user given but $DIFFRECON_STOW_PASSWORD is not set; expected the password there")
+        targets.append(StowTarget(args.stow_url, args.stow_user, password, token, args.stow_tls_ca))
+    if args.pacs_retries < 0 or args.pacs_backoff < 0:
+        raise InputError("--pacs-retries and --pacs-backoff must be >= 0")
+    return targets
+
+
+def check_export_args(args: argparse.Namespace, modality: str) -> None:
+    """Validate the export options (before a long reconstruction); raises InputError naming the option."""
+    from diffrecon.io.dicom_read import list_series
+    from diffrecon.io.dicom_write import PET_UNITS
+
+    if not export_requested(args):
+        for option in ("export_source_dicom", "export_deidentify"):
+            if getattr(args, option, None):
+                raise InputError(f"--{option.replace('_', '-')} needs --export-dicom-dir, --pacs-host or --stow-url")
+        return
+    check_choice("modality", modality, MODALITIES)
+    if modality == "PT":
+        check_choice("--export-units", args.export_units, PET_UNITS)
+    if args.export_deidentify and not os.environ.get("DIFFRECON_DEID_KEY"):
+        raise InputError("--export-deidentify needs $DIFFRECON_DEID_KEY (a secret that makes pseudonyms and UIDs "
+                         "repeatable across exports)")
+    if args.export_source_dicom:
+        list_series(args.export_source_dicom, "--export-source-dicom")
+    _targets(args)
+
+
+def _load_source(args: argparse.Namespace, modality: str):
+    from diffrecon.io.dicom_read import list_series, load_dicom_series, select_series
+
+    series = list_series(args.export_source_dicom, "--export-source-dicom")
+    uid = args.export_source_series_uid
+    if uid is None and len(series) > 1:
+        uid = select_series(series, modality=modality, name="--export-source-dicom").series_uid
+    return load_dicom_series(args.export_source_dicom, series_uid=uid, name="--export-source-dicom")
+
+
+def _numpy(volume) -> np.ndarray:
+    if hasattr(volume, "detach"):
+        volume = volume.detach().cpu().numpy()
+    return np.asarray(volume, dtype=np.float32)
+
+
+def export_from_args(args: argparse.Namespace, volume, affine, *, modality: str, method_description: str,
+                     std_volume=None) -> ExportReport | None:
+    """Write ``volume`` (and ``std_volume``, linked to it) as DICOM and send both to the PACS targets given.
+
+    Args:
+        args: parsed options from :func:`add_export_arguments` (and ``out``, if the command has one).
+        volume: (x, y, z) result, numpy array or tensor (any device).
+        affine: its 4x4 RAS affine.
+        modality: "PT" or "MR".
+        method_description: method and settings, shown in SeriesDescription.
+        std_volume: optional voxel-wise standard deviation on the same grid, written as a second series.
+
+    Returns:
+        None when no export option was given, else the report (check ``report.ok``).
+    """
+    from diffrecon.io.dicom_deid import Deidentifier
+    from diffrecon.io.dicom_write import write_dicom_series
+    from diffrecon.io.pacs import send_to_pacs
+
+    check_export_args(args, modality)
+    if not export_requested(args):
+        return None
+    volume, affine = _numpy(volume), _numpy(affine).astype(np.float64)
+    std = None if std_volume is None else _numpy(std_volume)
+    if std is not None and std.shape != volume.shape:
+        raise InputError(f"std_volume has shape {std.shape}; expected the result's shape {volume.shape}")
+    targets = _targets(args)
+    source = _load_source(args, modality) if args.export_source_dicom else None
+    deidentifier = None
+    if args.export_deidentify:
+        deidentifier = Deidentifier(os.environ["DIFFRECON_DEID_KEY"], args.export_patient_pseudonym)
+    with tempfile.TemporaryDirectory(prefix="diffrecon-dicom-") as scratch:
+        folder = args.export_dicom_dir or (Path(args.out) / "dicom" if getattr(args, "out", None) else scratch)
+        folder = Path(folder)
+        settings = {"modality": modality, "method_description": method_description, "units": args.export_units,
+                    "source": source, "deidentifier": deidentifier}
+        report = ExportReport([write_dicom_series(volume, affine, folder / "mean", **settings)])
+        if std is not None:
+            report.series.append(write_dicom_series(std, affine, folder / "std", series_number=901,
+                                                    describes=report.series[0], **settings))
+        files = [path for series in report.series for path in series.files]
+        for target in targets:
+            report.transfers.append(send_to_pacs(files, target, retries=args.pacs_retries,
+                                                 backoff=args.pacs_backoff))
+        if folder != Path(scratch):
+            (folder / "export_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    return report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="result (NIfTI or DICOM) -> DICOM series -> PACS",
+        description="Write a reconstruction as a DICOM PET or MR series (research use, not for diagnosis), "
+                    "optionally joining the study of the source DICOM series and with a linked standard-deviation "
+                    "series, and send it to a PACS by C-STORE and/or STOW-RS, checking that every instance "
+                    "arrived. Rerunning sends only what is missing. Exit status 1 when a transfer is incomplete.")
+    parser.add_argument("--result", required=True, help="result volume: NIfTI file or DICOM series folder")
+    parser.add_argument("--std", help="voxel-wise standard deviation on the same grid (NIfTI or DICOM)")
+    parser.add_argument("--modality", required=True, choices=MODALITIES, help="series type to write")
+    parser.add_argument("--method-description", required=True,
+                        help="method and settings for SeriesDescription, e.g. 'MAP-RDP beta=0.3'")
+    add_export_arguments(parser.add_argument_group("DICOM export and PACS"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from diffrecon.io.volumes import load_volume
+
+    if not export_requested(args):
+        raise InputError("nothing to do: give --export-dicom-dir, --pacs-host and/or --stow-url")
+    check_export_args(args, args.modality)
+    volume, affine = load_volume(args.result, "--result")
+    std = None
+    if args.std:
+        std, std_affine = load_volume(args.std, "--std")
+        if not np.allclose(std_affine, affine, atol=1e-4):
+            raise InputError("--std is on a different grid (affine) than --result; expected the same grid")
+    report = export_from_args(args, volume, affine, modality=args.modality,
+                              method_description=args.method_description, std_volume=std)
+    print(report.summary())
+    if not report.ok:
+        print("diffrecon export: error: the PACS transfer is incomplete (see above); rerun to send what is "
+              "missing", file=sys.stderr)
+        raise SystemExit(1)
