@@ -67,8 +67,9 @@ def require_orthanc() -> None:
 class OrthancServer:
     """Orthanc with DICOM and DICOMweb in its own network namespace; storage survives restart()."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, **extra_config):
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.netns = f"diffrecon-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.process: subprocess.Popen | None = None
         self.config = root / "orthanc.json"
@@ -82,6 +83,7 @@ class OrthancServer:
                                               "AllowEcho": True, "AllowStore": True, "AllowFind": True}},
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Ssl": False},
+            **extra_config,
         }))
         subprocess.run(["ip", "netns", "add", self.netns], check=True)
         subprocess.run(["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"], check=True)
@@ -147,6 +149,21 @@ class OrthancServer:
     def instances_of_series(self, series_uid: str) -> list[str]:
         """Orthanc IDs of the stored instances of a series."""
         return self.rest("/tools/find", {"Level": "Instance", "Query": {"SeriesInstanceUID": series_uid}})
+
+
+def make_tls_files(folder: Path) -> dict[str, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it (openssl); returns their paths."""
+    paths = {name: folder / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "san")}
+    paths["san"].write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", paths["ca.key"], "-out", paths["ca.crt"],
+             "-days", "1", "-subj", "/CN=diffrecon test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", paths["server.key"], "-out", paths["server.csr"],
+             "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.crt"], "-CAkey", paths["ca.key"],
+             "-CAcreateserial", "-out", paths["server.crt"], "-days", "1", "-extfile", paths["san"]]):
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return paths
 
 
 @pytest.fixture(scope="module")

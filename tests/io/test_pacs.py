@@ -1,7 +1,9 @@
 """PACS export against a real Orthanc (C-STORE + C-FIND, STOW-RS + QIDO-RS): arrival, refusal, resume."""
 from __future__ import annotations
 
+import http.server
 import io
+import threading
 
 import numpy as np
 import pydicom
@@ -9,10 +11,10 @@ import pytest
 
 from diffrecon.checks import InputError
 from diffrecon.io.dicom_write import write_dicom_series
-from diffrecon.io.pacs import DimseTarget, PacsError, StowTarget, send_to_pacs
-from tests.io.orthanc import CLIENT_AET, DICOM_PORT, PASSWORD, SERVER_AET, USER, orthanc  # noqa: F401
+from diffrecon.io.pacs import DimseTarget, PacsError, StowTarget, _qido_present, send_to_pacs
+from tests.io.orthanc import (CLIENT_AET, DICOM_PORT, PASSWORD, SERVER_AET, USER, OrthancServer,  # noqa: F401
+                              make_tls_files, orthanc, require_orthanc)
 
-pytestmark = pytest.mark.integration
 
 
 def _series(tmp_path, name: str, offset: float, slices: int = 4):
@@ -44,6 +46,7 @@ def _assert_stored_once_with_same_pixels(orthanc, written) -> None:  # noqa: F81
         np.testing.assert_array_equal(stored[str(local.SOPInstanceUID)].pixel_array, local.pixel_array)
 
 
+@pytest.mark.integration
 def test_c_store_then_c_find_finds_every_instance(orthanc, tmp_path):  # noqa: F811
     written = _series(tmp_path, "dimse", 1.0)
     with orthanc.client():
@@ -54,6 +57,7 @@ def test_c_store_then_c_find_finds_every_instance(orthanc, tmp_path):  # noqa: F
     assert again.ok and again.sent == [] and sorted(again.already_present) == sorted(written.sop_uids)
 
 
+@pytest.mark.integration
 def test_stow_rs_then_qido_finds_every_instance(orthanc, tmp_path):  # noqa: F811
     written = _series(tmp_path, "stow", 2.0)
     with orthanc.client():
@@ -62,6 +66,7 @@ def test_stow_rs_then_qido_finds_every_instance(orthanc, tmp_path):  # noqa: F81
         _assert_stored_once_with_same_pixels(orthanc, written)
 
 
+@pytest.mark.integration
 def test_refusals_name_the_option_to_fix(orthanc, tmp_path):  # noqa: F811
     written = _series(tmp_path, "refused", 3.0, slices=2)
     with orthanc.client():
@@ -76,6 +81,7 @@ def test_refusals_name_the_option_to_fix(orthanc, tmp_path):  # noqa: F811
         send_to_pacs([], _dimse())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("protocol", ["dimse", "stow"])
 def test_server_stopped_mid_series_then_rerun_completes(orthanc, tmp_path, protocol):  # noqa: F811
     written = _series(tmp_path, protocol, 10.0 if protocol == "dimse" else 20.0, slices=6)
@@ -99,3 +105,52 @@ def test_server_stopped_mid_series_then_rerun_completes(orthanc, tmp_path, proto
         assert sorted(rerun.already_present) == sorted(written.sop_uids[:3])  # sends only what is missing
         assert sorted(rerun.sent) == sorted(written.sop_uids[3:])
         _assert_stored_once_with_same_pixels(orthanc, written)
+
+
+@pytest.mark.integration
+def test_c_store_over_tls(tmp_path):
+    require_orthanc()
+    tls = make_tls_files(tmp_path)
+    server = OrthancServer(tmp_path / "server", DicomTlsEnabled=True, DicomTlsCertificate=str(tls["server.crt"]),
+                           DicomTlsPrivateKey=str(tls["server.key"]), DicomTlsTrustedCertificates=str(tls["ca.crt"]),
+                           DicomTlsRemoteCertificateRequired=False)
+    try:
+        server.start()
+        written = _series(tmp_path, "tls", 30.0, slices=2)
+        with server.client():
+            report = send_to_pacs(written.files, _dimse(tls_ca=str(tls["ca.crt"])))
+            assert report.ok and "TLS" in report.target, report.summary()
+            assert len(server.instances_of_series(written.series_uid)) == 2
+            plain = send_to_pacs(written.files, _dimse(), retries=0)  # the TLS port refuses plain DICOM
+            assert not plain.ok and not plain.verified
+    finally:
+        server.close()
+
+
+def test_bearer_token_is_sent_and_refusal_is_clear():
+    """Orthanc 1.10 has no bearer tokens, so a tiny loopback HTTP server checks the header instead."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            seen.append(self.headers.get("Authorization"))
+            good = self.headers.get("Authorization") == "Bearer good-token"
+            self.send_response(200 if good else 401)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.end_headers()
+            self.wfile.write(b'[{"00080018": {"vr": "UI", "Value": ["1.2.3"]}}]' if good else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/dicom-web"
+    try:
+        assert _qido_present(StowTarget(url, token="good-token"), "1.2", "1.2.1") == {"1.2.3"}
+        with pytest.raises(PacsError, match="refused the credentials .*DIFFRECON_STOW_TOKEN"):
+            _qido_present(StowTarget(url, token="stale-token"), "1.2", "1.2.1")
+    finally:
+        server.shutdown()
+    assert seen == ["Bearer good-token", "Bearer stale-token"]
