@@ -99,3 +99,13 @@ def test_duplicate_positions_refused(shared_data, tmp_path):
     ds.save_as(tmp_path / "b.dcm")
     with pytest.raises(InputError, match="share one position"):
         load_dicom_series(tmp_path)
+
+
+def test_same_voxels_and_affine_as_monai_itk_reader(mirp):
+    from monai.transforms import LoadImage
+
+    folder = mirp / "MR_T1"
+    ours = load_dicom_series(folder)
+    itk = LoadImage(reader="ITKReader", image_only=True)(str(folder))
+    np.testing.assert_allclose(np.asarray(itk.affine), ours.affine, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(itk), ours.array, atol=1e-3)
