@@ -85,14 +85,23 @@ class OrthancServer:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Ssl": False},
             **extra_config,
         }))
-        subprocess.run(["ip", "netns", "add", self.netns], check=True)
-        subprocess.run(["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"], check=True)
+        self.netns_created = False
+
+    def _create_netns(self) -> None:
+        for command in (["ip", "netns", "add", self.netns],
+                        ["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"]):
+            done = subprocess.run(command, capture_output=True, text=True)
+            self.netns_created = self.netns_created or done.returncode == 0
+            if done.returncode:
+                pytest.fail(f"cannot set up the network namespace for Orthanc ({' '.join(command)}): {done.stderr}")
 
     @property
     def dicomweb_url(self) -> str:
         return f"http://127.0.0.1:{HTTP_PORT}/dicom-web"
 
     def start(self) -> None:
+        if not self.netns_created:
+            self._create_netns()
         log = open(self.root / "orthanc.log", "ab")
         # `ip netns exec` execs Orthanc, so this PID is Orthanc's. TCP_NODELAY=1 makes DCMTK inside Orthanc
         # disable Nagle's algorithm: without it every C-STORE response waits ~40 ms for a delayed ACK.
@@ -130,7 +139,8 @@ class OrthancServer:
 
     def close(self) -> None:
         self.stop()
-        subprocess.run(["ip", "netns", "delete", self.netns], check=False)
+        if self.netns_created:
+            subprocess.run(["ip", "netns", "delete", self.netns], check=False)
 
     def client(self):
         """Context manager: the body talks to this server (enters its network namespace)."""
