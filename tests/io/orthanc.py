@@ -163,6 +163,8 @@ class OrthancServer:
 
 def make_tls_files(folder: Path) -> dict[str, Path]:
     """A throw-away CA and a server certificate for 127.0.0.1 signed by it (openssl); returns their paths."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the DICOM TLS test needs the openssl command (Debian package openssl) to make certificates")
     paths = {name: folder / name for name in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "san")}
     paths["san"].write_text("subjectAltName=IP:127.0.0.1\n")
     for command in (
