@@ -1,0 +1,99 @@
+"""A diffusion prior: a noise-predicting ``DiffusionModelUNet`` plus its schedule, giving the predicted noise,
+the score and the Tweedie denoised estimate of a noisy image."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffrecon.checks import InputError
+from diffrecon.priors.schedules import VESchedule, VPSchedule
+
+
+class ScoreModel(nn.Module):
+    """Base of every score: subclasses give ``predict_noise``; score and Tweedie estimate follow from the schedule.
+
+    Subclasses set ``schedule`` and ``spatial_dims`` (the trailing image dimensions of one sample).
+    """
+
+    schedule: VPSchedule | VESchedule
+    spatial_dims: int
+
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+        """Predicted noise ``eps(x_t, t)``, same shape as ``x``."""
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Score ``grad log p_t(x) = -eps / sigma``; pass ``noise`` to reuse a prediction already made."""
+        noise = self.predict_noise(x, timesteps) if noise is None else noise
+        return -noise / _per_image(self.schedule.alpha_sigma(timesteps)[1], x, self.spatial_dims)
+
+    def tweedie(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Tweedie denoised estimate ``x0_hat = (x - sigma eps) / alpha`` (posterior mean of the clean image)."""
+        noise = self.predict_noise(x, timesteps) if noise is None else noise
+        alpha, sigma = (_per_image(v, x, self.spatial_dims) for v in self.schedule.alpha_sigma(timesteps))
+        return (x - sigma * noise) / alpha
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+        """Same as :meth:`predict_noise`."""
+        return self.predict_noise(x, timesteps)
+
+
+class DiffusionPrior(ScoreModel):
+    """Score model ``eps(x_t, t)`` on images shaped ``(..., *spatial)`` with any leading batch dimensions.
+
+    The network sees ``(batch, 1, *spatial)``; every leading dimension of the input is folded into its batch.
+    Networks are fully convolutional apart from the attention in the middle block, so any spatial size that
+    is a multiple of ``size_multiple`` (2 per down-sampling) works.
+
+    Args:
+        network: a single-channel noise-prediction network ``network(x, timesteps=t)``
+            (``monai.networks.nets.DiffusionModelUNet``).
+        schedule: the schedule the network was trained with.
+        spatial_dims: 2 for slice priors, 3 for volume (patch) priors.
+        size_multiple: every spatial size must be a multiple of this (``2 ** (levels - 1)``).
+    """
+
+    def __init__(self, network: nn.Module, schedule: VPSchedule | VESchedule, spatial_dims: int = 2,
+                 size_multiple: int | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.schedule = schedule
+        self.spatial_dims = int(spatial_dims)
+        levels = len(getattr(network, "block_out_channels", (0,)))
+        self.size_multiple = int(size_multiple or 2 ** (levels - 1))
+
+    def check_image(self, x: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless ``x`` has ``spatial_dims`` trailing sizes this network accepts."""
+        if x.ndim < self.spatial_dims:
+            raise InputError(f"x has shape {tuple(x.shape)}; expected at least {self.spatial_dims} spatial dims")
+        bad = [n for n in x.shape[-self.spatial_dims:] if n % self.size_multiple]
+        if bad:
+            raise InputError(f"x has spatial shape {tuple(x.shape[-self.spatial_dims:])}; this prior accepts "
+                             f"sizes that are multiples of {self.size_multiple}")
+
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+        """Predicted noise ``eps(x_t, t)``, same shape as ``x``.
+
+        Args:
+            x: noisy images ``(..., *spatial)``.
+            timesteps: network time, a scalar or one value per image (leading dims flattened).
+        """
+        self.check_image(x)
+        spatial = x.shape[-self.spatial_dims:]
+        flat = x.reshape(-1, 1, *spatial)
+        t = torch.as_tensor(timesteps, device=x.device, dtype=torch.float32).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(flat.shape[0])
+        elif t.numel() != flat.shape[0]:
+            raise InputError(f"timesteps has {t.numel()} values; expected 1 or one per image ({flat.shape[0]})")
+        return self.network(flat, timesteps=t).reshape(x.shape)
+
+
+def _per_image(values: torch.Tensor, x: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """Schedule values (a scalar or one per image) shaped to multiply ``x`` (..., *spatial)."""
+    values = values.to(device=x.device, dtype=x.dtype)
+    if values.numel() == 1:
+        return values.reshape(())
+    return values.reshape(*x.shape[:-spatial_dims], *(1,) * spatial_dims)

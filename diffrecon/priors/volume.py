@@ -1,0 +1,96 @@
+"""3D scores from 2D priors: the tri-planar average over axial, coronal and sagittal slices, and patch-wise
+evaluation (MONAI sliding windows) for images too large for one network call. Slices are evaluated in chunks
+so memory grows linearly with the number of voxels, not with the number of slices at once."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from monai.inferers import SlidingWindowInferer
+from torch import nn
+
+from diffrecon.checks import InputError, check_choice, check_finite
+from diffrecon.data.slicing import ORIENTATIONS
+from diffrecon.priors.prior import DiffusionPrior, ScoreModel
+
+
+class PatchwisePrior(ScoreModel):
+    """A prior evaluated over overlapping patches (Gaussian-weighted), for images larger than whole-image calls
+    allow. It has the same interface as :class:`DiffusionPrior` and can be used in :class:`TriPlanarScore`.
+
+    Args:
+        prior: the prior (2D on slices or 3D on volumes).
+        roi_size: patch size, each a multiple of ``prior.size_multiple``.
+        overlap: fraction of overlap between neighbouring patches.
+        sw_batch_size: patches per network call.
+    """
+
+    def __init__(self, prior: DiffusionPrior, roi_size: Sequence[int], overlap: float = 0.25,
+                 sw_batch_size: int = 8) -> None:
+        super().__init__()
+        if len(roi_size) != prior.spatial_dims or any(int(n) % prior.size_multiple for n in roi_size):
+            raise InputError(f"roi_size {tuple(roi_size)} must have {prior.spatial_dims} sizes, each a multiple "
+                             f"of {prior.size_multiple}")
+        self.prior = prior
+        self.schedule = prior.schedule
+        self.spatial_dims = prior.spatial_dims
+        self.size_multiple = 1
+        self.inferer = SlidingWindowInferer(roi_size=tuple(int(n) for n in roi_size), sw_batch_size=sw_batch_size,
+                                            overlap=overlap, mode="gaussian")
+
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+        """Predicted noise over patches; ``timesteps`` must be one value for all images."""
+        t = torch.as_tensor(timesteps, device=x.device, dtype=torch.float32)
+        if t.numel() != 1:
+            raise InputError(f"timesteps has {t.numel()} values; patch-wise evaluation needs a single time")
+        spatial = x.shape[-self.spatial_dims:]
+        flat = x.reshape(-1, 1, *spatial)
+        out = self.inferer(flat, lambda patch: self.prior.network(patch, timesteps=t.reshape(1).expand(len(patch))))
+        return out.reshape(x.shape)
+
+
+
+class TriPlanarScore(ScoreModel):
+    """Average of perpendicular 2D priors over a volume: each slices the (..., x, y, z) volume in its
+    orientation (axial: (z, x, y), coronal: (y, x, z), sagittal: (x, y, z), as ``diffrecon.data.slicing``),
+    predicts the noise of every slice, and the three noise fields are averaged.
+
+    Args:
+        priors: orientation name -> 2D prior (or :class:`PatchwisePrior`); all share one schedule.
+        chunk_size: slices per network call (memory use scales with it, not with the volume's slice count).
+    """
+
+    def __init__(self, priors: Mapping[str, DiffusionPrior | PatchwisePrior], chunk_size: int = 16) -> None:
+        super().__init__()
+        if not priors:
+            raise InputError("priors is empty; expected at least one of 'axial', 'coronal', 'sagittal'")
+        for name, prior in priors.items():
+            check_choice("orientation", name, ORIENTATIONS)
+            if prior.spatial_dims != 2:
+                raise InputError(f"the {name} prior is {prior.spatial_dims}D; tri-planar scores need 2D priors")
+        kinds = {type(p.schedule).__name__ for p in priors.values()}
+        if len(kinds) > 1:
+            raise InputError(f"priors use different schedules ({sorted(kinds)}); expected one shared schedule")
+        if int(chunk_size) < 1:
+            raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.priors = nn.ModuleDict(dict(priors))
+        self.schedule = next(iter(priors.values())).schedule
+        self.chunk_size = int(chunk_size)
+        self.spatial_dims = 3
+
+    def predict_noise(self, volume: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+        """Mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one time."""
+        if volume.ndim < 3:
+            raise InputError(f"volume has shape {tuple(volume.shape)}; expected (..., x, y, z)")
+        check_finite("volume", volume)
+        if torch.as_tensor(timesteps).numel() != 1:
+            raise InputError("timesteps must be a single value for a tri-planar score")
+        total = torch.zeros_like(volume)
+        for name, prior in self.priors.items():
+            axis = volume.ndim - 3 + ORIENTATIONS[name]
+            stack = torch.movedim(volume, axis, -3)  # (..., n_slices, rows, cols)
+            flat = stack.reshape(-1, *stack.shape[-2:])
+            noise = torch.cat([prior.predict_noise(chunk, timesteps) for chunk in flat.split(self.chunk_size)])
+            total += torch.movedim(noise.reshape(stack.shape), -3, axis)
+        return total / len(self.priors)
+

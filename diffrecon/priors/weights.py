@@ -1,0 +1,80 @@
+"""Shipped weights: state dicts with a SHA-256 sidecar, written atomically and loaded with
+``torch.load(weights_only=True)``; missing, corrupted or mismatched weights give a clear error."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from diffrecon.checks import InputError, check_file
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_path(path: str | Path) -> Path:
+    """The sidecar ``<weights>.sha256`` (``sha256sum -c`` format) of a weights file."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def state_dict_of(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The network state dict inside a MONAI/ignite checkpoint (``{"model": ...}``) or a bare state dict."""
+    for key in ("ema", "model"):
+        if isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    return checkpoint
+
+
+def save_weights(path: str | Path, network_or_state: nn.Module | dict) -> Path:
+    """Write a state dict to ``path`` and its checksum sidecar; temporary names first, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = network_or_state.state_dict() if isinstance(network_or_state, nn.Module) else network_or_state
+    state = {name: value.detach().cpu().contiguous() for name, value in state.items()}
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    sidecar = checksum_path(path)
+    sidecar_partial = sidecar.with_name(sidecar.name + ".partial")
+    sidecar_partial.write_text(f"{sha256(partial)}  {path.name}\n")
+    os.replace(partial, path)
+    os.replace(sidecar_partial, sidecar)
+    return path
+
+
+def load_weights(network: nn.Module, path: str | Path, verify: bool = True) -> nn.Module:
+    """Load a state dict into ``network`` after checking the sidecar checksum.
+
+    Raises:
+        InputError: the file or its checksum is missing, the checksum does not match (corrupted or replaced
+            file), the file is not a state dict, or its tensors do not fit the network's shape.
+    """
+    path = check_file("weights", path)
+    if verify:
+        sidecar = check_file("weights checksum", checksum_path(path))
+        expected = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
+        actual = sha256(path)
+        if actual != expected:
+            raise InputError(f"weights {str(path)!r}: SHA-256 {actual} does not match {expected!r} in "
+                             f"{sidecar.name}; the file is corrupted or was replaced")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise InputError(f"weights {str(path)!r} could not be read as a torch state dict: {error}") from error
+    if not isinstance(state, dict):
+        raise InputError(f"weights {str(path)!r} hold a {type(state).__name__}; expected a state dict")
+    try:
+        network.load_state_dict(state_dict_of(state))
+    except RuntimeError as error:
+        raise InputError(f"weights {str(path)!r} do not fit this network (different channels or levels?): "
+                         f"{' '.join(str(error).split())[:400]}") from error
+    return network

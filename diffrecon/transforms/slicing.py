@@ -1,0 +1,70 @@
+"""Random 2D slices of channel-first volumes (C, x, y, z) in one orientation, for training slice priors.
+
+Slices follow ``diffrecon.data.slicing``: axial (z; rows x, columns y), coronal (y; x, z), sagittal (x; y, z).
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Randomizable
+
+from diffrecon.checks import InputError, check_choice
+from diffrecon.data.slicing import ORIENTATIONS
+
+NdarrayOrTensor = np.ndarray | torch.Tensor
+
+
+def foreground_slices(volume: NdarrayOrTensor, orientation: str, min_foreground: float = 0.05,
+                      threshold: float = 0.1) -> np.ndarray:
+    """Indices of the slices of a (C, x, y, z) volume whose fraction of voxels above ``threshold`` times the
+    volume maximum is at least ``min_foreground`` (skips slices of air at the edges of the field of view)."""
+    check_choice("orientation", orientation, ORIENTATIONS)
+    if volume.ndim != 4:
+        raise InputError(f"volume has shape {tuple(volume.shape)}; expected channel-first (C, x, y, z)")
+    values = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume)
+    axis = 1 + ORIENTATIONS[orientation]
+    inside = (values.abs() > threshold * values.abs().max()).float()
+    fraction = torch.movedim(inside, axis, 0).reshape(values.shape[axis], -1).mean(dim=1)
+    keep = torch.nonzero(fraction >= min_foreground).reshape(-1).cpu().numpy()
+    if not len(keep):
+        raise InputError(f"volume has no {orientation} slice with at least {min_foreground:.0%} foreground")
+    return keep
+
+
+def take_slice(volume: NdarrayOrTensor, orientation: str, index: int) -> NdarrayOrTensor:
+    """Slice ``index`` of a (C, x, y, z) volume in ``orientation`` as (C, rows, cols)."""
+    axis = 1 + ORIENTATIONS[check_choice("orientation", orientation, ORIENTATIONS)]
+    moved = np.moveaxis(volume, axis, 1) if isinstance(volume, np.ndarray) else torch.movedim(volume, axis, 1)
+    return moved[:, index]
+
+
+class RandSliced(Randomizable, MapTransform):
+    """Pick one random foreground slice in ``orientation`` from (C, x, y, z) volumes (same slice for all keys).
+
+    Args:
+        keys: keys of the volumes.
+        orientation: "axial", "coronal" or "sagittal".
+        min_foreground: minimum fraction of foreground voxels for a slice to be drawn.
+    """
+
+    def __init__(self, keys: KeysCollection, orientation: str, min_foreground: float = 0.05,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.orientation = check_choice("orientation", orientation, ORIENTATIONS)
+        self.min_foreground = float(min_foreground)
+        self.index = 0
+
+    def randomize(self, data: NdarrayOrTensor) -> None:
+        self.index = int(self.R.choice(foreground_slices(data, self.orientation, self.min_foreground)))
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        if keys:
+            self.randomize(d[keys[0]])
+        for key in keys:
+            d[key] = take_slice(d[key], self.orientation, self.index)
+        return d

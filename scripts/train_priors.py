@@ -1,0 +1,70 @@
+"""Train the shipped priors through their bundles' train.json (phantom training split) and export the EMA
+weights with checksums to each bundle's models/ folder.
+
+    nice -n 10 python scripts/train_priors.py pet-axial pet-coronal pet-sagittal      # one process, in turn
+    nice -n 10 python scripts/train_priors.py mr-ve mr-vp --resume                     # continue from checkpoints
+
+Logs: bundles/<bundle>/runs/<name>/train.log; checkpoints (every epoch, last two kept):
+bundles/<bundle>/runs/<name>/checkpoints/checkpoint_epoch=<n>.pt. ``--resume`` continues from the newest one.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from diffrecon.priors.weights import save_weights, state_dict_of
+
+ROOT = Path(__file__).resolve().parents[1]
+# name -> (bundle, model key, value, overrides)
+PRIORS = {
+    "pet-axial": ("pet_fdg_prior", "orientation", "axial", {"epochs": 40}),
+    "pet-coronal": ("pet_fdg_prior", "orientation", "coronal", {"epochs": 40}),
+    "pet-sagittal": ("pet_fdg_prior", "orientation", "sagittal", {"epochs": 40}),
+    "mr-ve": ("mr_t1_prior", "form", "ve", {"epochs": 45}),
+    "mr-vp": ("mr_t1_prior", "form", "vp", {"epochs": 45}),
+}
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """Newest ``checkpoint_epoch=<n>.pt`` in ``folder``."""
+    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_epoch=*.pt")
+             if (m := re.search(r"epoch=(\d+)", p.name))]
+    return max(found)[1] if found else None
+
+
+def train(name: str, resume: bool, threads: int) -> None:
+    bundle, key, value, overrides = PRIORS[name]
+    bundle_root = ROOT / "bundles" / bundle
+    run_dir = bundle_root / "runs" / value
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle_root / "configs/train.json"),
+               "--bundle_root", str(bundle_root), f"--{key}", value, "--num_threads", str(threads)]
+    command += [f"--{k}={v}" for k, v in overrides.items()]
+    checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
+    if checkpoint is not None:
+        command += ["--resume_ckpt", str(checkpoint)]
+    with open(run_dir / "train.log", "a") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
+    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    print(save_weights(bundle_root / "models" / f"model_{value}.pt", state_dict_of(state)), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("priors", nargs="+", choices=sorted(PRIORS))
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of each run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    args = parser.parse_args()
+    for name in args.priors:
+        train(name, args.resume, args.threads)
+
+
+if __name__ == "__main__":
+    main()

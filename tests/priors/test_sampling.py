@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffrecon.checks import InputError
+from diffrecon.priors import DiffusionPrior, TriPlanarScore, VESchedule, VPSchedule, sample
+from tests.priors.conftest import OracleNoise
+
+
+@pytest.mark.parametrize("schedule, method, steps", [(VPSchedule(), "ddim", 10), (VPSchedule(), "ddpm", 20),
+                                                     (VESchedule(0.01, 5.0), "pc", 30)])
+def test_sampling_a_point_mass_returns_that_image(schedule, method, steps):
+    clean = torch.rand(8, 8)
+    prior = DiffusionPrior(OracleNoise(clean, schedule), schedule, size_multiple=4)
+    samples = sample(prior, (3, 8, 8), steps=steps, method=method, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples, clean.expand(3, 8, 8), atol=0.05, rtol=0.0)
+
+
+def test_volume_sampling_with_triplanar_score(tiny_unet):
+    priors = {name: DiffusionPrior(tiny_unet, VPSchedule()) for name in ("axial", "coronal", "sagittal")}
+    volume = sample(TriPlanarScore(priors, chunk_size=4), (8, 8, 8), steps=2)
+    assert volume.shape == (8, 8, 8) and torch.isfinite(volume).all()
+
+
+def test_method_must_fit_schedule(tiny_unet):
+    with pytest.raises(InputError, match="does not fit the VE schedule"):
+        sample(DiffusionPrior(tiny_unet, VESchedule()), (1, 8, 8), method="ddim")
+    with pytest.raises(InputError, match="unknown method"):
+        sample(DiffusionPrior(tiny_unet, VPSchedule()), (1, 8, 8), method="euler")

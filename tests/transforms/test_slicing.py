@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diffrecon.checks import InputError
+from diffrecon.data.slicing import slices
+from diffrecon.transforms import RandSliced, foreground_slices, take_slice
+
+
+def test_slices_follow_the_data_slicing_convention():
+    volume = np.random.default_rng(0).random((1, 4, 6, 8)).astype(np.float32)
+    for orientation in ("axial", "coronal", "sagittal"):
+        expected = slices(volume[0], orientation)
+        for index in range(len(expected)):
+            np.testing.assert_array_equal(take_slice(volume, orientation, index)[0], expected[index])
+
+
+def test_random_slices_are_foreground_and_shared_by_keys():
+    volume = np.zeros((1, 8, 8, 10), np.float32)
+    volume[0, 2:6, 2:6, 3:7] = 1.0
+    np.testing.assert_array_equal(foreground_slices(volume, "axial"), [3, 4, 5, 6])
+    transform = RandSliced(["image", "label"], "axial").set_random_state(1)
+    for _ in range(20):
+        out = transform({"image": volume, "label": 2 * volume})
+        assert out["image"].shape == (1, 8, 8) and out["image"].sum() == 16
+        np.testing.assert_array_equal(out["label"], 2 * out["image"])
+
+
+def test_bad_orientation_and_empty_volume():
+    with pytest.raises(InputError, match="unknown orientation 'oblique'"):
+        RandSliced("image", "oblique")
+    with pytest.raises(InputError, match="no axial slice"):
+        foreground_slices(np.zeros((1, 4, 4, 4)), "axial")
+    with pytest.raises(InputError, match="channel-first"):
+        foreground_slices(np.zeros((4, 4, 4)), "axial")
