@@ -1,0 +1,78 @@
+"""Bundle metadata, the inference config and loading shipped weights."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from diffrecon.checks import InputError
+from diffrecon.priors import load_bundle_prior, save_weights
+from diffrecon.priors.weights import checksum_path, sha256
+from tests.bundles.conftest import BUNDLES, TINY_NETWORK
+
+REQUIRED = ["version", "monai_version", "pytorch_version", "numpy_version", "required_packages_version", "task",
+            "description", "authors", "copyright", "network_data_format"]
+MODELS = {"pet_fdg_prior": ["axial", "coronal", "sagittal"], "mr_t1_prior": ["vp", "ve"]}
+
+
+@pytest.mark.parametrize("bundle", sorted(MODELS))
+def test_metadata_has_required_fields(bundle):
+    meta = json.loads((BUNDLES / bundle / "configs/metadata.json").read_text())
+    assert [key for key in REQUIRED if key not in meta] == []
+    assert meta["version"] in meta["changelog"]
+    assert {"inputs", "outputs"} <= set(meta["network_data_format"])
+    assert (BUNDLES / bundle / "LICENSE").is_file()
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path):
+    """A copy of the PET bundle's configs with a tiny network and random weights for every orientation."""
+    root = tmp_path / "pet_fdg_prior"
+    shutil.copytree(BUNDLES / "pet_fdg_prior" / "configs", root / "configs")
+    config = json.loads((root / "configs/inference.json").read_text())
+    config.update(TINY_NETWORK)
+    (root / "configs/inference.json").write_text(json.dumps(config))
+    parser = ConfigParser(config)
+    for name in MODELS["pet_fdg_prior"]:
+        save_weights(root / "models" / f"model_{name}.pt", parser.get_parsed_content("network_def", lazy=False))
+    return root
+
+
+def test_load_bundle_prior_and_errors(tiny_bundle):
+    prior = load_bundle_prior(tiny_bundle, "coronal")
+    assert prior.predict_noise(torch.randn(2, 16, 12), 10).shape == (2, 16, 12)
+    with pytest.raises(InputError, match="unknown model 'oblique'"):
+        load_bundle_prior(tiny_bundle, "oblique")
+    with pytest.raises(InputError, match="no configs/inference.json"):
+        load_bundle_prior(tiny_bundle / "models", "axial")
+    weights = tiny_bundle / "models/model_axial.pt"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(InputError, match="does not match"):
+        load_bundle_prior(tiny_bundle, "axial")
+
+
+def test_inference_config_writes_samples(tiny_bundle, tmp_path):
+    from monai.bundle import run
+
+    run(config_file=str(tiny_bundle / "configs/inference.json"), bundle_root=str(tiny_bundle), orientation="sagittal",
+        num_samples=2, steps=2, output_dir=str(tmp_path / "samples"),
+        meta_file=str(BUNDLES / "pet_fdg_prior/configs/metadata.json"))
+    samples = torch.as_tensor(np.load(tmp_path / "samples/sagittal_samples.npy"))
+    assert samples.shape == (2, 72, 56) and torch.isfinite(samples).all()
+    assert (tmp_path / "samples/sagittal_samples.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("bundle, name", [(b, n) for b, names in MODELS.items() for n in names])
+def test_shipped_weights_match_their_checksums_and_load(bundle, name):
+    weights = BUNDLES / bundle / "models" / f"model_{name}.pt"
+    if not weights.is_file():
+        pytest.skip(f"{weights.name} not trained yet (scripts/train_priors.py)")
+    assert checksum_path(weights).read_text().split()[0] == sha256(weights)
+    prior = load_bundle_prior(bundle, name)
+    multiple = prior.size_multiple
+    other = (2, 5 * multiple, 6 * multiple)  # a size other than the training size
+    assert prior.predict_noise(torch.randn(other), 100).shape == other
