@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
-from diffrecon.checks import InputError
+from diffrecon.checks import InputError, check_finite
 
 
 def _array(value) -> np.ndarray:
@@ -18,6 +19,8 @@ def _array(value) -> np.ndarray:
 
 def _pair(image, reference, mask=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     image, reference = _array(image), _array(reference)
+    check_finite("image", image)
+    check_finite("reference", reference)
     if image.shape != reference.shape:
         raise InputError(f"image has shape {image.shape}; expected the reference's shape {reference.shape}")
     if mask is not None:
@@ -47,26 +50,43 @@ def psnr(image, reference, mask=None) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
 
 
-def ssim(image, reference, data_range: float | None = None, sigma: float = 1.5) -> float:
-    """Structural similarity (Wang et al. 2004) with a Gaussian window (σ = 1.5 voxels, K1 0.01, K2 0.03), for 2D
-    or 3D images (singleton axes dropped, so an (x, y, 1) slice is 2D); ``data_range`` defaults to the
-    reference's max − min. Uses MONAI's implementation, which agrees with skimage's Gaussian SSIM to 1e-6."""
-    from monai.metrics.regression import compute_ssim_and_cs
+def ssim(image, reference, mask=None, data_range: float | None = None, sigma: float = 1.5) -> float:
+    """Structural similarity (Wang et al. 2004) of a 2D or 3D image (singleton axes dropped, so an (x, y, 1)
+    slice is 2D), with skimage's Gaussian-window conventions (σ = 1.5 voxels truncated at 3.5σ, K1 0.01,
+    K2 0.03, population covariances, the SSIM map averaged away from the border where the window fits).
 
-    image, reference, _ = _pair(image, reference)
+    ``data_range`` defaults to the reference's max − min; ``mask`` restricts the average of the SSIM map. Computed
+    in float64 (MONAI's SSIM casts to float32, which breaks down for images with a large offset).
+    """
+    image, reference, mask = _pair(image, reference, mask)
     image, reference = np.squeeze(image), np.squeeze(reference)
     if image.ndim not in (2, 3):
         raise InputError(f"ssim expects a 2D or 3D image, got shape {image.shape}")
+    radius = int(3.5 * sigma + 0.5)
+    if min(image.shape) < 2 * radius + 1:
+        raise InputError(f"ssim needs every image side >= the {2 * radius + 1}-voxel window, got shape "
+                         f"{image.shape}")
     data_range = float(reference.max() - reference.min()) if data_range is None else data_range
-    size = int(2 * round(3.5 * sigma) + 1)
-    if min(image.shape) < size:
-        raise InputError(f"ssim needs every image side >= the {size}-voxel window, got shape {image.shape}")
-    x = torch.as_tensor(image, dtype=torch.float64)[None, None]
-    y = torch.as_tensor(reference, dtype=torch.float64)[None, None]
-    ssim_map, _ = compute_ssim_and_cs(x, y, spatial_dims=image.ndim, kernel_size=[size] * image.ndim,
-                                      kernel_sigma=[sigma] * image.ndim, data_range=data_range,
-                                      kernel_type="gaussian", k1=0.01, k2=0.03)
-    return float(ssim_map.mean())
+    offset = reference.mean()  # local (co)variances are offset-free; removing it keeps float64 cancellation small
+    x, y = image - offset, reference - offset
+
+    def local_mean(values: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(values, sigma, truncate=3.5)
+
+    mean_x, mean_y = local_mean(x), local_mean(y)
+    var_x, var_y = local_mean(x * x) - mean_x ** 2, local_mean(y * y) - mean_y ** 2
+    covariance = local_mean(x * y) - mean_x * mean_y
+    mean_x, mean_y = mean_x + offset, mean_y + offset
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim_map = ((2 * mean_x * mean_y + c1) * (2 * covariance + c2)
+                / ((mean_x ** 2 + mean_y ** 2 + c1) * (var_x + var_y + c2)))
+    inner = tuple(slice(radius, n - radius) for n in image.shape)
+    if mask is None:
+        return float(ssim_map[inner].mean())
+    mask = np.squeeze(mask)[inner]
+    if not mask.any():
+        raise InputError(f"mask has no voxel at least {radius} voxels from the image border, where ssim is defined")
+    return float(ssim_map[inner][mask].mean())
 
 
 def crc(image, reference, lesion_mask, background_mask) -> float:
@@ -94,6 +114,7 @@ def bias_and_variance(realisations, reference, mask=None) -> tuple[float, float]
     in the mask (squared for the variance) so they are relative, as in PET bias-variance studies.
     """
     stack = _array(realisations)
+    check_finite("realisations", stack)
     if stack.ndim < 2 or stack.shape[0] < 2:
         raise InputError(f"realisations must stack at least 2 images along axis 0, got shape {stack.shape}")
     _, reference, mask = _pair(stack[0], reference, mask)

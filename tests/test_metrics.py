@@ -33,6 +33,35 @@ def test_ssim_drops_with_noise_in_2d_and_3d():
         assert 1 > ssim(slightly, reference) > ssim(very, reference)
 
 
+def _smooth_pair(shape, offset):
+    grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    reference = offset + np.sin(grids[0] / 3) * np.cos(grids[1] / 5)
+    return reference + 0.3 * np.sin(grids[0] * grids[1] / 7 + grids[-1]), reference
+
+
+@pytest.mark.parametrize(("shape", "offset", "expected"), [
+    ((32, 32), 0.0, 0.7277704244225666), ((32, 32), 100.0, 0.7278440195628535),
+    ((16, 18, 14), 0.0, 0.681614542151995), ((16, 18, 14), 100.0, 0.6855034234859536)])
+def test_ssim_matches_skimage(shape, offset, expected):
+    # expected: skimage 0.26 structural_similarity(image, reference, data_range=np.ptp(reference),
+    # gaussian_weights=True, sigma=1.5, use_sample_covariance=False). MONAI 1.6's SSIM (float32) gave 0.79
+    # where skimage gives 0.117 for a smoothed random 3D image with offset 100.
+    image, reference = _smooth_pair(shape, offset)
+    assert ssim(image, reference) == pytest.approx(expected, abs=1e-9)
+    assert ssim(1e4 * image, 1e4 * reference) == pytest.approx(ssim(image, reference), abs=1e-9)
+
+
+def test_ssim_mask_averages_part_of_the_map():
+    image, reference = _smooth_pair((32, 32), 0.0)
+    image[:16] = reference[:16]
+    top = np.zeros(image.shape, dtype=bool)
+    top[:10] = True
+    assert ssim(image, reference, top) == pytest.approx(1.0)
+    assert ssim(image, reference, ~top) < ssim(image, reference) < 1
+    with pytest.raises(InputError, match="border"):
+        ssim(image, reference, np.pad(np.ones((2, 32), dtype=bool), ((0, 30), (0, 0))))
+
+
 def test_crc_and_background_cov():
     reference = np.ones((10, 10, 10))
     lesion = np.zeros_like(reference, dtype=bool)
@@ -64,5 +93,9 @@ def test_bad_metric_inputs():
         nrmse(np.ones((3, 3)), np.ones((3, 3)), np.zeros((3, 3)))
     with pytest.raises(InputError, match="no contrast"):
         crc(np.ones((3, 3)), np.ones((3, 3)), np.eye(3), 1 - np.eye(3))
+    with pytest.raises(InputError, match="image contains 1 NaN/Inf"):
+        psnr(np.array([[np.nan, 1.0]]), np.ones((1, 2)))
+    with pytest.raises(InputError, match="realisations contains"):
+        bias_and_variance(np.array([[1.0, 2.0], [np.inf, 1.0]]), np.ones(2))
     with pytest.raises(InputError, match="at least 2"):
         bias_and_variance(np.ones((1, 3, 3)), np.ones((3, 3)))
