@@ -53,6 +53,17 @@ def median_tissue_ratio(images: np.ndarray | torch.Tensor) -> tuple[float, int]:
     return float(np.median(ratios)), len(ratios)
 
 
+def nearest_correlation(images: np.ndarray | torch.Tensor, references: np.ndarray | torch.Tensor) -> np.ndarray:
+    """For each image (n, rows, cols), the highest Pearson correlation with any reference image (m, rows, cols):
+    near 1 when a sample resembles some training image, low for noise or structures no training image has."""
+    def standardise(stack):
+        flat = torch.as_tensor(np.asarray(stack), dtype=torch.float64).flatten(1)
+        flat = flat - flat.mean(1, keepdim=True)
+        return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    return (standardise(images) @ standardise(references).T).max(dim=1).values.numpy()
+
+
 def save_samples(output_dir: str | Path, name: str, samples: torch.Tensor | np.ndarray,
                  columns: int = 8) -> Path:
     """Save 2D samples (n, rows, cols) as ``<name>_samples.npy`` and a PNG grid ``<name>_samples.png``."""

@@ -16,18 +16,21 @@ METHODS = ("ddim", "ddpm", "pc")
 @torch.no_grad()
 def sample(model: ScoreModel, shape: Sequence[int], steps: int = 50, method: str = "ddim",
            generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-           dtype: torch.dtype = torch.float32, corrector_snr: float = 0.16) -> torch.Tensor:
+           dtype: torch.dtype = torch.float32, corrector_snr: float = 0.16,
+           clip: tuple[float, float] | None = None) -> torch.Tensor:
     """Draw samples of ``shape`` (..., *spatial) from pure noise.
 
     Args:
         model: a :class:`ScoreModel` (a 2D prior, a patch-wise prior or a tri-planar score for volumes).
         shape: output shape; leading dims are independent samples.
         steps: reverse steps (DDIM/DDPM: a subset of the training timesteps; pc: predictor steps).
-        method: "ddim" or "ddpm" for VP schedules, "pc" (reverse diffusion + Langevin corrector) for VE.
+        method: "ddim" (eta 0) or "ddpm" (ancestral, eta 1) for VP schedules, "pc" (reverse diffusion + Langevin corrector) for VE.
         generator: random generator for reproducible samples.
         device: where to sample.
         dtype: floating dtype of the samples.
         corrector_snr: signal-to-noise ratio of the Langevin corrector (pc only; Song et al. use 0.16).
+        clip: (low, high) range of the data; the denoised estimate is clamped to it at each DDIM/DDPM step
+            (stabilises few-step sampling), or None.
     """
     check_choice("method", method, METHODS)
     if int(steps) < 1:
@@ -39,10 +42,13 @@ def sample(model: ScoreModel, shape: Sequence[int], steps: int = 50, method: str
     x = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     if is_ve:
         return _sample_pc(model, x, int(steps), generator, corrector_snr)
-    scheduler = model.schedule.scheduler(method)
+    # DDPM steps over a subset of timesteps are DDIM steps with eta = 1 (ancestral sampling with the variance of
+    # the skipped interval); MONAI's DDPMScheduler.step is only right for consecutive timesteps.
+    scheduler = model.schedule.scheduler("ddim", clip)
     scheduler.set_timesteps(int(steps), device=x.device)
+    eta = 1.0 if method == "ddpm" else 0.0
     for t in scheduler.timesteps:
-        x, _ = scheduler.step(model.predict_noise(x, t), t, x, generator=generator)
+        x, _ = scheduler.step(model.predict_noise(x, t), t, x, eta=eta, generator=generator)
     return x
 
 

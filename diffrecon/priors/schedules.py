@@ -44,12 +44,20 @@ class VPSchedule:
         self.schedule_args = schedule_args
         self.alphas_cumprod = self.scheduler("ddpm").alphas_cumprod.to(torch.float64)
 
-    def scheduler(self, method: str = "ddim") -> DDPMScheduler | DDIMScheduler:
-        """A MONAI scheduler ("ddpm" or "ddim") with this schedule and no clipping (images are not in [-1, 1])."""
+    def scheduler(self, method: str = "ddim", clip: tuple[float, float] | None = None) -> DDPMScheduler | DDIMScheduler:
+        """A MONAI scheduler ("ddpm" or "ddim") with this schedule.
+
+        Args:
+            method: "ddpm" (only right when stepping through every training timestep: MONAI's DDPM step uses
+                the single-step beta) or "ddim" (any subset of timesteps; ``eta=1`` gives ancestral sampling).
+            clip: (low, high) range the denoised estimate is clamped to at each step, or None (no clamping;
+                the default, since images are not in MONAI's default [-1, 1]).
+        """
         check_choice("method", method, ("ddpm", "ddim"))
         cls = DDPMScheduler if method == "ddpm" else DDIMScheduler
-        return cls(num_train_timesteps=self.num_train_timesteps, schedule=self.schedule, clip_sample=False,
-                   **self.schedule_args)
+        low, high = clip if clip is not None else (-1.0, 1.0)
+        return cls(num_train_timesteps=self.num_train_timesteps, schedule=self.schedule, clip_sample=clip is not None,
+                   clip_sample_min=low, clip_sample_max=high, **self.schedule_args)
 
     def alpha_sigma(self, timesteps: torch.Tensor | float | int) -> tuple[torch.Tensor, torch.Tensor]:
         """Signal scale and noise standard deviation at ``timesteps`` (float64, same shape)."""

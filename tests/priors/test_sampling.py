@@ -28,3 +28,12 @@ def test_method_must_fit_schedule(tiny_unet):
         sample(DiffusionPrior(tiny_unet, VESchedule()), (1, 8, 8), method="ddim")
     with pytest.raises(InputError, match="unknown method"):
         sample(DiffusionPrior(tiny_unet, VPSchedule()), (1, 8, 8), method="euler")
+
+
+def test_clip_keeps_denoised_estimates_in_range(tiny_unet):
+    prior = DiffusionPrior(tiny_unet, VPSchedule())
+    for method in ("ddim", "ddpm"):
+        samples = sample(prior, (2, 8, 8), steps=5, method=method, clip=(0.0, 1.0),
+                         generator=torch.Generator().manual_seed(0))
+        # the last step returns the clamped estimate at timestep 0 (alpha ~ 1)
+        assert samples.min() >= -0.05 and samples.max() <= 1.05
