@@ -31,7 +31,8 @@ AMYLOID_NEGATIVE_GREY = (0.45, 0.65)
 AMYLOID_POSITIVE_GREY = (0.9, 1.25)
 AMYLOID_OTHER = {"white_matter": (1.0, 1.0), "csf": (0.0, 0.1), "skull": (0.1, 0.2), "scalp": (0.1, 0.3)}
 WARP_AMPLITUDE_MM = 4.0
-SCALE_RANGE = (0.92, 1.08)
+BRAINSTEM_WIDTH_MM = 40.0
+SCALE_RANGE = (0.95, 1.05)  # larger subjects' vertex would leave the demo grid's 56 slices
 
 
 @dataclass
@@ -82,8 +83,10 @@ def make_subject(seed: int, grid: ImageGrid | None = None, *, lesions: int = 0, 
     if split is not None:
         check_split(seed, split)
     check_choice("lesion_kinds", lesion_kinds, ("hot", "cold", "mixed"))
-    if lesions < 0:
-        raise InputError(f"lesions must be >= 0, got {lesions}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+    if not isinstance(lesions, (int, np.integer)) or lesions < 0:
+        raise InputError(f"lesions must be an integer >= 0, got {lesions!r}")
     grid = grid or default_grid()
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 20261124]))
     templates = _templates(tuple(float(v) for v in grid.voxel_size_mm))
@@ -162,7 +165,12 @@ def _templates(voxel_size_mm: tuple[float, float, float]) -> _Templates:
     sigma = [np.sqrt(max(v ** 2 - s ** 2, 0.0) / 12) / s for v, s in zip(voxel_size_mm, spacing)]
     volumes = {name: ndimage.gaussian_filter(image.get_fdata(dtype=np.float32), sigma, mode="constant")
                for name, image in images.items()}
-    index = np.argwhere(volumes["brain"] > 0.5)
+    brain = volumes["brain"] > 0.5
+    # The template cuts the brainstem at its lower edge; the box spans cerebrum and cerebellum, from the lowest
+    # axial slice wider (in x) than the brainstem.
+    widths = brain.any(axis=1).sum(axis=0) * spacing[0]
+    lowest = np.flatnonzero(widths > BRAINSTEM_WIDTH_MM)[0]
+    index = np.argwhere(brain[:, :, lowest:]) + [0, 0, lowest]
     corners = np.stack([index.min(0), index.max(0)]).T
     centre = affine[:3, :3] @ corners.mean(1) + affine[:3, 3]
     return _Templates(volumes, np.linalg.inv(affine), centre)

@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage
 
 from diffrecon.checks import InputError
+from diffrecon.data import phantoms
 from diffrecon.data.phantoms import (LABELS, MU_BONE, MU_SOFT_TISSUE, _random_diffeomorphism, make_subject)
 from diffrecon.data.slicing import ORIENTATIONS, slices
 from diffrecon.data.splits import check_split, subject_seeds
@@ -72,13 +73,18 @@ def test_mu_map_physical_values_and_skull_shell(subject):
                                      (subject.labels == LABELS["white_matter"]))[brain].all()
 
 
-def test_default_grid_covers_the_whole_brain():
-    subject = make_subject(20000, lesions=0, split="test")
+@pytest.mark.parametrize("seed", [20002, 20006])  # vertex in the top slice when centred on the whole mask
+def test_default_grid_covers_cerebrum_and_cerebellum_of_the_largest_subjects(seed, monkeypatch):
+    monkeypatch.setattr(phantoms, "SCALE_RANGE", (phantoms.SCALE_RANGE[1],) * 2)
+    subject = make_subject(seed, split="test")
     brain = np.isin(subject.labels, [LABELS["grey_matter"], LABELS["white_matter"]])
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         profile = brain.any(axis=other)
-        assert not profile[0] and not profile[-1], f"brain touches the grid edge along axis {axis}"
+        assert not profile[-1], f"brain touches the grid's upper edge along axis {axis}"
+        assert axis == 2 or not profile[0], f"brain touches the grid's lower edge along axis {axis}"
+    # only the brainstem, which the template itself cuts, may reach the lowest slice
+    assert brain[:, :, 0].any(axis=1).sum() * phantoms.default_grid().voxel_size_mm[0] < phantoms.BRAINSTEM_WIDTH_MM
 
 
 def test_nifti_round_trip_keeps_affine(subject, tmp_path):
@@ -112,7 +118,9 @@ def test_slices_in_each_orientation(subject):
 
 
 def test_bad_subject_requests():
-    with pytest.raises(InputError, match="lesions"):
+    with pytest.raises(InputError, match="lesions must be an integer >= 0"):
         make_subject(1, SMALL, lesions=-1)
+    with pytest.raises(InputError, match="seed must be an integer >= 0"):
+        make_subject(-3, SMALL)
     with pytest.raises(InputError, match="lesion_kinds"):
         make_subject(1, SMALL, lesions=1, lesion_kinds="warm")
