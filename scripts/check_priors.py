@@ -51,10 +51,11 @@ def check(name: str, n_samples: int, steps: int, n_subjects: int) -> dict:
     prior = load_bundle_prior(bundle, value)
     training = reference_slices(bundle, orientation, n_subjects, "train")
     validation = reference_slices(bundle, orientation, 2, "validation")
-    # ancestral (DDPM-type) steps with the denoised estimate kept in the training data's range (PET: up to the
-    # largest normalised training value times the largest random factor 1.5); predictor-corrector for VE
+    # ancestral (DDPM-type) steps for VP, predictor-corrector for VE, with the denoised estimate kept in the
+    # training data's range (PET: up to the largest normalised training value times the largest random
+    # factor 1.5; MR: [0, 1])
     method = "pc" if prior.schedule.kind == "ve" else "ddpm"
-    clip = None if method == "pc" else (0.0, float(training.max()) * (1.5 if bundle == "pet_fdg_prior" else 1.0))
+    clip = (0.0, float(training.max()) * (1.5 if bundle == "pet_fdg_prior" else 1.0))
     start = time.perf_counter()
     samples = sample(prior, (n_samples, *GRIDS[bundle][3][orientation]), steps=steps, method=method,
                      generator=torch.Generator().manual_seed(0), clip=clip)

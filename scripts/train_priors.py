@@ -3,6 +3,7 @@ weights with checksums to each bundle's models/ folder.
 
     nice -n 10 python scripts/train_priors.py pet-axial pet-coronal pet-sagittal      # one process, in turn
     nice -n 10 python scripts/train_priors.py mr-ve mr-vp --resume                     # continue from checkpoints
+    nice -n 10 python scripts/train_priors.py mr-ve --resume --epochs 90               # train a finished run further
 
 Logs: bundles/<bundle>/runs/<name>/train.log; checkpoints (every epoch, last two kept):
 bundles/<bundle>/runs/<name>/checkpoints/checkpoint_epoch=<n>.pt. ``--resume`` continues from the newest one.
@@ -37,8 +38,9 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def train(name: str, resume: bool, threads: int) -> None:
+def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
     bundle, key, value, overrides = PRIORS[name]
+    overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
     bundle_root = ROOT / "bundles" / bundle
     run_dir = bundle_root / "runs" / value
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -61,9 +63,11 @@ def main() -> None:
     parser.add_argument("priors", nargs="+", choices=sorted(PRIORS))
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of each run")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--epochs", type=int, help="total epochs (default: the shipped setting); with --resume, "
+                        "a larger number trains an existing run further")
     args = parser.parse_args()
     for name in args.priors:
-        train(name, args.resume, args.threads)
+        train(name, args.resume, args.threads, args.epochs)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ def sample(model: ScoreModel, shape: Sequence[int], steps: int = 50, method: str
         device: where to sample.
         dtype: floating dtype of the samples.
         corrector_snr: signal-to-noise ratio of the Langevin corrector (pc only; Song et al. use 0.16).
-        clip: (low, high) range of the data; the denoised estimate is clamped to it at each DDIM/DDPM step
-            (stabilises few-step sampling), or None.
+        clip: (low, high) range of the data; the denoised estimate is clamped to it at each step (for pc, the
+            score is taken from the clamped estimate); stabilises sampling with small networks. None: off.
     """
     check_choice("method", method, METHODS)
     if int(steps) < 1:
@@ -41,7 +41,7 @@ def sample(model: ScoreModel, shape: Sequence[int], steps: int = 50, method: str
                          f"use {'pc' if is_ve else 'ddim or ddpm'}")
     x = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     if is_ve:
-        return _sample_pc(model, x, int(steps), generator, corrector_snr)
+        return _sample_pc(model, x, int(steps), generator, corrector_snr, clip)
     # DDPM steps over a subset of timesteps are DDIM steps with eta = 1 (ancestral sampling with the variance of
     # the skipped interval); MONAI's DDPMScheduler.step is only right for consecutive timesteps.
     scheduler = model.schedule.scheduler("ddim", clip)
@@ -53,22 +53,29 @@ def sample(model: ScoreModel, shape: Sequence[int], steps: int = 50, method: str
 
 
 def _sample_pc(model: ScoreModel, x: torch.Tensor, steps: int, generator: torch.Generator | None,
-               snr: float) -> torch.Tensor:
-    """Score-SDE predictor-corrector: one reverse-diffusion predictor and one Langevin corrector per step."""
+               snr: float, clip: tuple[float, float] | None) -> torch.Tensor:
+    """Score-SDE predictor-corrector: one reverse-diffusion predictor and one Langevin corrector per step.
+    With ``clip``, the score is taken from the clamped Tweedie estimate, ``(clamp(x0_hat) - x) / sigma^2``."""
     schedule = model.schedule
     x = x * schedule.sigma_max
     times = torch.linspace(schedule.num_train_timesteps - 1, 0, steps + 1, dtype=torch.float64)
     sigmas = schedule.alpha_sigma(times)[1]
     dims = tuple(range(-model.spatial_dims, 0))
+
+    def score_at(x: torch.Tensor, i: int) -> torch.Tensor:
+        if clip is None:
+            return model.score(x, times[i])
+        return (model.tweedie(x, times[i]).clamp(*clip) - x) / float(sigmas[i]) ** 2
+
     for i in range(steps):
         # Langevin corrector at the current level (step size from the target signal-to-noise ratio)
-        score = model.score(x, times[i])
+        score = score_at(x, i)
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         step = 2 * (snr * z.norm(dim=dims, keepdim=True) / score.norm(dim=dims, keepdim=True)) ** 2
         x = x + step * score + (2 * step).sqrt() * z
         # reverse-diffusion predictor from sigma_i to sigma_{i+1}
         variance = float(sigmas[i] ** 2 - sigmas[i + 1] ** 2)
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        mean = x + variance * model.score(x, times[i])
+        mean = x + variance * score_at(x, i)
         x = mean + variance ** 0.5 * z if i < steps - 1 else mean
     return x
