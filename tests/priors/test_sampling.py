@@ -37,3 +37,12 @@ def test_clip_keeps_denoised_estimates_in_range(tiny_unet):
                          generator=torch.Generator().manual_seed(0))
         # the last step returns the clamped estimate at timestep 0 (alpha ~ 1)
         assert samples.min() >= -0.05 and samples.max() <= 1.05
+
+
+def test_pc_with_clamped_tweedie_score_recovers_point_mass():
+    schedule = VESchedule(0.01, 5.0)
+    clean = torch.rand(8, 8)
+    prior = DiffusionPrior(OracleNoise(clean, schedule), schedule, size_multiple=4)
+    samples = sample(prior, (2, 8, 8), steps=30, method="pc", clip=(0.0, 1.0),
+                     generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(samples, clean.expand(2, 8, 8), atol=0.05, rtol=0.0)
