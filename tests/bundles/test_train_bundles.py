@@ -105,3 +105,23 @@ def test_multi_gpu_overlay_with_two_cpu_processes(bundle, nifti_folder, tmp_path
     assert "rank 0 trained 1 iterations" in log and "rank 1 trained 1 iterations" in log, log[-3000:]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint_epoch=1.pt"]
     assert (out / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("bundle, key, value", PRIORS)
+def test_finetune_from_shipped_weights(bundle, key, value, nifti_folder, tmp_path):
+    """The documented one-command fine-tune on a site folder, starting from the shipped weights."""
+    shipped = BUNDLES / bundle / "models" / f"model_{value}.pt"
+    if not shipped.is_file():
+        pytest.skip(f"{shipped.name} not trained yet (scripts/train_priors.py)")
+    root = BUNDLES / bundle
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
+               str([str(root / "configs/train.json"), str(root / "configs/finetune.json")]),
+               "--bundle_root", str(root), f"--{key}", value, "--dataset_dir", str(nifti_folder),
+               "--output_dir", str(tmp_path / "site"), "--epochs", "1", "--val_interval", "1", "--batch_size", "2",
+               "--repeats", "1", "--learning_rate", "0.0", "--num_threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    tuned = torch.load(tmp_path / "site" / "model.pt", weights_only=True)
+    for name, tensor in torch.load(shipped, weights_only=True).items():
+        torch.testing.assert_close(tuned[name], tensor)
