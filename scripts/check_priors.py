@@ -1,7 +1,7 @@
 """Quality check of the shipped priors: unconditional samples (PNG grid in the bundle docs) and their tissue
 contrast against the training images, measured the same way (``diffrecon.priors.quality.tissue_ratio``).
 
-    nice -n 10 python scripts/check_priors.py pet-axial pet-coronal pet-sagittal mr-vp mr-ve
+    nice -n 10 python scripts/check_priors.py pet-axial pet-coronal pet-sagittal mr-vp mr-ve pet-volume
 
 Writes bundles/<bundle>/docs/<name>_samples.png and quality_<name>.json. A prior passes when the median
 ratio of its samples is within 15% of the training images' median ratio; the figure is written either way.
@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from train_priors import PRIORS  # noqa: E402  (same names as the training command)
 
+# name -> (bundle, model, slice orientation); mr-ve is the VE form of the mr-vp network
+CHECKS = {**{name: (bundle, value, overrides.get("orientation", "axial"))
+             for name, (bundle, value, overrides) in PRIORS.items()}, "mr-ve": ("mr_t1_prior", "ve", "axial")}
+
 GRIDS = {"pet_fdg_prior": ("fdg", None, None, {"axial": (64, 72), "coronal": (64, 56), "sagittal": (72, 56)}),
          "mr_t1_prior": ("t1", (128, 128, 112), (1.5, 1.5, 1.5), {"axial": (128, 128)})}
 TOLERANCE = 0.15
@@ -46,8 +50,7 @@ def reference_slices(bundle: str, orientation: str, n_subjects: int, split: str)
 
 
 def check(name: str, n_samples: int, steps: int, n_subjects: int) -> dict:
-    bundle, key, value, _ = PRIORS[name]
-    orientation = value if key == "orientation" else "axial"
+    bundle, value, orientation = CHECKS[name]
     prior = load_bundle_prior(bundle, value)
     training = reference_slices(bundle, orientation, n_subjects, "train")
     validation = reference_slices(bundle, orientation, 2, "validation")
@@ -129,7 +132,7 @@ def write_quality_table(bundle: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("priors", nargs="+", choices=sorted(PRIORS) + ["pet-volume"],
+    parser.add_argument("priors", nargs="+", choices=sorted(CHECKS) + ["pet-volume"],
                         help="pet-volume: one 3D sample from the tri-planar score of the three PET priors")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--steps", type=int, default=200, help="ancestral steps (VP) or predictor-corrector steps (VE)")

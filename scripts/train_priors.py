@@ -2,8 +2,11 @@
 weights with checksums to each bundle's models/ folder.
 
     nice -n 10 python scripts/train_priors.py pet-axial pet-coronal pet-sagittal      # one process, in turn
-    nice -n 10 python scripts/train_priors.py mr-ve mr-vp --resume                     # continue from checkpoints
-    nice -n 10 python scripts/train_priors.py mr-ve --resume --epochs 90               # train a finished run further
+    nice -n 10 python scripts/train_priors.py mr-vp --resume                           # continue from checkpoints
+    nice -n 10 python scripts/train_priors.py mr-vp --resume --epochs 150              # train a finished run further
+
+The MR bundle trains one VP network; its VE form (Score-MRI) is the same network under a change of variables
+(``diffrecon.priors.VarianceExplodingPrior``), so there is no separate VE run.
 
 Logs: bundles/<bundle>/runs/<name>/train.log; checkpoints (every epoch, last two kept):
 bundles/<bundle>/runs/<name>/checkpoints/checkpoint_epoch=<n>.pt. ``--resume`` continues from the newest one.
@@ -21,13 +24,12 @@ import torch
 from diffrecon.priors.weights import save_weights, state_dict_of
 
 ROOT = Path(__file__).resolve().parents[1]
-# name -> (bundle, model key, value, overrides)
+# name -> (bundle, weights / run folder name, train.json overrides)
 PRIORS = {
-    "pet-axial": ("pet_fdg_prior", "orientation", "axial", {"epochs": 40}),
-    "pet-coronal": ("pet_fdg_prior", "orientation", "coronal", {"epochs": 40}),
-    "pet-sagittal": ("pet_fdg_prior", "orientation", "sagittal", {"epochs": 40}),
-    "mr-ve": ("mr_t1_prior", "form", "ve", {"epochs": 45}),
-    "mr-vp": ("mr_t1_prior", "form", "vp", {"epochs": 45}),
+    "pet-axial": ("pet_fdg_prior", "axial", {"orientation": "axial", "epochs": 40}),
+    "pet-coronal": ("pet_fdg_prior", "coronal", {"orientation": "coronal", "epochs": 40}),
+    "pet-sagittal": ("pet_fdg_prior", "sagittal", {"orientation": "sagittal", "epochs": 40}),
+    "mr-vp": ("mr_t1_prior", "vp", {"epochs": 120}),
 }
 
 
@@ -39,13 +41,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
-    bundle, key, value, overrides = PRIORS[name]
+    bundle, value, overrides = PRIORS[name]
     overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
     bundle_root = ROOT / "bundles" / bundle
     run_dir = bundle_root / "runs" / value
     run_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle_root / "configs/train.json"),
-               "--bundle_root", str(bundle_root), f"--{key}", value, "--num_threads", str(threads)]
+               "--bundle_root", str(bundle_root), "--num_threads", str(threads)]
     command += [f"--{k}={v}" for k, v in overrides.items()]
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
     if checkpoint is not None:

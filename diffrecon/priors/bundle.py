@@ -7,14 +7,17 @@ from pathlib import Path
 import torch
 
 from diffrecon.checks import InputError, check_choice
-from diffrecon.priors.prior import DiffusionPrior
+from diffrecon.priors.prior import DiffusionPrior, ScoreModel, VarianceExplodingPrior
 from diffrecon.priors.weights import load_weights
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 
 
-def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device = "cpu") -> DiffusionPrior:
+def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device = "cpu") -> ScoreModel:
     """The prior ``model`` (e.g. "axial" or "ve") of ``bundle`` (a bundle folder, or a name under bundles/).
+
+    The network is built with ``training_schedule`` (default: ``schedule``); a VP network asked for with a VE
+    ``schedule`` comes as its :class:`VarianceExplodingPrior`.
 
     Raises:
         InputError: no such bundle, unknown model name, or missing/corrupted/mismatched weights.
@@ -32,5 +35,8 @@ def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device
     check_choice("model", model, models)
     parser[parser.get("model_key")] = model
     network = load_weights(parser.get_parsed_content("network_def"), root / "models" / models[model])
-    prior = DiffusionPrior(network, parser.get_parsed_content("schedule"))
+    schedule = parser.get_parsed_content("schedule")
+    prior = DiffusionPrior(network, parser.get_parsed_content("training_schedule", default=schedule))
+    if schedule.kind != prior.schedule.kind:
+        prior = VarianceExplodingPrior(prior, schedule)
     return prior.to(device).eval()

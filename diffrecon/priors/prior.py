@@ -91,6 +91,37 @@ class DiffusionPrior(ScoreModel):
         return self.network(flat, timesteps=t).reshape(x.shape)
 
 
+class VarianceExplodingPrior(ScoreModel):
+    """A VP-trained prior as a variance-exploding score model (the form Score-MRI's sampler needs).
+
+    A VE image ``x = x_0 + sigma z`` is, times ``alpha = 1 / sqrt(1 + sigma^2)``, the VP image at the level where
+    ``sigma_vp / alpha = sigma``, with the same noise ``z`` (Song et al. 2021; Karras et al. 2022). So the VP
+    network's noise prediction there is the VE noise, and it sees inputs of unit scale at every ``sigma``: one
+    network serves both forms, and fine-tuning it updates both.
+
+    Args:
+        prior: a :class:`DiffusionPrior` with a :class:`VPSchedule`.
+        schedule: the VE schedule to sample with; ``sigma_max`` must not exceed the VP schedule's largest
+            ``sigma / alpha``.
+    """
+
+    def __init__(self, prior: DiffusionPrior, schedule: VESchedule) -> None:
+        super().__init__()
+        if not isinstance(prior.schedule, VPSchedule) or not isinstance(schedule, VESchedule):
+            raise InputError("VarianceExplodingPrior needs a prior with a VP schedule and a VE schedule, got "
+                             f"{type(prior.schedule).__name__} and {type(schedule).__name__}")
+        if schedule.sigma_max > prior.schedule.max_ratio:
+            raise InputError(f"sigma_max ({schedule.sigma_max}) exceeds the largest noise level of the VP prior "
+                             f"(sigma / alpha = {prior.schedule.max_ratio:.1f} at its last timestep)")
+        self.prior, self.schedule, self.spatial_dims = prior, schedule, prior.spatial_dims
+
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+        """Predicted noise of VE images ``x`` at VE network time ``timesteps``."""
+        sigma = self.schedule.alpha_sigma(timesteps)[1]
+        alpha = _per_image((1 + sigma ** 2).rsqrt(), x, self.spatial_dims)
+        return self.prior.predict_noise(x * alpha, self.prior.schedule.timesteps_for_ratio(sigma))
+
+
 def _per_image(values: torch.Tensor, x: torch.Tensor, spatial_dims: int) -> torch.Tensor:
     """Schedule values (a scalar or one per image) shaped to multiply ``x`` (..., *spatial)."""
     values = values.to(device=x.device, dtype=x.dtype)

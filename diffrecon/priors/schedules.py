@@ -67,6 +67,23 @@ class VPSchedule:
         abar = self.alphas_cumprod.to(t.device)[t.round().long()]
         return abar.sqrt(), (1 - abar).sqrt()
 
+    def timesteps_for_ratio(self, ratio: torch.Tensor | float) -> torch.Tensor:
+        """Real-valued network time at which ``sigma / alpha`` equals ``ratio`` (linear in log ``sigma / alpha``
+        between training timesteps; clamped to [0, num_train_timesteps - 1])."""
+        ratio = torch.as_tensor(ratio, dtype=torch.float64)
+        log_ratios = 0.5 * torch.log((1 - self.alphas_cumprod) / self.alphas_cumprod)  # increasing in t
+        query = torch.log(ratio.cpu()).clamp(float(log_ratios[0]), float(log_ratios[-1])).reshape(-1)
+        upper = torch.searchsorted(log_ratios, query).clamp(1, self.num_train_timesteps - 1)
+        low, high = log_ratios[upper - 1], log_ratios[upper]
+        times = (upper - 1) + (query - low) / (high - low)
+        return times.reshape(ratio.shape).to(ratio.device)
+
+    @property
+    def max_ratio(self) -> float:
+        """Largest ``sigma / alpha`` of the schedule (at the last training timestep)."""
+        abar = float(self.alphas_cumprod[-1])
+        return ((1 - abar) / abar) ** 0.5
+
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:
         """``alpha x_0 + sigma z`` (the signature MONAI's ``DiffusionInferer`` calls)."""

@@ -1,5 +1,5 @@
-"""Batch preparation for training priors with MONAI's ``SupervisedTrainer`` and ``DiffusionInferer``:
-continuous noise levels for VE schedules, and a validation loss at fixed noise levels with fixed noise."""
+"""Batch preparation for validating priors with MONAI's ``SupervisedEvaluator`` and ``DiffusionInferer``: a
+validation loss at fixed noise levels with fixed noise."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,18 +8,6 @@ import torch
 from monai.engines.utils import DiffusionPrepareBatch
 
 from diffrecon.checks import InputError
-
-
-class ContinuousPrepareBatch(DiffusionPrepareBatch):
-    """Noise levels drawn uniformly over real network times in [``min_fraction`` (T - 1), T - 1] (VE training)."""
-
-    def __init__(self, num_train_timesteps: int, min_fraction: float = 1e-5) -> None:
-        super().__init__(num_train_timesteps)
-        self.min_time = float(min_fraction) * (num_train_timesteps - 1)
-
-    def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
-        span = self.num_train_timesteps - 1 - self.min_time
-        return self.min_time + span * torch.rand(images.shape[0], device=images.device)
 
 
 class FixedNoisePrepareBatch(DiffusionPrepareBatch):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from diffrecon.checks import InputError
-from diffrecon.priors import load_bundle_prior, save_weights
+from diffrecon.priors import DiffusionPrior, VarianceExplodingPrior, load_bundle_prior, save_weights
 from diffrecon.priors.weights import checksum_path, sha256
 from tests.bundles.conftest import BUNDLES, TINY_NETWORK
 
@@ -28,18 +29,38 @@ def test_metadata_has_required_fields(bundle):
     assert (BUNDLES / bundle / "LICENSE").is_file()
 
 
-@pytest.fixture
-def tiny_bundle(tmp_path):
-    """A copy of the PET bundle's configs with a tiny network and random weights for every orientation."""
-    root = tmp_path / "pet_fdg_prior"
-    shutil.copytree(BUNDLES / "pet_fdg_prior" / "configs", root / "configs")
+def weights_files(bundle: str) -> dict[str, str]:
+    """Model name -> weights file name, from the bundle's inference config."""
+    return json.loads((BUNDLES / bundle / "configs/inference.json").read_text())["models"]
+
+
+def tiny_copy(bundle: str, folder: Path) -> Path:
+    """A copy of a bundle's configs with a tiny network and random weights for every weights file."""
+    root = folder / bundle
+    shutil.copytree(BUNDLES / bundle / "configs", root / "configs")
     config = json.loads((root / "configs/inference.json").read_text())
     config.update(TINY_NETWORK)
     (root / "configs/inference.json").write_text(json.dumps(config))
     parser = ConfigParser(config)
-    for name in MODELS["pet_fdg_prior"]:
-        save_weights(root / "models" / f"model_{name}.pt", parser.get_parsed_content("network_def", lazy=False))
+    for name in set(config["models"].values()):
+        save_weights(root / "models" / name, parser.get_parsed_content("network_def", lazy=False))
     return root
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path):
+    """The PET bundle with a tiny network and random weights for every orientation."""
+    return tiny_copy("pet_fdg_prior", tmp_path)
+
+
+def test_mr_bundle_ve_form_is_the_vp_network(tmp_path):
+    root = tiny_copy("mr_t1_prior", tmp_path)
+    vp, ve = load_bundle_prior(root, "vp"), load_bundle_prior(root, "ve")
+    assert isinstance(vp, DiffusionPrior) and vp.schedule.kind == "vp"
+    assert isinstance(ve, VarianceExplodingPrior) and ve.schedule.kind == "ve" and ve.schedule.sigma_max == 50.0
+    x, sigma = torch.randn(2, 16, 16), torch.tensor(3.0)
+    expected = vp.predict_noise(x / (1 + sigma ** 2).sqrt(), vp.schedule.timesteps_for_ratio(sigma))
+    torch.testing.assert_close(ve.predict_noise(x, ve.schedule.timesteps_for(sigma)), expected)
 
 
 def test_load_bundle_prior_and_errors(tiny_bundle):
@@ -68,7 +89,7 @@ def test_inference_config_writes_samples(tiny_bundle, tmp_path):
 
 @pytest.mark.parametrize("bundle, name", [(b, n) for b, names in MODELS.items() for n in names])
 def test_shipped_weights_match_their_checksums_and_load(bundle, name):
-    weights = BUNDLES / bundle / "models" / f"model_{name}.pt"
+    weights = BUNDLES / bundle / "models" / weights_files(bundle)[name]
     if not weights.is_file():
         pytest.skip(f"{weights.name} not trained yet (scripts/train_priors.py)")
     assert checksum_path(weights).read_text().split()[0] == sha256(weights)

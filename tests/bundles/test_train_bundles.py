@@ -15,9 +15,9 @@ from diffrecon.checks import InputError
 from diffrecon.priors.weights import checksum_path, save_weights, state_dict_of
 from tests.bundles.conftest import BUNDLES, tiny_overrides
 
-# (bundle, model key, value)
-PRIORS = [("pet_fdg_prior", "orientation", "axial"), ("pet_fdg_prior", "orientation", "sagittal"),
-          ("mr_t1_prior", "form", "ve"), ("mr_t1_prior", "form", "vp")]
+# (bundle, train.json settings, shipped weights name)
+PRIORS = [("pet_fdg_prior", {"orientation": "axial"}, "axial"), ("pet_fdg_prior", {"orientation": "sagittal"}, "sagittal"),
+          ("mr_t1_prior", {}, "vp")]
 
 
 def _run(bundle: str, configs: list[str], **overrides) -> ConfigWorkflow:
@@ -31,10 +31,16 @@ def _run(bundle: str, configs: list[str], **overrides) -> ConfigWorkflow:
     return workflow
 
 
-@pytest.mark.parametrize("bundle, key, value", PRIORS)
-def test_train_checkpoint_resume(bundle, key, value, nifti_folder, tmp_path):
+def _command_line(settings: dict) -> list[str]:
+    """``--name value`` arguments of ``python -m monai.bundle run`` for config settings."""
+    return [arg for name, value in settings.items()
+            for arg in (f"--{name}", repr(value) if isinstance(value, (list, bool)) else str(value))]
+
+
+@pytest.mark.parametrize("bundle, settings, _", PRIORS)
+def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
     overrides = tiny_overrides(nifti_folder, tmp_path / "run")
-    workflow = _run(bundle, ["train.json"], **{key: value}, **overrides)
+    workflow = _run(bundle, ["train.json"], **settings, **overrides)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
     assert math.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_mse"])
@@ -42,27 +48,24 @@ def test_train_checkpoint_resume(bundle, key, value, nifti_folder, tmp_path):
     assert checkpoint.is_file() and checksum_path(tmp_path / "run" / "model.pt").is_file()
     iterations = trainer.state.iteration
 
-    resumed = _run(bundle, ["train.json"], **{key: value}, **{**overrides, "epochs": 2},
+    resumed = _run(bundle, ["train.json"], **settings, **{**overrides, "epochs": 2},
                    resume_ckpt=str(checkpoint))
     state = resumed.parser.get_parsed_content("train#trainer").state
     assert (state.epoch, state.iteration) == (2, 2 * iterations)
     assert (tmp_path / "run" / "checkpoints" / "checkpoint_epoch=2.pt").is_file()
 
 
-@pytest.mark.parametrize("bundle, key, value", [PRIORS[0], PRIORS[2]])
-def test_finetune_command_starts_from_given_weights(bundle, key, value, nifti_folder, tmp_path):
+@pytest.mark.parametrize("bundle, settings, _", [PRIORS[0], PRIORS[2]])
+def test_finetune_command_starts_from_given_weights(bundle, settings, _, nifti_folder, tmp_path):
     """With learning rate 0 the fine-tuned weights must equal the pretrained ones: proof they were loaded."""
     overrides = tiny_overrides(nifti_folder, tmp_path / "base")
-    base = _run(bundle, ["train.json"], **{key: value}, **overrides)
+    base = _run(bundle, ["train.json"], **settings, **overrides)
     pretrained = save_weights(tmp_path / "site_start.pt", base.parser.get_parsed_content("network_def"))
     root = BUNDLES / bundle
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
                str([str(root / "configs/train.json"), str(root / "configs/finetune.json")]),
-               "--bundle_root", str(root), f"--{key}", value, "--pretrained_ckpt", str(pretrained),
-               "--learning_rate", "0.0", "--epochs", "1", "--val_interval", "1"]
-    for name, setting in {**overrides, "output_dir": str(tmp_path / "finetuned")}.items():
-        if name not in ("epochs", "val_interval"):
-            command += [f"--{name}", repr(setting) if isinstance(setting, (list, bool)) else str(setting)]
+               "--bundle_root", str(root), "--pretrained_ckpt", str(pretrained), "--learning_rate", "0.0"]
+    command += _command_line({**settings, **overrides, "output_dir": str(tmp_path / "finetuned")})
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     tuned = state_dict_of(torch.load(tmp_path / "finetuned" / "model.pt", weights_only=True))
@@ -95,8 +98,7 @@ def test_multi_gpu_overlay_with_two_cpu_processes(bundle, nifti_folder, tmp_path
                "-m", "monai.bundle", "run", "--config_file",
                str([str(root / "configs/train.json"), str(root / "configs/multi_gpu_train.json")]),
                "--bundle_root", str(root)]
-    for name, setting in {**tiny_overrides(nifti_folder, out), "val_dataset_dir": str(nifti_folder)}.items():
-        command += [f"--{name}", repr(setting) if isinstance(setting, (list, bool)) else str(setting)]
+    command += _command_line({**tiny_overrides(nifti_folder, out), "val_dataset_dir": str(nifti_folder)})
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     log = result.stdout + result.stderr
@@ -107,16 +109,16 @@ def test_multi_gpu_overlay_with_two_cpu_processes(bundle, nifti_folder, tmp_path
     assert (out / "model.pt").is_file()
 
 
-@pytest.mark.parametrize("bundle, key, value", PRIORS)
-def test_finetune_from_shipped_weights(bundle, key, value, nifti_folder, tmp_path):
+@pytest.mark.parametrize("bundle, settings, weights", PRIORS)
+def test_finetune_from_shipped_weights(bundle, settings, weights, nifti_folder, tmp_path):
     """The documented one-command fine-tune on a site folder, starting from the shipped weights."""
-    shipped = BUNDLES / bundle / "models" / f"model_{value}.pt"
+    shipped = BUNDLES / bundle / "models" / f"model_{weights}.pt"
     if not shipped.is_file():
         pytest.skip(f"{shipped.name} not trained yet (scripts/train_priors.py)")
     root = BUNDLES / bundle
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
                str([str(root / "configs/train.json"), str(root / "configs/finetune.json")]),
-               "--bundle_root", str(root), f"--{key}", value, "--dataset_dir", str(nifti_folder),
+               "--bundle_root", str(root), *_command_line(settings), "--dataset_dir", str(nifti_folder),
                "--output_dir", str(tmp_path / "site"), "--epochs", "1", "--val_interval", "1", "--batch_size", "2",
                "--repeats", "1", "--learning_rate", "0.0", "--num_threads", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,

@@ -36,3 +36,16 @@ def test_time_out_of_range(schedule):
 def test_bad_ve_levels():
     with pytest.raises(InputError, match="sigma_max"):
         VESchedule(sigma_min=1.0, sigma_max=0.5)
+
+
+def test_vp_timesteps_for_ratio_inverts_the_schedule():
+    schedule = VPSchedule()
+    grid = torch.tensor([0, 1, 250, 251, 998, 999])
+    alpha, sigma = schedule.alpha_sigma(grid)
+    ratios = sigma / alpha
+    torch.testing.assert_close(schedule.timesteps_for_ratio(ratios), grid.double(), atol=1e-6, rtol=0)
+    # linear in log(sigma / alpha) between training timesteps, clamped to the ends outside them
+    halfway = schedule.timesteps_for_ratio((ratios[2] * ratios[3]).sqrt())
+    assert float(halfway) == pytest.approx(250.5, abs=1e-6)
+    assert schedule.timesteps_for_ratio(torch.tensor([1e-6, 1e6])).tolist() == [0.0, 999.0]
+    assert schedule.max_ratio == pytest.approx(float(ratios[-1]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.priors import ContinuousPrepareBatch, FixedNoisePrepareBatch
+from diffrecon.priors import FixedNoisePrepareBatch
 
 
 def test_fixed_noise_is_reproducible_per_item():
@@ -18,9 +18,3 @@ def test_fixed_noise_is_reproducible_per_item():
         prepare({"image": batch["image"]})
     with pytest.raises(InputError, match="timesteps"):
         FixedNoisePrepareBatch(1000, timesteps=[1000])
-
-
-def test_continuous_times_cover_the_range():
-    t = ContinuousPrepareBatch(1000).get_timesteps(torch.zeros(4000, 1))
-    assert t.min() >= 0 and t.max() <= 999 and t.dtype.is_floating_point
-    assert (t != t.round()).any() and t.mean().item() == pytest.approx(499.5, abs=15)
