@@ -71,6 +71,8 @@ class VPSchedule:
         """Real-valued network time at which ``sigma / alpha`` equals ``ratio`` (linear in log ``sigma / alpha``
         between training timesteps; clamped to [0, num_train_timesteps - 1])."""
         ratio = torch.as_tensor(ratio, dtype=torch.float64)
+        if not (torch.isfinite(ratio) & (ratio > 0)).all():
+            raise InputError(f"ratio must be positive and finite, got {ratio.tolist()}")
         log_ratios = 0.5 * torch.log((1 - self.alphas_cumprod) / self.alphas_cumprod)  # increasing in t
         query = torch.log(ratio.cpu()).clamp(float(log_ratios[0]), float(log_ratios[-1])).reshape(-1)
         upper = torch.searchsorted(log_ratios, query).clamp(1, self.num_train_timesteps - 1)

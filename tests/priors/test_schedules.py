@@ -49,3 +49,5 @@ def test_vp_timesteps_for_ratio_inverts_the_schedule():
     assert float(halfway) == pytest.approx(250.5, abs=1e-6)
     assert schedule.timesteps_for_ratio(torch.tensor([1e-6, 1e6])).tolist() == [0.0, 999.0]
     assert schedule.max_ratio == pytest.approx(float(ratios[-1]))
+    with pytest.raises(InputError, match="ratio must be positive and finite"):
+        schedule.timesteps_for_ratio(torch.tensor([1.0, 0.0]))
