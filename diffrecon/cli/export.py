@@ -229,8 +229,12 @@ def run(args: argparse.Namespace) -> None:
             raise InputError("--std is on a different grid (affine) than --result; expected the same grid")
     report = export_from_args(args, volume, affine, modality=args.modality,
                               method_description=args.method_description, std_volume=std)
+    print_export_report(report, "export", "rerun to send what is missing")
+
+
+def print_export_report(report: ExportReport, command: str, remedy: str) -> None:
+    """Print what was written and sent; exit with status 1 (after saying ``remedy``) when a transfer is incomplete."""
     print(report.summary())
     if not report.ok:
-        print("diffrecon export: error: the PACS transfer is incomplete (see above); rerun to send what is "
-              "missing", file=sys.stderr)
+        print(f"diffrecon {command}: error: the PACS transfer is incomplete (see above); {remedy}", file=sys.stderr)
         raise SystemExit(1)

@@ -34,8 +34,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (default 0.01)")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace):
+    """Reconstruct, write NIfTI + JSON + PNG to ``args.out``; returns the :class:`diffrecon.cli.recon.Result`."""
     import torch
+
+    from diffrecon.cli.recon import Result
 
     from diffrecon.checks import InputError
     from diffrecon.classical.mri_methods import DEFAULT_ITERATIONS, DEFAULT_TV_LAM, reconstruct_mri
@@ -83,8 +86,13 @@ def run(args: argparse.Namespace) -> None:
     if mask_info is not None:
         report.update(mask=mask_info.kind, requested_acceleration=mask_info.requested_acceleration,
                       center_fraction=args.center_fraction, seed=args.seed)
-    _write(Path(args.out), args.method, images, None if reference is None else reference.cpu().numpy(), voxel,
-           report)
+    affine = _write(Path(args.out), args.method, images, None if reference is None else reference.cpu().numpy(),
+                    voxel, report)
+    volume = images[args.method]
+    settings = f" {report['iterations']} iterations" if report["iterations"] else ""
+    return Result(volume[..., None] if volume.ndim == 2 else volume, affine,
+                  str(Path(args.out) / f"{args.method}.nii.gz"),
+                  f"{args.method.upper()}{settings} R={report['acceleration']:.1f}")
 
 
 def _measured(args: argparse.Namespace):
@@ -130,8 +138,8 @@ def _simulated(args: argparse.Namespace):
     return full, truth.abs(), tuple(float(v) for v in np.abs(affine[:3, :3]).sum(0))
 
 
-def _write(out: Path, method: str, images: dict, reference, voxel, report: dict) -> None:
-    """Magnitude NIfTI files, a JSON report with metrics and a PNG panel in ``out``."""
+def _write(out: Path, method: str, images: dict, reference, voxel, report: dict):
+    """Magnitude NIfTI files, a JSON report with metrics and a PNG panel in ``out``; returns their affine."""
     import numpy as np
 
     from diffrecon.io.figures import save_panel
@@ -159,3 +167,4 @@ def _write(out: Path, method: str, images: dict, reference, voxel, report: dict)
                annotations=annotations, signed={"error"}, vmax=float(np.percentile(columns[next(iter(columns))], 99.5)))
     summary = ", ".join(f"{name} NRMSE {m['nrmse']:.4f}" for name, m in report.get("metrics", {}).items())
     print(f"wrote {method}.nii.gz, {method}.png and {method}.json in {out}" + (f" ({summary})" if summary else ""))
+    return affine

@@ -15,29 +15,35 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--multiplicative", help="multiplicative factors m (normalisation x attenuation x scale) "
                                                 "as a sinogram file; default 1")
     group.add_argument("--additive", help="additive background b (randoms + scatter) as a sinogram file; default 0")
-    group.add_argument("--mu-map", help="mu-map NIfTI (1/mm) on the image grid: its attenuation factors are "
-                                        "multiplied into m")
+    group.add_argument("--mu-map", help="mu-map (1/mm), NIfTI or DICOM series folder: its attenuation factors "
+                                        "are multiplied into m")
     group.add_argument("--grid", help="image grid: a preset name (demo, demo2d, clinical_brain) or a NIfTI "
-                                      "image whose shape and voxel size to use; default: the preset whose scanner "
-                                      "matches the sinogram")
+                                      "image whose shape, voxel size and affine to use; default: the preset whose "
+                                      "scanner matches the sinogram")
     group.add_argument("--psf-fwhm", type=float, default=None, help="resolution model FWHM in mm (default none)")
     group.add_argument("--subsets", type=int, default=8, help="ordered subsets (osem, map-rdp, bowsher)")
     group.add_argument("--beta", type=float, default=None, help="penalty strength (map-rdp default 1.0, "
                                                                 "bowsher 0.05)")
     group.add_argument("--gamma", type=float, default=2.0, help="RDP edge-preservation parameter")
-    group.add_argument("--mr", help="anatomical MR NIfTI on the image grid, for bowsher")
+    group.add_argument("--mr", help="anatomical MR for bowsher: NIfTI or DICOM series folder")
     group.add_argument("--bowsher-neighbours", type=int, default=8, help="neighbours kept per voxel (of 26)")
-    group.add_argument("--reference", help="ground-truth activity NIfTI on the grid: metrics are reported")
+    group.add_argument("--reference", help="ground-truth activity (NIfTI or DICOM series folder): metrics are "
+                                           "reported. Images on another grid than the reconstruction's are "
+                                           "resampled onto it by their affines (same patient coordinates)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace):
+    """Reconstruct, write NIfTI + JSON + PNG to ``args.out``; returns the :class:`diffrecon.cli.recon.Result`."""
     import torch
+
+    from diffrecon.cli.recon import Result
 
     from diffrecon.checks import InputError, check_device, check_positive
     from diffrecon.classical.pet import map_em, reconstruct_pet
-    from diffrecon.io.nifti import load_nifti, save_nifti
+    from diffrecon.io.nifti import save_nifti
     from diffrecon.io.sinogram import load_sinogram
+    from diffrecon.io.volumes import load_on_grid
     from diffrecon.physics.pet import PETAcquisitionModel, attenuation_factors
     from diffrecon.physics.projector import PETProjector
 
@@ -51,33 +57,31 @@ def run(args: argparse.Namespace) -> None:
     iterations = args.iterations or DEFAULT_ITERATIONS[args.method]
     check_positive("--iterations", iterations)
     measured, scanner = load_sinogram(args.sinogram)
-    grid = resolve_grid(args.grid, scanner)
+    grid, grid_affine = resolve_grid(args.grid, scanner)
+    on_grid = {name: load_on_grid(path, f"--{name.replace('_', '-')}", grid_affine, grid.shape)
+               for name, path in (("mu_map", args.mu_map), ("reference", args.reference), ("mr", args.mr)) if path}
     projector = PETProjector(scanner, grid, device=args.device)
     multiplicative = _factor(args.multiplicative, "--multiplicative", scanner, load_sinogram)
-    if args.mu_map:
-        mu_map, affine = load_nifti(args.mu_map, "--mu-map")
-        _check_on_grid("--mu-map", mu_map, affine, grid)
+    if "mu_map" in on_grid:
+        mu_map = on_grid["mu_map"]
         attenuation = attenuation_factors(projector, torch.as_tensor(mu_map))
         multiplicative = attenuation if multiplicative is None else multiplicative.to(args.device) * attenuation
     additive = _factor(args.additive, "--additive", scanner, load_sinogram)
     model = PETAcquisitionModel(projector, multiplicative, additive, psf_fwhm_mm=args.psf_fwhm)
     data = model.check_data(torch.as_tensor(measured), "--sinogram")
-    reference = None
-    if args.reference:
-        reference, affine = load_nifti(args.reference, "--reference")
-        _check_on_grid("--reference", reference, affine, grid)
+    reference = on_grid.get("reference")
 
     options = {"description": args.method}
     if args.method in ("mlem", "osem"):
         n_subsets = 1 if args.method == "mlem" else args.subsets
         result = reconstruct_pet(data, model, iterations, n_subsets=n_subsets, **options)
     else:
-        penalty = build_penalty(args, grid)
+        penalty = build_penalty(args, grid, on_grid.get("mr"))
         result = map_em(data, model, penalty, iterations=iterations, n_subsets=args.subsets, **options)
     image = result.image.cpu().numpy()
 
     out = Path(args.out)
-    save_nifti(out / f"{args.method}.nii.gz", image, grid.affine)
+    save_nifti(out / f"{args.method}.nii.gz", image, grid_affine)
     report = {"method": args.method, "iterations": iterations, "log_likelihood": result.log_likelihood}
     if result.objective:
         report["objective"] = result.objective
@@ -94,10 +98,12 @@ def run(args: argparse.Namespace) -> None:
     save_panel(out / f"{args.method}.png", columns, title=f"{args.method} ({iterations} iterations)",
                signed={"difference"}, cmap="gray_r")
     print(f"wrote {out / f'{args.method}.nii.gz'}, {args.method}.png and {args.method}.json in {out}")
+    settings = f"{iterations} iterations" + ("" if args.method == "mlem" else f" x {args.subsets} subsets")
+    return Result(image, grid_affine, str(out / f"{args.method}.nii.gz"), f"{args.method.upper()} {settings}")
 
 
 def resolve_grid(spec: str | None, scanner):
-    """The image grid from a preset name, a NIfTI image, or the preset whose scanner matches."""
+    """The image grid and its affine from a preset name, a NIfTI image, or the preset whose scanner matches."""
     from diffrecon.checks import InputError
     from diffrecon.io.nifti import load_nifti
     from diffrecon.physics.geometry import PRESET_NAMES, ImageGrid, get_preset
@@ -105,19 +111,19 @@ def resolve_grid(spec: str | None, scanner):
     if spec is None:
         for name in PRESET_NAMES:
             if get_preset(name).scanner == scanner:
-                return get_preset(name).grid
+                return get_preset(name).grid, get_preset(name).grid.affine
         raise InputError("--grid is required: the sinogram's scanner matches no preset "
                          f"({', '.join(PRESET_NAMES)}); give a preset name or a NIfTI image on the wanted grid")
     if spec in PRESET_NAMES:
-        return get_preset(spec).grid
+        return get_preset(spec).grid, get_preset(spec).grid.affine
     if not (spec.endswith(".nii") or spec.endswith(".nii.gz")):
         raise InputError(f"--grid {spec!r} is neither a preset ({', '.join(PRESET_NAMES)}) nor a NIfTI file")
     image, affine = load_nifti(spec, "--grid")
-    return ImageGrid(tuple(image.shape[:3]), tuple(float(v) for v in abs(affine[:3, :3]).sum(0)))
+    return ImageGrid(tuple(image.shape[:3]), tuple(float(v) for v in abs(affine[:3, :3]).sum(0))), affine
 
 
-def build_penalty(args: argparse.Namespace, grid):
-    """RDP for map-rdp; a quadratic penalty with Bowsher neighbours from the MR for bowsher."""
+def build_penalty(args: argparse.Namespace, grid, mr):
+    """RDP for map-rdp; a quadratic penalty with Bowsher neighbours from ``mr`` (on the grid) for bowsher."""
     import torch
 
     from diffrecon.classical.penalties import QuadraticPenalty, RelativeDifferencePenalty, bowsher_selection
@@ -125,10 +131,6 @@ def build_penalty(args: argparse.Namespace, grid):
     if args.method == "map-rdp":
         beta = 1.0 if args.beta is None else args.beta
         return RelativeDifferencePenalty(beta, grid.shape, grid.voxel_size_mm, gamma=args.gamma)
-    from diffrecon.io.nifti import load_nifti
-
-    mr, affine = load_nifti(args.mr, "--mr")
-    _check_on_grid("--mr", mr, affine, grid)
     selection = bowsher_selection(torch.as_tensor(mr), args.bowsher_neighbours)
     beta = 0.05 if args.beta is None else args.beta
     return QuadraticPenalty(beta, grid.shape, grid.voxel_size_mm, selection=selection)
@@ -145,15 +147,3 @@ def _factor(path: str | None, name: str, scanner, load_sinogram):
     if factor_scanner != scanner:
         raise InputError(f"{name}: its scanner geometry differs from the sinogram's")
     return torch.as_tensor(factor)
-
-
-def _check_on_grid(name: str, image, affine, grid) -> None:
-    import numpy as np
-
-    from diffrecon.checks import InputError
-
-    if tuple(image.shape) != tuple(grid.shape) or not np.allclose(np.abs(affine[:3, :3]).sum(0), grid.voxel_size_mm,
-                                                                   atol=1e-3):
-        spacing = tuple(np.round(np.abs(affine[:3, :3]).sum(0), 3))
-        raise InputError(f"{name} is on another grid: shape {tuple(image.shape)} with voxels {spacing} mm; expected "
-                         f"shape {grid.shape} with voxels {grid.voxel_size_mm} mm (resample it first)")

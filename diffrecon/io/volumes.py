@@ -57,3 +57,24 @@ def resample_to_grid(array: np.ndarray, affine: np.ndarray, target_affine: np.nd
         raise InputError("affine is singular; expected an invertible 4x4 voxel-to-world matrix") from error
     return affine_transform(array, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=tuple(int(n) for n in target_shape),
                             order=order, mode="constant", cval=fill).astype(np.float32)
+
+
+def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_shape: tuple[int, int, int],
+                 min_coverage: float = 0.5) -> np.ndarray:
+    """Read a NIfTI file or DICOM series folder (:func:`load_volume`) onto a target grid: as it is when it is on
+    that grid, else resampled by its affine (linear; zero outside the image).
+
+    Raises:
+        InputError: the image covers less than ``min_coverage`` of the grid, i.e. it is not in the grid's patient
+            coordinates (another frame of reference, or the wrong file).
+    """
+    array, affine = load_volume(path, name)
+    if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
+        return array
+    coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0).mean())
+    if coverage < min_coverage:
+        spacing = tuple(round(float(v), 3) for v in np.abs(affine[:3, :3]).sum(0))
+        raise InputError(f"{name} (shape {array.shape}, voxels {spacing} mm) covers {100 * coverage:.0f}% of the "
+                         f"reconstruction grid (shape {tuple(target_shape)}); expected an image in the same patient "
+                         f"coordinates covering at least {100 * min_coverage:.0f}% of it")
+    return resample_to_grid(array, affine, target_affine, target_shape)

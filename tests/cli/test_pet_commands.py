@@ -82,7 +82,8 @@ def test_recon_refuses_inconsistent_inputs(simulated, tmp_path, capsys):
 
     save_nifti(bad_grid, np.zeros((10, 10, 1)), np.eye(4))
     cases = [
-        (["--mu-map", str(bad_grid)], "--mu-map is on another grid"),
+        (["--mu-map", str(bad_grid)], "--mu-map (shape (10, 10, 1), voxels (1.0, 1.0, 1.0) mm) covers 0% of the "
+                                     "reconstruction grid"),
         (["--psf-fwhm", "-1"], "--psf-fwhm must be >= 0"),
     ]
     for extra, message in cases:

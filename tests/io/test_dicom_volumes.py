@@ -6,7 +6,7 @@ import pytest
 
 from diffrecon.checks import InputError
 from diffrecon.io.nifti import save_nifti
-from diffrecon.io.volumes import load_volume, resample_to_grid
+from diffrecon.io.volumes import load_on_grid, load_volume, resample_to_grid
 
 
 def test_nifti_and_dicom_give_the_same_volume(shared_data, tmp_path):
@@ -50,3 +50,23 @@ def test_resample_identity_and_shift():
         resample_to_grid(array, affine, affine, (0, 5, 4))
     with pytest.raises(InputError, match="singular"):
         resample_to_grid(array, np.zeros((4, 4)), affine, (6, 5, 4))
+
+
+def test_load_on_grid_keeps_resamples_or_refuses(tmp_path):
+    """An image on the grid comes back as it is; one on a finer grid in the same coordinates is resampled (a
+    linear ramp exactly); one elsewhere in patient space is refused, naming the parameter."""
+    grid_affine, shape = np.diag([4.0, 4.0, 4.0, 1.0]), (6, 5, 4)
+    centres = np.stack(np.meshgrid(*[np.arange(n) * 4.0 for n in shape], indexing="ij"))
+    ramp = (centres[0] + 2 * centres[1] - centres[2]).astype(np.float32)
+    save_nifti(tmp_path / "on.nii.gz", ramp, grid_affine)
+    np.testing.assert_array_equal(load_on_grid(tmp_path / "on.nii.gz", "--mr", grid_affine, shape), ramp)
+    fine = np.stack(np.meshgrid(*[np.arange(2 * n) * 2.0 for n in shape], indexing="ij"))
+    save_nifti(tmp_path / "fine.nii.gz", (fine[0] + 2 * fine[1] - fine[2]).astype(np.float32),
+               np.diag([2.0, 2.0, 2.0, 1.0]))
+    np.testing.assert_allclose(load_on_grid(tmp_path / "fine.nii.gz", "--mr", grid_affine, shape), ramp, atol=1e-4)
+    far = np.diag([2.0, 2.0, 2.0, 1.0])
+    far[:3, 3] = 500.0
+    save_nifti(tmp_path / "far.nii.gz", ramp, far)
+    with pytest.raises(InputError, match=r"--mr \(shape \(6, 5, 4\), voxels \(2.0, 2.0, 2.0\) mm\) covers 0% of the "
+                                         r"reconstruction grid"):
+        load_on_grid(tmp_path / "far.nii.gz", "--mr", grid_affine, shape)
