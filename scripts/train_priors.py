@@ -29,7 +29,7 @@ PRIORS = {
     "pet-axial": ("pet_fdg_prior", "axial", {"orientation": "axial", "epochs": 40}),
     "pet-coronal": ("pet_fdg_prior", "coronal", {"orientation": "coronal", "epochs": 40}),
     "pet-sagittal": ("pet_fdg_prior", "sagittal", {"orientation": "sagittal", "epochs": 40}),
-    "mr-vp": ("mr_t1_prior", "vp", {"epochs": 120}),
+    "mr-vp": ("mr_t1_prior", "vp", {"epochs": 180}),
 }
 
 

@@ -38,10 +38,9 @@ def run(args: argparse.Namespace):
     """Reconstruct, write NIfTI + JSON + PNG to ``args.out``; returns the :class:`diffrecon.cli.recon.Result`."""
     import torch
 
-    from diffrecon.cli.recon import Result
-
     from diffrecon.checks import InputError
     from diffrecon.classical.mri_methods import DEFAULT_ITERATIONS, DEFAULT_TV_LAM, reconstruct_mri
+    from diffrecon.cli.recon import Result
     from diffrecon.physics.mri_coils import sense_operator
     from diffrecon.physics.mri_masks import sampling_mask
 

@@ -37,10 +37,9 @@ def run(args: argparse.Namespace):
     """Reconstruct, write NIfTI + JSON + PNG to ``args.out``; returns the :class:`diffrecon.cli.recon.Result`."""
     import torch
 
-    from diffrecon.cli.recon import Result
-
     from diffrecon.checks import InputError, check_device, check_positive
     from diffrecon.classical.pet import map_em, reconstruct_pet
+    from diffrecon.cli.recon import Result
     from diffrecon.io.nifti import save_nifti
     from diffrecon.io.sinogram import load_sinogram
     from diffrecon.io.volumes import load_on_grid
@@ -63,8 +62,7 @@ def run(args: argparse.Namespace):
     projector = PETProjector(scanner, grid, device=args.device)
     multiplicative = _factor(args.multiplicative, "--multiplicative", scanner, load_sinogram)
     if "mu_map" in on_grid:
-        mu_map = on_grid["mu_map"]
-        attenuation = attenuation_factors(projector, torch.as_tensor(mu_map))
+        attenuation = attenuation_factors(projector, torch.as_tensor(on_grid["mu_map"]))
         multiplicative = attenuation if multiplicative is None else multiplicative.to(args.device) * attenuation
     additive = _factor(args.additive, "--additive", scanner, load_sinogram)
     model = PETAcquisitionModel(projector, multiplicative, additive, psf_fwhm_mm=args.psf_fwhm)
