@@ -113,7 +113,8 @@ class VarianceExplodingPrior(ScoreModel):
         if schedule.sigma_max > prior.schedule.max_ratio:
             raise InputError(f"sigma_max ({schedule.sigma_max}) exceeds the largest noise level of the VP prior "
                              f"(sigma / alpha = {prior.schedule.max_ratio:.1f} at its last timestep)")
-        self.prior, self.schedule, self.spatial_dims = prior, schedule, prior.spatial_dims
+        self.prior, self.schedule = prior, schedule
+        self.spatial_dims, self.size_multiple = prior.spatial_dims, prior.size_multiple
 
     def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
         """Predicted noise of VE images ``x`` at VE network time ``timesteps``."""
