@@ -43,6 +43,8 @@ class VPSchedule:
         self.schedule = schedule
         self.schedule_args = schedule_args
         self.alphas_cumprod = self.scheduler("ddpm").alphas_cumprod.to(torch.float64)
+        # log(sigma / alpha) per training timestep, increasing in t (for timesteps_for_ratio)
+        self.log_ratios = 0.5 * torch.log((1 - self.alphas_cumprod) / self.alphas_cumprod)
 
     def scheduler(self, method: str = "ddim", clip: tuple[float, float] | None = None) -> DDPMScheduler | DDIMScheduler:
         """A MONAI scheduler ("ddpm" or "ddim") with this schedule.
@@ -73,7 +75,7 @@ class VPSchedule:
         ratio = torch.as_tensor(ratio, dtype=torch.float64)
         if not (torch.isfinite(ratio) & (ratio > 0)).all():
             raise InputError(f"ratio must be positive and finite, got {ratio.tolist()}")
-        log_ratios = 0.5 * torch.log((1 - self.alphas_cumprod) / self.alphas_cumprod)  # increasing in t
+        log_ratios = self.log_ratios
         query = torch.log(ratio.cpu()).clamp(float(log_ratios[0]), float(log_ratios[-1])).reshape(-1)
         upper = torch.searchsorted(log_ratios, query).clamp(1, self.num_train_timesteps - 1)
         low, high = log_ratios[upper - 1], log_ratios[upper]
@@ -83,8 +85,7 @@ class VPSchedule:
     @property
     def max_ratio(self) -> float:
         """Largest ``sigma / alpha`` of the schedule (at the last training timestep)."""
-        abar = float(self.alphas_cumprod[-1])
-        return ((1 - abar) / abar) ** 0.5
+        return math.exp(float(self.log_ratios[-1]))
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor,
                   timesteps: torch.Tensor) -> torch.Tensor:
