@@ -64,11 +64,45 @@ def check_positive(name: str, value: float) -> None:
         raise InputError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def check_integer(name: str, value: int, minimum: int = 1) -> int:
+    """Raise unless ``value`` is an integer >= ``minimum`` (booleans refused); returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_at_least(name: str, value: float, minimum: float = 0.0) -> float:
+    """Raise unless ``value`` is a finite number >= ``minimum``; returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) \
+            or value < minimum:
+        raise InputError(f"{name} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
 def check_file(name: str, path: str | Path) -> Path:
     """Raise unless ``path`` is an existing, readable file; returns it as a Path."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{name}: file {str(path)!r} does not exist")
+    return path
+
+
+def check_output_dir(name: str, path: str | Path) -> Path:
+    """Raise unless ``path`` is a folder that exists and is writable, or can be created (its nearest existing
+    parent is a writable folder); creates nothing, so a refused command leaves no trace. Returns it as a Path."""
+    import os
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{name} {str(path)!r} is a file; expected a folder for the outputs")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{name} {str(path)!r}: {str(existing)!r} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path else f"cannot be created: {str(existing)!r} is not writable"
+        raise InputError(f"{name} {str(path)!r} {what}; expected a folder you can write to")
     return path
 
 

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diffrecon.checks import InputError
+    from pathlib import Path
+
+    from diffrecon.checks import InputError, check_output_dir
     from diffrecon.io.dicom_read import list_series, load_dicom_series
     from diffrecon.io.nifti import save_nifti
 
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> None:
         return
     if not args.out or not args.out.endswith((".nii", ".nii.gz")):
         raise InputError(f"--out {args.out!r}; expected an output file name ending in .nii or .nii.gz")
+    check_output_dir("--out (its folder)", Path(args.out).parent)
     volume = load_dicom_series(args.folder, series_uid=args.series_uid, modality=args.modality, suv=args.suv,
                                name="folder")
     path = save_nifti(args.out, volume.array, volume.affine)

@@ -1,57 +1,150 @@
-"""``diffrecon recon``: a classical reconstruction of PET or MRI data; the method picks the modality.
+"""``diffrecon recon``: reconstruct PET or MRI data with any registered method; the method picks the modality.
 
-PET methods live in :mod:`diffrecon.cli.recon_pet`, MRI methods in :mod:`diffrecon.cli.recon_mri`; each
-module provides ``METHODS``, ``add_arguments(group)`` and ``run(args) -> Result`` (after writing its files).
-The result can then be written as DICOM and sent to a PACS with the options of ``diffrecon export``.
+Argument parsing only: the case is loaded by :mod:`diffrecon.io.cases` (options in :mod:`.recon_pet` and
+:mod:`.recon_mri`), the method comes from :mod:`diffrecon.methods.registry` and is called as
+``method(data, physics, num_samples=..., generator=...)``, and the result is written (NIfTI mean and std, JSON
+report, PNG panel) and optionally exported as DICOM to a PACS. A new method needs no code here: its
+hyperparameters come from the named options below or from ``--set NAME=VALUE``.
 """
 from __future__ import annotations
 
 import argparse
-from typing import NamedTuple
+import json
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from diffrecon.checks import InputError
+from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
+from diffrecon.methods.registry import METHODS, build_method, method_names, method_parameters
 
-
-class Result(NamedTuple):
-    """What a reconstruction wrote: the image volume (x, y, z), its affine, its NIfTI file, a description."""
-
-    volume: np.ndarray
-    affine: np.ndarray
-    path: str
-    description: str
+# options that are method hyperparameters, by constructor parameter name
+HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam")
+LOADERS = {"PT": recon_pet, "MR": recon_mri}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "recon", help="classical PET or MRI reconstruction -> NIfTI + PNG",
-        description="Reconstruct a PET sinogram or MRI k-space with a classical method. The method decides "
-                    "which inputs are needed: PET methods take a sinogram and acquisition factors, MRI methods "
-                    "k-space and a sampling mask (or an image to undersample).")
-    parser.add_argument("--method", required=True, choices=[*recon_pet.METHODS, *recon_mri.METHODS],
-                        help="reconstruction method")
+        "recon", help="reconstruct PET or MRI data (any method) -> NIfTI + JSON + PNG [+ DICOM/PACS]",
+        description="Reconstruct a PET sinogram or MRI k-space. The method decides which inputs are needed: PET "
+                    "methods take a sinogram and acquisition factors, MRI methods k-space and a sampling mask (or "
+                    "an image to undersample). Methods: " +
+                    "; ".join(f"{e.name} ({e.modality}): {e.summary}" for e in METHODS.values()))
+    parser.add_argument("--method", required=True, choices=method_names(), help="reconstruction method")
     parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--iterations", type=int, default=None, help="number of iterations (method default)")
+    method = parser.add_argument_group("method options (each method takes some of them; others are refused)")
+    method.add_argument("--iterations", type=int, default=None, help="number of iterations (method default)")
+    method.add_argument("--subsets", type=int, default=None, help="ordered subsets (osem, map-rdp, bowsher; "
+                                                                  "default 8)")
+    method.add_argument("--beta", type=float, default=None, help="penalty strength (map-rdp default 1.0, "
+                                                                 "bowsher 0.05)")
+    method.add_argument("--gamma", type=float, default=None, help="RDP edge-preservation parameter (default 2)")
+    method.add_argument("--bowsher-neighbours", dest="neighbours", type=int, default=None,
+                        help="neighbours kept per voxel, of 26 (bowsher; default 8)")
+    method.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (tv, default "
+                                                                "0.01); Tikhonov weight (cg-sense, default 0)")
+    method.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                        help="any other method option (a JSON value or a string), e.g. --set steps=20")
+    method.add_argument("--num-samples", type=int, default=1, help="posterior samples (diffusion methods)")
+    method.add_argument("--seed", type=int, default=0, help="seed of every random draw (mask, simulated noise, "
+                                                            "samples)")
+    method.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     recon_pet.add_arguments(parser.add_argument_group("PET inputs"))
     recon_mri.add_arguments(parser.add_argument_group("MRI inputs"))
     add_export_arguments(parser.add_argument_group("DICOM export and PACS (optional; as diffrecon export)"))
     parser.set_defaults(func=run)
 
 
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method's hyperparameters given on the command line (named options and ``--set``)."""
+    options = {key: getattr(args, key) for key in HYPERPARAMETERS if getattr(args, key) is not None}
+    for item in args.settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--set {item!r}; expected NAME=VALUE with a Python identifier as NAME")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
 def run(args: argparse.Namespace) -> None:
-    pet = args.method in recon_pet.METHODS
-    modality = "PT" if pet else "MR"
-    if not pet and args.export_source_dicom:
+    import torch
+
+    modality = METHODS[args.method].modality
+    loader = LOADERS[modality]
+    if modality == "MR" and args.export_source_dicom:
         raise InputError("--export-source-dicom: k-space files carry no patient position, so an MRI result cannot "
                          "join a source study; leave the option out to export it as a new study")
+    options = method_options(args)
+    inputs = [key for key, p in method_parameters(args.method).items() if p.default is p.empty]
+    for key in inputs:  # inputs such as the Bowsher MR image come from the case's images
+        if not getattr(args, key, None):
+            raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")
+    check_output_dir("--out", args.out)
     check_export_args(args, modality)  # before the reconstruction
-    result = (recon_pet if pet else recon_mri).run(args)
-    report = export_from_args(args, result.volume, result.affine, modality=modality,
-                              method_description=result.description)
+    case = loader.load(args, images=inputs)
+    method = build_method(args.method, **options, **{key: case.images[key] for key in inputs})
+    generator = torch.Generator(case.data.device).manual_seed(args.seed)
+    result = method(case.data, case.physics, num_samples=args.num_samples, generator=generator)
+    path = write_result(Path(args.out), args.method, result, case, loader.comparisons(case, args.method),
+                        loader.CMAP)
+    description = result.report["description"]
+    report = export_from_args(args, _volume(result.mean), case.affine, modality=modality,
+                              method_description=description,
+                              std_volume=None if result.std is None else _volume(result.std))
     if report is not None:
-        print_export_report(report, "recon", f"rerun `diffrecon export --result {result.path} --modality "
-                                             f"{modality} --method-description '{result.description}'` with the "
-                                             "same export options to send what is missing")
+        print_export_report(report, "recon", f"rerun `diffrecon export --result {path} --modality {modality} "
+                                             f"--method-description '{description}'` with the same export options "
+                                             "to send what is missing")
+
+
+def _volume(image):
+    """A magnitude (x, y, z) numpy volume of an image tensor or array (2D images get a z axis of 1)."""
+    import numpy as np
+
+    volume = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    volume = np.abs(volume) if np.iscomplexobj(volume) else volume
+    return volume[..., None] if volume.ndim == 2 else volume
+
+
+def write_result(out: Path, name: str, result, case, comparisons: dict, cmap: str) -> Path:
+    """Write ``<name>.nii.gz`` (and ``<name>_std.nii.gz``), the other images, ``<name>.json`` (the method's report,
+    the case facts, metrics against the reference) and ``<name>.png``; returns the result's NIfTI path."""
+    import numpy as np
+
+    from diffrecon.io.figures import save_panel
+    from diffrecon.io.nifti import save_nifti
+
+    images = {**{key: _volume(image) for key, image in comparisons.items()}, name: _volume(result.mean)}
+    volumes = dict(images)
+    if result.std is not None:
+        volumes[f"{name}_std"] = _volume(result.std)
+    if case.reference is not None:
+        volumes["reference"] = _volume(case.reference)
+        if volumes["reference"].shape != images[name].shape:
+            raise InputError(f"the reference has shape {volumes['reference'].shape}; the reconstruction "
+                             f"{images[name].shape}")
+    for key, volume in volumes.items():
+        save_nifti(out / f"{key}.nii.gz", volume, case.affine)
+    report = {**result.report, **case.info}
+    columns, annotations = dict(images), {}
+    if case.reference is not None:
+        from diffrecon.metrics import nrmse, psnr, ssim
+
+        reference = volumes["reference"]
+        report["metrics"] = {key: {"nrmse": nrmse(image, reference), "psnr_db": psnr(image, reference),
+                                   "ssim": ssim(image, reference)} for key, image in images.items()}
+        annotations = {key: f"PSNR {m['psnr_db']:.2f} dB  SSIM {m['ssim']:.3f}" for key, m in report["metrics"].items()}
+        columns = {"reference": reference, **images, "error": images[name] - reference}
+    if result.std is not None:
+        columns["std"] = volumes[f"{name}_std"]
+    partial = out / f"{name}.json.partial"
+    partial.write_text(json.dumps(report, indent=2))
+    partial.replace(out / f"{name}.json")
+    save_panel(out / f"{name}.png", columns, title=result.report["description"], annotations=annotations,
+               signed={"error"}, cmap=cmap, vmax=float(np.percentile(next(iter(columns.values())), 99.5)))
+    summary = ", ".join(f"{key} NRMSE {m['nrmse']:.4f}" for key, m in report.get("metrics", {}).items())
+    print(f"wrote {name}.nii.gz, {name}.png and {name}.json in {out}" + (f" ({summary})" if summary else ""))
+    return out / f"{name}.nii.gz"

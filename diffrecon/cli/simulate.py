@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from diffrecon.checks import check_device
+    from diffrecon.checks import check_device, check_output_dir
     from diffrecon.data.phantoms import make_subject
     from diffrecon.io.sinogram import save_sinogram
     from diffrecon.physics.geometry import get_preset
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
     preset = get_preset(args.preset)
     trues_per_direct_plane(args.count_level)  # validate before building anything
     check_device("--device", args.device)
+    check_output_dir("--out", args.out)
     subject = make_subject(args.seed, preset.grid, lesions=args.lesions, split=args.split)
     activity = getattr(subject, args.tracer)
     simulation = simulate_pet(torch.as_tensor(activity), torch.as_tensor(subject.mu_map), preset.scanner, preset.grid,

@@ -39,22 +39,24 @@ def load_volume(path: str | Path, name: str = "image", *, series_uid: str | None
 
 
 def resample_to_grid(array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,
-                     target_shape: tuple[int, int, int], order: int = 1, fill: float = 0.0) -> np.ndarray:
+                     target_shape: tuple[int, int, int], order: int = 1, fill: float = 0.0,
+                     name: str = "array") -> np.ndarray:
     """Resample ``array`` (with ``affine``) onto the grid ``target_affine``/``target_shape`` (same world space).
 
-    Linear interpolation by default (``order`` 0..5 as in scipy.ndimage); points outside get ``fill``.
+    Linear interpolation by default (``order`` 0..5 as in scipy.ndimage); points outside get ``fill``;
+    ``name`` names the image in error messages.
     """
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 3:
-        raise InputError(f"array has shape {array.shape}; expected (x, y, z)")
-    check_shape("affine", np.asarray(affine), (4, 4))
+        raise InputError(f"{name} has shape {array.shape}; expected (x, y, z)")
+    check_shape(f"affine of {name}", np.asarray(affine), (4, 4))
     check_shape("target_affine", np.asarray(target_affine), (4, 4))
     if len(target_shape) != 3 or min(target_shape) < 1:
         raise InputError(f"target_shape is {tuple(target_shape)}; expected three positive sizes")
     try:
         voxel_map = np.linalg.solve(np.asarray(affine, dtype=np.float64), np.asarray(target_affine, dtype=np.float64))
     except np.linalg.LinAlgError as error:
-        raise InputError("affine is singular; expected an invertible 4x4 voxel-to-world matrix") from error
+        raise InputError(f"{name}: its affine is singular; expected an invertible 4x4 voxel-to-world matrix") from error
     return affine_transform(array, voxel_map[:3, :3], voxel_map[:3, 3], output_shape=tuple(int(n) for n in target_shape),
                             order=order, mode="constant", cval=fill).astype(np.float32)
 
@@ -71,10 +73,11 @@ def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_
     array, affine = load_volume(path, name)
     if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
         return array
-    coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0).mean())
+    coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0,
+                                      name=name).mean())
     if coverage < min_coverage:
         spacing = tuple(round(float(v), 3) for v in np.abs(affine[:3, :3]).sum(0))
         raise InputError(f"{name} (shape {array.shape}, voxels {spacing} mm) covers {100 * coverage:.0f}% of the "
                          f"reconstruction grid (shape {tuple(target_shape)}); expected an image in the same patient "
                          f"coordinates covering at least {100 * min_coverage:.0f}% of it")
-    return resample_to_grid(array, affine, target_affine, target_shape)
+    return resample_to_grid(array, affine, target_affine, target_shape, name=name)

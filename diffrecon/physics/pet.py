@@ -14,6 +14,10 @@ from diffrecon.physics.psf import GaussianPSF
 class PETAcquisitionModel:
     """Expected data ȳ = m ⊙ A(PSF x) + b of an activity image x, view subsets included.
 
+    Images are (nx, ny, nz) or batched (B, nx, ny, nz); sinograms follow the same batching. In the vocabulary
+    every physics object shares (deepinv's): :meth:`A` is the linear part m ⊙ A(PSF x), :meth:`A_adjoint` its
+    adjoint; :meth:`forward` adds the background b.
+
     Args:
         projector: the line-integral projector A (defines scanner, grid and device).
         multiplicative: m, the product of attenuation factors, detector normalisation and any global
@@ -39,6 +43,9 @@ class PETAcquisitionModel:
             raise InputError(f"{name} factors have shape {tuple(factor.shape)}; expected the scanner's data shape "
                              f"{self.data_shape} (n_sinograms, n_views, n_bins)")
         check_nonnegative(f"{name} factors", factor)
+        if name == "multiplicative" and not (factor > 0).any():
+            raise InputError("multiplicative factors are all zero: no line of response would see any activity; "
+                             "expected normalisation x attenuation factors > 0")
         return factor
 
     @property
@@ -60,6 +67,14 @@ class PETAcquisitionModel:
         projection = self.projector.forward(blurred, views)
         multiplicative = self._views(self.multiplicative, views)
         return projection if multiplicative is None else projection * multiplicative
+
+    def A(self, image: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
+        """The linear forward model m ⊙ A(PSF x) (same as :meth:`linear`)."""
+        return self.linear(image, views)
+
+    def A_adjoint(self, sinogram: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
+        """Its adjoint PSFᵀ Aᵀ (m ⊙ y) (same as :meth:`adjoint`)."""
+        return self.adjoint(sinogram, views)
 
     def forward(self, image: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
         """ȳ = m ⊙ A(PSF x) + b."""
@@ -83,10 +98,16 @@ class PETAcquisitionModel:
         return self._sensitivity[key]
 
     def check_data(self, measured: torch.Tensor, name: str = "sinogram") -> torch.Tensor:
-        """Validate measured counts: the scanner's data shape, finite and non-negative; returns float32."""
+        """Validate measured counts: the scanner's data shape, finite, non-negative and not all zero (per batch
+        item); returns float32 on the model's device."""
         measured = torch.as_tensor(measured, dtype=torch.float32)
         check_shape(name, measured, self.data_shape, "(n_sinograms, n_views, n_bins) of the scanner geometry")
         check_nonnegative(name, measured)
+        empty = (measured.flatten(-3).sum(-1) == 0).reshape(-1)
+        if empty.any():
+            which = "" if measured.dim() == 3 else f" (batch items {empty.nonzero().flatten().tolist()})"
+            raise InputError(f"{name} holds no counts{which}; expected measured coincidences (a sinogram of zeros "
+                             "reconstructs to nothing)")
         return measured.to(self.device)
 
     def log_likelihood(self, image: torch.Tensor, measured: torch.Tensor,

@@ -28,8 +28,9 @@ class GaussianPSF:
         self.kernels = [_gaussian_kernel(f * FWHM_TO_SIGMA / v) for f, v in zip(fwhm, voxel_size_mm)]
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """Blur ``image`` (B, nx, ny, nz)."""
-        out = image[:, None]
+        """Blur ``image`` (B, nx, ny, nz) or (nx, ny, nz)."""
+        unbatched = image.dim() == 3
+        out = image[None, None] if unbatched else image[:, None]
         for axis, kernel in enumerate(self.kernels):
             if kernel is None:
                 continue
@@ -39,7 +40,7 @@ class GaussianPSF:
             padding = [0, 0, 0]
             padding[axis] = len(kernel) // 2
             out = F.conv3d(out, weight.reshape(shape), padding=tuple(padding))
-        return out[:, 0]
+        return out[0, 0] if unbatched else out[:, 0]
 
     adjoint = __call__
 

@@ -70,7 +70,7 @@ def test_recon_methods_from_files(simulated, tmp_path, method, extra):
     np.testing.assert_allclose(affine, get_preset("demo2d").grid.affine)
     assert image.min() >= 0
     report = json.loads((tmp_path / f"{method}.json").read_text())
-    assert report["metrics"]["nrmse"] < 0.6 and (tmp_path / f"{method}.png").stat().st_size > 0
+    assert report["metrics"][method]["nrmse"] < 0.6 and (tmp_path / f"{method}.png").stat().st_size > 0
     if method == "mlem":
         assert len(report["log_likelihood"]) == 8
         assert np.all(np.diff(report["log_likelihood"]) >= 0)
@@ -84,7 +84,7 @@ def test_recon_refuses_inconsistent_inputs(simulated, tmp_path, capsys):
     cases = [
         (["--mu-map", str(bad_grid)], "--mu-map (shape (10, 10, 1), voxels (1.0, 1.0, 1.0) mm) covers 0% of the "
                                      "reconstruction grid"),
-        (["--psf-fwhm", "-1"], "--psf-fwhm must be >= 0"),
+        (["--psf-fwhm", "-1"], "--psf-fwhm must be a finite number >= 0"),
     ]
     for extra, message in cases:
         assert _recon(simulated, tmp_path / "out", "osem", *extra) == 2

@@ -38,7 +38,7 @@ def test_bowsher_with_an_mr_dicom_series_equals_the_nifti_mr(scan, tmp_path):
     from_nifti, _ = load_nifti(tmp_path / "nifti" / "bowsher.nii.gz")
     from_dicom, _ = load_nifti(tmp_path / "dicom" / "bowsher.nii.gz")
     np.testing.assert_allclose(from_dicom, from_nifti, rtol=0, atol=1e-3 * from_nifti.max())
-    assert json.loads((tmp_path / "dicom" / "bowsher.json").read_text())["metrics"]["nrmse"] < 0.6
+    assert json.loads((tmp_path / "dicom" / "bowsher.json").read_text())["metrics"]["bowsher"]["nrmse"] < 0.6
 
 
 def test_recon_exports_a_series_joining_the_source_study(scan, tmp_path, capsys):

@@ -29,7 +29,7 @@ def test_each_method_runs_on_the_real_twix_data(tmp_path, twix_file, method):
     metrics = report["metrics"]
     assert metrics[method]["nrmse"] <= metrics["zero-filled"]["nrmse"]
     if method != "zero-filled":
-        assert len(report["objective"]) == report["iterations"]
+        assert len(report["objective"]) == report["settings"]["iterations"]
 
 
 def test_simulated_acquisition_from_an_image(tmp_path):

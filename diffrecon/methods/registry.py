@@ -1,0 +1,68 @@
+"""Reconstruction methods by name, for the command line, bundles and benchmarks.
+
+Entries name their class as ``"module:Class"`` and are imported only when used, so listing the methods
+(``diffrecon recon --help``) loads no networks. A new method adds one line here and one module.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from diffrecon.checks import InputError, check_choice
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A registered method: its name, modality ("PT" or "MR"), class path and a one-line summary."""
+
+    name: str
+    modality: str
+    target: str
+    summary: str
+
+
+METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
+    MethodEntry("mlem", "PT", "diffrecon.methods.pet_classical:MLEM", "maximum-likelihood EM"),
+    MethodEntry("osem", "PT", "diffrecon.methods.pet_classical:OSEM", "ordered-subsets EM"),
+    MethodEntry("map-rdp", "PT", "diffrecon.methods.pet_classical:MAPRDP",
+                "MAP-EM (BSREM) with the relative difference prior"),
+    MethodEntry("bowsher", "PT", "diffrecon.methods.pet_classical:Bowsher", "MAP-EM with the MR-guided Bowsher prior"),
+    MethodEntry("zero-filled", "MR", "diffrecon.methods.mri_classical:ZeroFilled", "inverse FFT, coils combined"),
+    MethodEntry("cg-sense", "MR", "diffrecon.methods.mri_classical:CGSENSE", "conjugate-gradient SENSE"),
+    MethodEntry("tv", "MR", "diffrecon.methods.mri_classical:TV", "total-variation compressed sensing"),
+)}
+
+
+def method_names(modality: str | None = None) -> list[str]:
+    """Registered method names, all or those of one modality ("PT" or "MR")."""
+    return [name for name, entry in METHODS.items() if modality in (None, entry.modality)]
+
+
+def get_method(name: str) -> type:
+    """The class of method ``name``."""
+    module, _, cls = METHODS[check_choice("method", name, METHODS)].target.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def method_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of method ``name`` (its hyperparameters and inputs such as a prior)."""
+    return dict(inspect.signature(get_method(name)).parameters)
+
+
+def build_method(name: str, **options: Any):
+    """Construct method ``name`` from keyword options, refusing options it does not take.
+
+    Raises:
+        InputError: an option the method does not take, or a required one missing (both named).
+    """
+    parameters = method_parameters(name)
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        raise InputError(f"method {name!r} takes no option {', '.join(map(repr, unknown))}; it takes "
+                         f"{', '.join(parameters) or 'no options'}")
+    missing = [key for key, p in parameters.items() if p.default is inspect.Parameter.empty and key not in options]
+    if missing:
+        raise InputError(f"method {name!r} needs {', '.join(map(repr, missing))}")
+    return get_method(name)(**options)
