@@ -1,15 +1,39 @@
-"""Neighbourhood penalties for MAP PET reconstruction: relative difference prior (RDP) and quadratic, with
-uniform or MR-guided (Bowsher) neighbour weights."""
+"""Penalties for MAP PET reconstruction: relative difference prior (RDP) and quadratic with uniform or MR-guided
+(Bowsher) neighbour weights, a quadratic anchor to a given image, and sums of these.
+
+Every penalty follows the :class:`Penalty` protocol, so :func:`diffrecon.classical.pet.em_ascent_step` takes
+any of them (or a :class:`PenaltySum`)."""
 from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from diffrecon.checks import InputError, check_finite, check_shape
+
+
+@runtime_checkable
+class Penalty(Protocol):
+    """A penalty R(x) ≥ 0 subtracted from the log-likelihood, on images (B, nx, ny, nz).
+
+    ``curvature`` is the diagonal of a Newton-like preconditioner: non-negative, and such that the gradient is
+    curvature × (x − z) for some image z (for a neighbourhood penalty a weighted mean of the neighbours, so z ≥ 0
+    for x ≥ 0; for an anchor the anchor). A preconditioned step on the penalty then moves each voxel at most to
+    z, not past it, whatever the penalty's strength or the activity units.
+    """
+
+    def value(self, image: torch.Tensor) -> torch.Tensor:
+        """R(x) per batch item: (B,)."""
+
+    def gradient(self, image: torch.Tensor) -> torch.Tensor:
+        """∇R(x): (B, nx, ny, nz)."""
+
+    def curvature(self, image: torch.Tensor) -> torch.Tensor:
+        """Non-negative diagonal curvature of R at x: (B, nx, ny, nz) or broadcastable to it."""
 
 
 def neighbour_offsets(ndim_neighbourhood: int = 26) -> list[tuple[int, int, int]]:
@@ -73,8 +97,8 @@ class NeighbourhoodPenalty(ABC):
         """∂φ/∂a."""
 
     @abstractmethod
-    def potential_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """∂²φ/∂a²."""
+    def potential_secant_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(∂φ/∂a) / (a − b) > 0, continued by its limit ∂²φ/∂a² at a = b."""
 
     def value(self, image: torch.Tensor) -> torch.Tensor:
         """Penalty β R(x) per batch item of ``image`` (B, nx, ny, nz)."""
@@ -85,8 +109,13 @@ class NeighbourhoodPenalty(ABC):
         return 0.5 * self.beta * self._neighbour_sum("pair_weights", self.potential_derivative, image)
 
     def curvature(self, image: torch.Tensor) -> torch.Tensor:
-        """Diagonal of the Hessian of β R(x): the penalty's part of a Newton-like preconditioner."""
-        return 0.5 * self.beta * self._neighbour_sum("pair_weights", self.potential_curvature, image)
+        """Secant curvature ½β Σ_k (w_jk + w_kj) φ'(x_j, x_k) / (x_j − x_k) of β R(x).
+
+        It equals the Hessian diagonal where the image is locally flat, and unlike the Hessian it stays large
+        where a voxel is far above its neighbours (RDP's Hessian vanishes there), so the gradient is curvature ×
+        (x_j − a weighted mean of the neighbours) as :class:`Penalty` asks.
+        """
+        return 0.5 * self.beta * self._neighbour_sum("pair_weights", self.potential_secant_curvature, image)
 
     def _neighbour_sum(self, table: str, function, image: torch.Tensor) -> torch.Tensor:
         """Σ_o w[o, j] f(x_j, x_{j+o}) for every voxel j, with the weight table ``table``."""
@@ -120,9 +149,9 @@ class RelativeDifferencePenalty(NeighbourhoodPenalty):
         denominator = a + b + self.gamma * d.abs() + self.epsilon
         return (2 * d * denominator - d ** 2 * (1 + self.gamma * torch.sign(d))) / denominator ** 2
 
-    def potential_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        denominator = a + b + self.gamma * (a - b).abs() + self.epsilon
-        return 2 * (2 * b + self.epsilon) ** 2 / denominator ** 3
+    def potential_secant_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        spread = self.gamma * (a - b).abs()
+        return (a + 3 * b + spread + 2 * self.epsilon) / (a + b + spread + self.epsilon) ** 2
 
 
 class QuadraticPenalty(NeighbourhoodPenalty):
@@ -134,8 +163,66 @@ class QuadraticPenalty(NeighbourhoodPenalty):
     def potential_derivative(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 2 * (a - b)
 
-    def potential_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def potential_secant_curvature(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.full_like(a, 2.0)
+
+
+class AnchorPenalty:
+    """λ/2 ‖x − x̂‖²: pulls the image towards an anchor x̂ (PET-DDS's proximity to the denoised estimate).
+
+    Args:
+        lam: λ >= 0.
+        anchor: x̂, one image (nx, ny, nz) for the whole batch or one per batch item (B, nx, ny, nz).
+    """
+
+    def __init__(self, lam: float, anchor: torch.Tensor):
+        if not np.isfinite(lam) or lam < 0:
+            raise InputError(f"lam (anchor strength) must be a finite number >= 0, got {lam!r}")
+        anchor = torch.as_tensor(anchor)
+        if anchor.dim() not in (3, 4):
+            raise InputError(f"anchor must be (nx, ny, nz) or (B, nx, ny, nz), got shape {tuple(anchor.shape)}")
+        check_finite("anchor", anchor)
+        self.lam, self.anchor = float(lam), anchor
+
+    def _difference(self, image: torch.Tensor) -> torch.Tensor:
+        """x − x̂, with x̂ moved to the images' device and dtype once."""
+        anchor = self.anchor = self.anchor.to(image.device, image.dtype)
+        batch_ok = anchor.dim() == 3 or anchor.shape[0] in (1, image.shape[0])
+        if anchor.shape[-3:] != image.shape[-3:] or not batch_ok:
+            raise InputError(f"anchor has shape {tuple(anchor.shape)}; expected (nx, ny, nz) or (B, nx, ny, nz) "
+                             f"matching the images {tuple(image.shape)}")
+        return image - anchor
+
+    def value(self, image: torch.Tensor) -> torch.Tensor:
+        """λ/2 ‖x − x̂‖² per batch item."""
+        return 0.5 * self.lam * self._difference(image).square().flatten(1).sum(1)
+
+    def gradient(self, image: torch.Tensor) -> torch.Tensor:
+        """λ (x − x̂)."""
+        return self.lam * self._difference(image)
+
+    def curvature(self, image: torch.Tensor) -> torch.Tensor:
+        """λ everywhere."""
+        return torch.full_like(image, self.lam)
+
+
+class PenaltySum:
+    """The sum of penalties, e.g. PET-DDS's anchor plus an RDP; itself a :class:`Penalty` (values, gradients and
+    curvatures add, and the sum keeps the protocol's property: Σ c_i (x − z_i) = (Σ c_i)(x − z̄))."""
+
+    def __init__(self, *penalties: Penalty):
+        if not penalties or not all(isinstance(p, Penalty) for p in penalties):
+            raise InputError("PenaltySum needs one or more penalties with value, gradient and curvature methods")
+        self.penalties = penalties
+
+    def value(self, image: torch.Tensor) -> torch.Tensor:
+        return sum(p.value(image) for p in self.penalties)
+
+    def gradient(self, image: torch.Tensor) -> torch.Tensor:
+        return sum(p.gradient(image) for p in self.penalties)
+
+    def curvature(self, image: torch.Tensor) -> torch.Tensor:
+        return sum(p.curvature(image) for p in self.penalties)
 
 
 def bowsher_selection(anatomy: torch.Tensor, n_selected: int, neighbourhood: int = 26) -> torch.Tensor:

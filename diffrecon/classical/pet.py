@@ -1,21 +1,28 @@
 """Classical PET reconstruction: MLEM, OSEM, and MAP with the relative difference or Bowsher prior (BSREM).
 
-All share one loop over iterations and view subsets. With no penalty and unit relaxation the update
-x ← x + (x / s_m) ∇L_m(x) is exactly the (OS)EM update x ← x / s_m · A_mᵀ(y / ȳ), so OSEM with one subset is
-MLEM. With a penalty it is BSREM (Ahn & Fessler 2003) with a decaying relaxation and the preconditioner
-x / (s_m + β H_R(x) / M), H_R the penalty's Hessian diagonal (as in Tsai et al. 2018), which keeps strong
-penalties from overshooting to zero.
+All share one loop over iterations and view subsets, built on :func:`em_ascent_step`, which diffusion methods
+call on their own images too. With no penalty and unit relaxation the step x ← x + (x / s_m) ∇L_m(x) is exactly
+the (OS)EM update x ← x / s_m · A_mᵀ(y / ȳ), so OSEM with one subset is MLEM. With a penalty it is BSREM (Ahn &
+Fessler 2003) with a decaying relaxation and the diagonal Newton-like preconditioner
+D = 1 / (s_m / (x + δ) + c_R(x) / M): the inverse of the EM curvature s/x of the likelihood plus the penalty's
+curvature c_R, two terms in the same units, so the iterates scale with the activity units. The floor δ (a small
+fraction of the mean activity) lets a voxel that reached zero move again; with the penalty's secant curvature
+(see :class:`~diffrecon.classical.penalties.Penalty`) a full step cannot fall below −δ.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_nonnegative, check_shape
-from diffrecon.classical.penalties import NeighbourhoodPenalty
+from diffrecon.classical.penalties import Penalty
 from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, subset_views
+
+# δ of the preconditioner floor as a fraction of the image's mean activity in the field of view
+PRECONDITIONER_FLOOR = 1e-2
 
 
 @dataclass
@@ -38,7 +45,7 @@ def osem(measured: torch.Tensor, model: PETAcquisitionModel, iterations: int = 4
     return reconstruct_pet(measured, model, iterations, n_subsets=n_subsets, **options)
 
 
-def map_em(measured: torch.Tensor, model: PETAcquisitionModel, penalty: NeighbourhoodPenalty, iterations: int = 20,
+def map_em(measured: torch.Tensor, model: PETAcquisitionModel, penalty: Penalty, iterations: int = 20,
            n_subsets: int = 8, relaxation: float = 1.0, relaxation_decay: float = 0.1,
            **options) -> PETReconstruction:
     """MAP reconstruction with ``penalty`` (RDP, or quadratic with Bowsher weights) by BSREM.
@@ -50,12 +57,54 @@ def map_em(measured: torch.Tensor, model: PETAcquisitionModel, penalty: Neighbou
                            relaxation=relaxation, relaxation_decay=relaxation_decay, **options)
 
 
+def em_ascent_step(image: torch.Tensor, measured: torch.Tensor, model: PETAcquisitionModel,
+                   views: Sequence[int] | None = None, *, penalty: Penalty | None = None, n_subsets: int = 1,
+                   relaxation: float = 1.0, fov_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One EM-preconditioned ascent step on the Poisson log-likelihood of the views ``views`` minus a penalty.
+
+    Without a penalty and with unit relaxation this is the (OS)EM update x / s_m · A_mᵀ(y / ȳ). With a
+    penalty it is the BSREM step x + α D (∇L_m(x) − ∇R(x) / M), D = 1 / (s_m / (x + δ) + c_R(x) / M), δ =
+    ``PRECONDITIONER_FLOOR`` × the image's mean in the field of view (see the module notes). The result is
+    clamped to >= 0 and is 0 outside the field of view.
+
+    Args:
+        image: current activity images (B, nx, ny, nz), >= 0.
+        measured: counts of all views, (B or 1, n_sinograms, n_views, n_bins) or (n_sinograms, n_views, n_bins),
+            as :meth:`PETAcquisitionModel.check_data` returns them (not checked again at every step).
+        model: the acquisition model ȳ = m ⊙ A(PSF x) + b.
+        views: the views of the subset (None: all views).
+        penalty: a :class:`~diffrecon.classical.penalties.Penalty` to subtract (None: maximum likelihood).
+        n_subsets: M, the number of subsets the caller cycles through; each step takes 1/M of the penalty.
+        relaxation: step size α (1 is the full EM step).
+        fov_mask: voxels to reconstruct (nx, ny, nz); default every voxel the scanner sees.
+
+    Returns:
+        The next images (B, nx, ny, nz).
+    """
+    check_shape("image", image, model.grid.shape, "(B, nx, ny, nz) on the image grid")
+    if image.dim() != 4:
+        raise InputError(f"image must be a batch (B, nx, ny, nz), got shape {tuple(image.shape)}")
+    mask = _fov_mask(model, fov_mask)
+    sensitivity = model.sensitivity(views)
+    data = measured if views is None else measured[..., list(views), :]
+    gradient = model.adjoint(data_ratio(data, model.forward(image, views)), views) - sensitivity
+    if penalty is None:
+        preconditioner = torch.where(sensitivity > 0, image / sensitivity.clamp_min(1e-12), 0.0)
+    else:
+        mean = (image * mask).flatten(1).sum(1) / mask.sum().clamp_min(1)
+        floored = image + PRECONDITIONER_FLOOR * mean[:, None, None, None]
+        scale = sensitivity + floored * penalty.curvature(image) / n_subsets
+        preconditioner = torch.where(sensitivity > 0, floored / scale.clamp_min(1e-12), 0.0)
+        gradient = gradient - penalty.gradient(image) / n_subsets
+    return (image + relaxation * preconditioner * mask * gradient).clamp_min(0)
+
+
 def reconstruct_pet(measured: torch.Tensor, model: PETAcquisitionModel, iterations: int, *, n_subsets: int = 1,
-                    penalty: NeighbourhoodPenalty | None = None, relaxation: float = 1.0,
+                    penalty: Penalty | None = None, relaxation: float = 1.0,
                     relaxation_decay: float = 0.0, initial: torch.Tensor | None = None,
                     fov_mask: torch.Tensor | None = None, progress: bool = True,
                     description: str = "PET recon") -> PETReconstruction:
-    """The shared (OS)EM / BSREM loop.
+    """The shared (OS)EM / BSREM loop: :func:`em_ascent_step` over the subsets, ``iterations`` times.
 
     Args:
         measured: counts (n_sinograms, n_views, n_bins), optionally with a leading batch dimension.
@@ -80,19 +129,13 @@ def reconstruct_pet(measured: torch.Tensor, model: PETAcquisitionModel, iteratio
     subsets = subset_views(model.projector.n_views, n_subsets)
     mask = _fov_mask(model, fov_mask)
     image = _initial_image(model, data, mask, initial)
-    sensitivities = [model.sensitivity(views) for views in subsets]
     result = PETReconstruction(image)
     bar = tqdm(range(int(iterations)), desc=description, disable=not progress, leave=False)
     for iteration in bar:
         step = relaxation / (1 + relaxation_decay * iteration)
-        for views, sensitivity in zip(subsets, sensitivities):
-            scale = sensitivity if penalty is None else sensitivity + penalty.curvature(image) / len(subsets)
-            preconditioner = torch.where(sensitivity > 0, image / scale.clamp_min(1e-12), 0.0) * mask
-            expected = model.forward(image, views)
-            gradient = model.adjoint(data_ratio(data[..., views, :], expected), views) - sensitivity
-            if penalty is not None:
-                gradient = gradient - penalty.gradient(image) / len(subsets)
-            image = (image + step * preconditioner * gradient).clamp_min(0)
+        for views in subsets:
+            image = em_ascent_step(image, data, model, views, penalty=penalty, n_subsets=len(subsets),
+                                   relaxation=step, fov_mask=mask)
         log_likelihood = model.log_likelihood(image, data).sum().item()
         result.log_likelihood.append(log_likelihood)
         if penalty is not None:
@@ -100,8 +143,6 @@ def reconstruct_pet(measured: torch.Tensor, model: PETAcquisitionModel, iteratio
         bar.set_postfix(loglik=f"{log_likelihood:.6g}")
     result.image = image[0] if unbatched else image
     return result
-
-
 def _fov_mask(model: PETAcquisitionModel, fov_mask: torch.Tensor | None) -> torch.Tensor:
     if fov_mask is None:
         return (model.sensitivity() > 0).float()
