@@ -9,6 +9,7 @@ import torch
 from diffrecon.checks import InputError, check_choice
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.schedules import VESchedule
+from diffrecon.priors.steps import ddim_step, ddim_timesteps, langevin_corrector, reverse_diffusion_predictor
 
 METHODS = ("ddim", "ddpm", "pc")
 
@@ -43,12 +44,14 @@ def sample(model: ScoreModel, shape: Sequence[int], steps: int = 50, method: str
     if is_ve:
         return _sample_pc(model, x, int(steps), generator, corrector_snr, clip)
     # DDPM steps over a subset of timesteps are DDIM steps with eta = 1 (ancestral sampling with the variance of
-    # the skipped interval); MONAI's DDPMScheduler.step is only right for consecutive timesteps.
-    scheduler = model.schedule.scheduler("ddim", clip)
-    scheduler.set_timesteps(int(steps), device=x.device)
+    # the skipped interval).
     eta = 1.0 if method == "ddpm" else 0.0
-    for t in scheduler.timesteps:
-        x, _ = scheduler.step(model.predict_noise(x, t), t, x, eta=eta, generator=generator)
+    for t, t_prev in ddim_timesteps(model.schedule, int(steps)):
+        noise = model.predict_noise(x, t)
+        x0_hat = model.tweedie(x, t, noise)
+        if clip is not None:
+            x0_hat = x0_hat.clamp(*clip)
+        x = ddim_step(x0_hat, noise, model.schedule, t, t_prev, eta, generator)
     return x
 
 
@@ -60,7 +63,6 @@ def _sample_pc(model: ScoreModel, x: torch.Tensor, steps: int, generator: torch.
     x = x * schedule.sigma_max
     times = torch.linspace(schedule.num_train_timesteps - 1, 0, steps + 1, dtype=torch.float64)
     sigmas = schedule.alpha_sigma(times)[1]
-    dims = tuple(range(-model.spatial_dims, 0))
 
     def score_at(x: torch.Tensor, i: int) -> torch.Tensor:
         if clip is None:
@@ -68,14 +70,7 @@ def _sample_pc(model: ScoreModel, x: torch.Tensor, steps: int, generator: torch.
         return (model.tweedie(x, times[i]).clamp(*clip) - x) / float(sigmas[i]) ** 2
 
     for i in range(steps):
-        # Langevin corrector at the current level (step size from the target signal-to-noise ratio)
-        score = score_at(x, i)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        step = 2 * (snr * z.norm(dim=dims, keepdim=True) / score.norm(dim=dims, keepdim=True)) ** 2
-        x = x + step * score + (2 * step).sqrt() * z
-        # reverse-diffusion predictor from sigma_i to sigma_{i+1}
-        variance = float(sigmas[i] ** 2 - sigmas[i + 1] ** 2)
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        mean = x + variance * score_at(x, i)
-        x = mean + variance ** 0.5 * z if i < steps - 1 else mean
+        x = langevin_corrector(x, score_at(x, i), snr, model.spatial_dims, generator)
+        x = reverse_diffusion_predictor(x, score_at(x, i), float(sigmas[i]), float(sigmas[i + 1]), generator,
+                                        add_noise=i < steps - 1)
     return x
