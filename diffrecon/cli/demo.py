@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="phantom subject seed (default: first test seed)")
     parser.add_argument("--count-level", default="1%", help="full, 10%% or 1%% (default 1%%: low count)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--preset", default="demo", choices=("demo", "demo2d"),
+                        help="scanner + grid: demo (fully 3D, the default) or demo2d (one axial slice of it, "
+                             "seconds: a quick check that the pipeline runs)")
     parser.set_defaults(func=run)
 
 
@@ -44,13 +47,13 @@ def run(args: argparse.Namespace) -> None:
     trues_per_direct_plane(args.count_level)  # validate before any work
     check_device("--device", args.device)
     out = Path(args.out)
-    preset = get_preset("demo")
+    preset = get_preset(args.preset)
     grid, scanner = preset.grid, preset.scanner
     seed = subject_seeds("test", 1)[0] if args.seed is None else args.seed
 
     print(f"[1/4] phantom subject {seed} on a {grid.shape} grid of {grid.voxel_size_mm[0]} mm voxels")
     subject = make_subject(seed, grid, lesions=3, lesion_kinds="hot", split="test")
-    print(f"[2/4] simulating {args.count_level} counts on the demo scanner ({scanner.n_rings} rings, "
+    print(f"[2/4] simulating {args.count_level} counts on the {args.preset} scanner ({scanner.n_rings} rings, "
           f"{scanner.n_sinograms} sinograms x {scanner.n_views} views x {scanner.n_bins} bins)")
     simulation = simulate_pet(torch.as_tensor(subject.fdg), torch.as_tensor(subject.mu_map), scanner, grid,
                               count_level=args.count_level, seed=seed, device=args.device)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.physics.geometry import get_preset
+from diffrecon.physics.geometry import PRESET_NAMES, get_preset
 from diffrecon.physics.pet import PETAcquisitionModel, attenuation_factors, subset_views
 from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
 from diffrecon.physics.projector import PETProjector
@@ -131,10 +132,36 @@ def test_simulation_refuses_bad_requests():
         simulate_pet(activity * 0, activity * 0, scanner, grid)
 
 
-def test_presets_have_matching_grids():
-    for name in ("demo", "demo2d"):
-        preset = get_preset(name)
-        PETProjector(preset.scanner, preset.grid)
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_preset_grid_is_its_scanners_field_of_view(name):
+    """The grid is centred; its width and height lie inside the bins' field of view (its corners outside, as a
+    scanner's cylindrical FOV) and its bounding circle inside the ring; an image plane sits on every ring and the
+    end planes on the end rings, so direct sinograms need no axial interpolation and no plane is unseen."""
+    scanner, grid = get_preset(name).scanner, get_preset(name).grid
+    assert grid.origin_mm is None
+    extent = np.multiply(grid.shape, grid.voxel_size_mm)
+    assert extent[:2].max() / 2 <= scanner.n_bins * scanner.bin_size_mm / 2 + 1e-6
+    assert np.hypot(*extent[:2]) / 2 < scanner.ring_radius_mm
+    planes, rings = grid.axis_mm(2), scanner.ring_positions_mm
+    np.testing.assert_allclose(planes[[0, -1]], rings[[0, -1]], atol=1e-6)
+    assert np.abs(rings[:, None] - planes[None, :]).min(axis=1).max() < 1e-6
+    assert scanner.n_views == scanner.n_detectors_per_ring // 2
+
+
+@pytest.mark.parametrize("name", ["demo", "demo2d"])
+def test_preset_lines_through_the_centre_cross_the_whole_grid(name):
+    """Projecting a uniform image: the data have the scanner's shape, and in every sinogram (direct and oblique)
+    the central lines along y (view 0) and x (the middle view) integrate the grid's height and width."""
+    scanner, grid = get_preset(name).scanner, get_preset(name).grid
+    projector = PETProjector(scanner, grid)
+    views = [0, scanner.n_views // 2]
+    lines = projector.forward(torch.ones(grid.shape), views)
+    assert lines.shape == projector.sinogram_shape(views) == (scanner.data_shape[0], 2, scanner.data_shape[2])
+    centre = lines[:, :, scanner.n_bins // 2 - 1:scanner.n_bins // 2 + 1]
+    for view, axis in ((0, 1), (1, 0)):
+        # oblique lines are longer by sqrt(1 + tilt^2), under 0.1% at ring difference 5
+        length = grid.shape[axis] * grid.voxel_size_mm[axis]
+        torch.testing.assert_close(centre[:, view], torch.full_like(centre[:, view], length), rtol=0.01, atol=0.0)
 
 
 def test_simulation_applies_detector_normalisation():
