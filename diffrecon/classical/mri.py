@@ -66,11 +66,16 @@ def cg_sense(kspace: torch.Tensor, operator: MRIOperator, iterations: int = 10, 
     residual = rhs - operator.normal(x) - lam * x
     direction = residual.clone()
     energy = residual.abs().pow(2).sum()
+    # converged to float precision: further steps would divide rounding noise by rounding noise (single-coil
+    # AᴴA is a projection, so CG converges in one step)
+    tolerance = float(rhs.abs().pow(2).sum()) * torch.finfo(rhs.real.dtype).eps ** 2
     objective = []
     for _ in range(int(iterations)):
+        if float(energy) <= tolerance:
+            break
         q = operator.normal(direction) + lam * direction
         curvature = torch.vdot(direction.flatten(), q.flatten()).real
-        if curvature <= 0:  # converged exactly (residual 0)
+        if curvature <= 0:
             break
         step = energy / curvature
         x = x + step * direction

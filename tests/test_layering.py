@@ -1,0 +1,56 @@
+"""The import direction of DESIGN.md holds: physics and priors know nothing of methods, io knows nothing of
+methods, methods know nothing of files, DICOM or bundles. Checked on the source (every import statement,
+including those inside functions), so a violation fails here before it becomes a cycle."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "diffrecon"
+
+# layer -> modules it must not import (prefix match on the dotted name)
+FORBIDDEN = {
+    "physics": ("diffrecon.methods", "diffrecon.priors", "diffrecon.classical", "diffrecon.io", "diffrecon.cli",
+                "monai.networks.nets", "monai.inferers"),  # no network code (MONAI FFT utilities are fine)
+    "priors": ("diffrecon.methods", "diffrecon.physics", "diffrecon.classical", "diffrecon.io", "diffrecon.cli"),
+    "classical": ("diffrecon.methods", "diffrecon.priors", "diffrecon.io", "diffrecon.cli"),
+    "io": ("diffrecon.methods", "diffrecon.priors", "diffrecon.classical", "diffrecon.cli"),
+    "methods": ("diffrecon.io", "diffrecon.cli", "pydicom", "pynetdicom", "highdicom", "nibabel"),
+}
+
+
+def imports_of(path: Path, root: Path = PACKAGE.parent) -> set[str]:
+    """Every module named by an import statement in ``path`` under ``root`` (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports_point_one_way(layer):
+    files = sorted((PACKAGE / layer).rglob("*.py"))
+    assert files, f"no modules found for layer {layer}"
+    violations = [f"{path.relative_to(PACKAGE)} imports {name}" for path in files for name in sorted(imports_of(path))
+                  if name.startswith(FORBIDDEN[layer])]
+    assert not violations, "\n".join(violations)
+
+
+def test_the_checker_sees_imports_inside_functions_and_relative_ones(tmp_path):
+    source = tmp_path / "diffrecon" / "methods"
+    source.mkdir(parents=True)
+    (source / "bad.py").write_text("def f():\n    from diffrecon.io.nifti import save_nifti\n"
+                                   "from ..io import sinogram\nimport pydicom\n")
+    found = imports_of(source / "bad.py", tmp_path)
+    assert {"diffrecon.io.nifti", "diffrecon.io", "pydicom"} <= found
