@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 # RDP strength for the demo's activity units at 1% counts, chosen on training subjects 0 and 1 with
 # `python scripts/tune_demo_rdp.py --count-level 1% --betas 0.1 0.3 1 4 16`: lowest brain NRMSE (0.222 vs
-# OSEM 0.234) with lower white-matter noise (CoV 0.191 vs 0.221).
+# OSEM 0.234) with lower white-matter noise (CoV 0.190 vs 0.219; rerun 2026-12-02 after the BSREM preconditioner
+# fix, β 0.1 / 1: NRMSE 0.222 / 0.252).
 DEMO_RDP_BETA = 0.3
 
 
@@ -32,21 +32,20 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from diffrecon.classical.penalties import RelativeDifferencePenalty
-    from diffrecon.classical.pet import map_em, osem
     from diffrecon.data.phantoms import LABELS, make_subject
     from diffrecon.data.splits import subject_seeds
     from diffrecon.io.figures import save_panel
     from diffrecon.io.nifti import save_nifti
     from diffrecon.metrics import background_cov, crc, nrmse, psnr, ssim
     from diffrecon.physics.geometry import get_preset
+    from diffrecon.methods import build_method
     from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
 
-    from diffrecon.checks import check_device
+    from diffrecon.checks import check_device, check_output_dir
 
     trues_per_direct_plane(args.count_level)  # validate before any work
     check_device("--device", args.device)
-    out = Path(args.out)
+    out = check_output_dir("--out", args.out)
     preset = get_preset(args.preset)
     grid, scanner = preset.grid, preset.scanner
     seed = subject_seeds("test", 1)[0] if args.seed is None else args.seed
@@ -60,17 +59,12 @@ def run(args: argparse.Namespace) -> None:
     print(f"      {simulation.true_counts:.3g} trues + {simulation.background_counts:.3g} randoms/scatter")
 
     print("[3/4] reconstructing")
+    methods = {"OSEM": build_method("osem", iterations=4, subsets=8),
+               "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8)}
     results, timings = {}, {}
-    for name, reconstruct in (
-        ("OSEM", lambda: osem(simulation.measured, simulation.model, iterations=4, n_subsets=8,
-                              description="OSEM 4x8")),
-        ("MAP-RDP", lambda: map_em(simulation.measured, simulation.model,
-                                   RelativeDifferencePenalty(DEMO_RDP_BETA, grid.shape, grid.voxel_size_mm),
-                                   iterations=10, n_subsets=8, description="MAP-RDP 10x8")),
-    ):
-        start = time.perf_counter()
-        results[name] = reconstruct().image.cpu().numpy()
-        timings[name] = time.perf_counter() - start
+    for name, method in methods.items():
+        result = method(simulation.measured, simulation.model)
+        results[name], timings[name] = result.mean.cpu().numpy(), result.report["seconds"]
 
     print("[4/4] writing results")
     truth = subject.fdg
