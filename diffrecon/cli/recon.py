@@ -3,20 +3,19 @@
 Argument parsing only: the case is loaded by :mod:`diffrecon.io.cases` (options in :mod:`.recon_pet` and
 :mod:`.recon_mri`), the method comes from :mod:`diffrecon.methods.registry` and is called as
 ``method(data, physics, num_samples=..., generator=...)``, and the result is written (NIfTI mean and std, JSON
-report, PNG panel) and optionally exported as DICOM to a PACS. A new method needs no code here: its
+report, PNG panel; :func:`diffrecon.io.results.save_reconstruction`) and optionally exported as DICOM to a PACS. A new method needs no code here: its
 hyperparameters come from the named options below or from ``--set NAME=VALUE``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
-from diffrecon.methods.registry import METHODS, build_method, method_names, method_parameters
+from diffrecon.methods.registry import METHODS, build_method, check_options, method_names, method_parameters
 
 # options that are method hyperparameters, by constructor parameter name
 HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam")
@@ -72,6 +71,8 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> None:
     import torch
 
+    from diffrecon.io.results import as_volume, save_reconstruction
+
     modality = METHODS[args.method].modality
     loader = LOADERS[modality]
     if modality == "MR" and args.export_source_dicom:
@@ -82,69 +83,23 @@ def run(args: argparse.Namespace) -> None:
     for key in inputs:  # inputs such as the Bowsher MR image come from the case's images
         if not getattr(args, key, None):
             raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")
+    check_options(args.method, {**options, **dict.fromkeys(inputs)})
     check_output_dir("--out", args.out)
     check_export_args(args, modality)  # before the reconstruction
     case = loader.load(args, images=inputs)
     method = build_method(args.method, **options, **{key: case.images[key] for key in inputs})
     generator = torch.Generator(case.data.device).manual_seed(args.seed)
     result = method(case.data, case.physics, num_samples=args.num_samples, generator=generator)
-    path = write_result(Path(args.out), args.method, result, case, loader.comparisons(case, args.method),
-                        loader.CMAP)
+    written = save_reconstruction(args.out, args.method, result.mean, case.affine, {**result.report, **case.info},
+                                  std=result.std, reference=case.reference,
+                                  comparisons=loader.comparisons(case, args.method), cmap=loader.CMAP)
+    summary = ", ".join(f"{key} NRMSE {m['nrmse']:.4f}" for key, m in written.get("metrics", {}).items())
+    print(f"wrote {args.method}.nii.gz, .png and .json in {args.out}" + (f" ({summary})" if summary else ""))
     description = result.report["description"]
-    report = export_from_args(args, _volume(result.mean), case.affine, modality=modality,
+    report = export_from_args(args, as_volume(result.mean), case.affine, modality=modality,
                               method_description=description,
-                              std_volume=None if result.std is None else _volume(result.std))
+                              std_volume=None if result.std is None else as_volume(result.std))
     if report is not None:
-        print_export_report(report, "recon", f"rerun `diffrecon export --result {path} --modality {modality} "
-                                             f"--method-description '{description}'` with the same export options "
-                                             "to send what is missing")
-
-
-def _volume(image):
-    """A magnitude (x, y, z) numpy volume of an image tensor or array (2D images get a z axis of 1)."""
-    import numpy as np
-
-    volume = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    volume = np.abs(volume) if np.iscomplexobj(volume) else volume
-    return volume[..., None] if volume.ndim == 2 else volume
-
-
-def write_result(out: Path, name: str, result, case, comparisons: dict, cmap: str) -> Path:
-    """Write ``<name>.nii.gz`` (and ``<name>_std.nii.gz``), the other images, ``<name>.json`` (the method's report,
-    the case facts, metrics against the reference) and ``<name>.png``; returns the result's NIfTI path."""
-    import numpy as np
-
-    from diffrecon.io.figures import save_panel
-    from diffrecon.io.nifti import save_nifti
-
-    images = {**{key: _volume(image) for key, image in comparisons.items()}, name: _volume(result.mean)}
-    volumes = dict(images)
-    if result.std is not None:
-        volumes[f"{name}_std"] = _volume(result.std)
-    if case.reference is not None:
-        volumes["reference"] = _volume(case.reference)
-        if volumes["reference"].shape != images[name].shape:
-            raise InputError(f"the reference has shape {volumes['reference'].shape}; the reconstruction "
-                             f"{images[name].shape}")
-    for key, volume in volumes.items():
-        save_nifti(out / f"{key}.nii.gz", volume, case.affine)
-    report = {**result.report, **case.info}
-    columns, annotations = dict(images), {}
-    if case.reference is not None:
-        from diffrecon.metrics import nrmse, psnr, ssim
-
-        reference = volumes["reference"]
-        report["metrics"] = {key: {"nrmse": nrmse(image, reference), "psnr_db": psnr(image, reference),
-                                   "ssim": ssim(image, reference)} for key, image in images.items()}
-        annotations = {key: f"PSNR {m['psnr_db']:.2f} dB  SSIM {m['ssim']:.3f}" for key, m in report["metrics"].items()}
-        columns = {"reference": reference, **images, "error": images[name] - reference}
-    if result.std is not None:
-        columns["std"] = volumes[f"{name}_std"]
-    partial = out / f"{name}.json.partial"
-    partial.write_text(json.dumps(report, indent=2))
-    partial.replace(out / f"{name}.json")
-    save_panel(out / f"{name}.png", columns, title=result.report["description"], annotations=annotations,
-               signed={"error"}, cmap=cmap, vmax=float(np.percentile(next(iter(columns.values())), 99.5)))
-    summary = ", ".join(f"{key} NRMSE {m['nrmse']:.4f}" for key, m in report.get("metrics", {}).items())
-    print(f"wrote {name}.nii.gz, {name}.png and {name}.json in {out}" + (f" ({summary})" if summary else ""))
-    return out / f"{name}.nii.gz"
+        rerun = (f"diffrecon export --result {args.out}/{args.method}.nii.gz --modality {modality} "
+                 f"--method-description '{description}'")
+        print_export_report(report, "recon", f"rerun `{rerun}` with the same export options to send what is missing")

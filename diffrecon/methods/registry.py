@@ -51,12 +51,9 @@ def method_parameters(name: str) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(get_method(name)).parameters)
 
 
-def build_method(name: str, **options: Any):
-    """Construct method ``name`` from keyword options, refusing options it does not take.
-
-    Raises:
-        InputError: an option the method does not take, or a required one missing (both named).
-    """
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise :class:`InputError` if method ``name`` does not take one of ``options`` or needs one they lack
+    (both named); their values are checked when the method is built."""
     parameters = method_parameters(name)
     unknown = sorted(set(options) - set(parameters))
     if unknown:
@@ -65,4 +62,13 @@ def build_method(name: str, **options: Any):
     missing = [key for key, p in parameters.items() if p.default is inspect.Parameter.empty and key not in options]
     if missing:
         raise InputError(f"method {name!r} needs {', '.join(map(repr, missing))}")
+
+
+def build_method(name: str, **options: Any):
+    """Construct method ``name`` from keyword options, refusing options it does not take.
+
+    Raises:
+        InputError: an option the method does not take, a required one missing, or a bad value (named).
+    """
+    check_options(name, options)
     return get_method(name)(**options)
