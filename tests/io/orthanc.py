@@ -11,15 +11,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -159,6 +162,63 @@ class OrthancServer:
     def instances_of_series(self, series_uid: str) -> list[str]:
         """Orthanc IDs of the stored instances of a series."""
         return self.rest("/tools/find", {"Level": "Instance", "Query": {"SeriesInstanceUID": series_uid}})
+
+
+class AnswerDroppingProxy:
+    """An HTTP relay to the server that loses the answer to one POST after the server has handled it.
+
+    From the client's side this is a server dying mid-series with a request in flight: the instances of that
+    STOW-RS request are stored, but no acknowledgement comes back. ``after_drop`` runs before the connection
+    is closed (e.g. ``server.stop`` for a server that stays down); requests the server cannot take are
+    answered 502. Create it inside ``server.client()`` (its threads then share the server's namespace); use
+    it as a context manager; ``url`` is its DICOMweb root.
+    """
+
+    def __init__(self, server: OrthancServer, drop_post: int, after_drop: Callable[[], None] | None = None):
+        self.posts = 0
+        proxy = self
+
+        class Relay(http.server.BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))) or None
+                headers = {k: v for k, v in self.headers.items() if k in ("Authorization", "Content-Type", "Accept")}
+                request = urllib.request.Request(f"http://127.0.0.1:{HTTP_PORT}{self.path}", data=body,
+                                                 headers=headers, method=self.command)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        code, payload = response.status, response.read()
+                except urllib.error.HTTPError as error:
+                    code, payload = error.code, error.read()
+                except (urllib.error.URLError, OSError):
+                    code, payload = 502, b""
+                if self.command == "POST":
+                    proxy.posts += 1
+                    if proxy.posts == drop_post:
+                        if after_drop is not None:
+                            after_drop()
+                        self.close_connection = True  # no answer at all
+                        return
+                self.send_response(code)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _relay  # noqa: N815 (http.server's naming)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/dicom-web"
+
+    def __enter__(self) -> AnswerDroppingProxy:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def make_tls_files(folder: Path) -> dict[str, Path]:
