@@ -1,50 +1,43 @@
 """``diffrecon export``: a result volume (+ optional SD map) -> DICOM series (joining a source study) -> PACS.
 
-The same steps are reusable from other commands and bundle configs: :func:`add_export_arguments` adds the
-(all optional, prefixed) options to a parser group, :func:`check_export_args` validates them before any long
-computation, and :func:`export_from_args` writes and sends a volume (doing nothing without export options).
-Secrets come from the environment, never from the command line: DIFFRECON_STOW_PASSWORD,
-DIFFRECON_STOW_TOKEN and DIFFRECON_DEID_KEY.
+Argument parsing only: the export is :func:`diffrecon.io.export.export_result`. Other commands reuse the
+options: :func:`add_export_arguments` adds them (all optional, prefixed) to a parser group,
+:func:`check_export_args` turns them once into the library's settings (checked, the source series loaded, each
+PACS asked whether it answers) before any long computation, and :func:`export_from_args` writes and sends a
+volume with those settings (doing nothing without export options). Secrets come from the environment, never
+from the command line: DIFFRECON_STOW_PASSWORD, DIFFRECON_STOW_TOKEN and DIFFRECON_DEID_KEY.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from diffrecon.checks import InputError, check_choice
+from diffrecon.checks import InputError, check_choice, check_output_dir
 
-MODALITIES = ("PT", "MR")
+if TYPE_CHECKING:  # the io modules load pydicom (0.4 s): imported where used, so that --help stays quick
+    from diffrecon.io.dicom_deid import Deidentifier
+    from diffrecon.io.dicom_read import DicomVolume
+    from diffrecon.io.export import ExportReport
+    from diffrecon.io.pacs import DimseTarget, StowTarget
 
 
 @dataclass
-class ExportReport:
-    """The series written and, per PACS, what arrived; ``ok`` only when every transfer was verified complete."""
+class ExportOptions:
+    """The keyword arguments of :func:`export_result` taken from the command line by :func:`check_export_args`."""
 
-    series: list = field(default_factory=list)  # WrittenSeries
-    transfers: list = field(default_factory=list)  # TransferReport
-
-    @property
-    def ok(self) -> bool:
-        return all(t.ok for t in self.transfers)
-
-    def summary(self) -> str:
-        lines = [f"wrote {len(s.files)} instances of series {s.series_uid} to {s.folder}" for s in self.series]
-        return "\n".join(lines + [t.summary() for t in self.transfers])
-
-    def to_dict(self) -> dict:
-        return {"ok": self.ok,
-                "series": [{"folder": str(s.folder), "series_uid": s.series_uid, "study_uid": s.study_uid,
-                            "instances": len(s.files)} for s in self.series],
-                "transfers": [{"target": t.target, "ok": t.ok, "verified": t.verified, "sent": len(t.sent),
-                               "already_present": len(t.already_present), "failed": t.failed,
-                               "missing": t.missing, "verify_error": t.verify_error} for t in self.transfers]}
+    source: DicomVolume | None
+    targets: list[DimseTarget | StowTarget]
+    dicom_dir: Path | None
+    units: str
+    deidentifier: Deidentifier | None
+    retries: int
+    backoff: float
 
 
 def add_export_arguments(group: argparse._ArgumentGroup) -> None:
@@ -83,10 +76,11 @@ def export_requested(args: argparse.Namespace) -> bool:
     return any(getattr(args, name, None) for name in ("export_dicom_dir", "pacs_host", "stow_url"))
 
 
-def _targets(args: argparse.Namespace) -> list:
+def _targets(args: argparse.Namespace) -> list[DimseTarget | StowTarget]:
+    """The PACS targets the options name (their form checked; whether they answer is checked later)."""
     from diffrecon.io.pacs import DimseTarget, StowTarget
 
-    targets = []
+    targets: list[DimseTarget | StowTarget] = []
     if args.pacs_host:
         if not args.pacs_called_aet:
             raise InputError("--pacs-called-aet is required with --pacs-host; expected the PACS's AE title")
@@ -108,50 +102,58 @@ def _targets(args: argparse.Namespace) -> list:
         if args.stow_user and password is None:
             raise InputError("--stow-user given but $DIFFRECON_STOW_PASSWORD is not set; expected the password there")
         targets.append(StowTarget(args.stow_url, args.stow_user, password, token, args.stow_tls_ca))
-    if args.pacs_retries < 0 or args.pacs_backoff < 0:
-        raise InputError("--pacs-retries and --pacs-backoff must be >= 0")
     return targets
 
 
-def check_export_args(args: argparse.Namespace, modality: str) -> None:
-    """Validate the export options (before a long reconstruction); raises InputError naming the option."""
-    from diffrecon.io.dicom_read import list_series
+def check_export_args(args: argparse.Namespace, modality: str) -> ExportOptions | None:
+    """Check the export options before a long computation and turn them into :func:`export_result`'s settings.
+
+    Cheap checks first, then the source series is loaded and each PACS is asked whether it answers (C-ECHO
+    with the AE titles and TLS given, or a QIDO-RS search with the credentials).
+
+    Returns:
+        None when no export option was given, else the settings to pass to :func:`export_from_args`.
+
+    Raises:
+        InputError: naming the option to fix, before anything is written.
+    """
+    from diffrecon.io.dicom_deid import Deidentifier
     from diffrecon.io.dicom_write import PET_UNITS
+    from diffrecon.io.export import MODALITIES, check_targets, load_source
 
     if not export_requested(args):
         for option in ("export_source_dicom", "export_deidentify"):
             if getattr(args, option, None):
                 raise InputError(f"--{option.replace('_', '-')} needs --export-dicom-dir, --pacs-host or --stow-url")
-        return
+        return None
     check_choice("modality", modality, MODALITIES)
     if modality == "PT":
         check_choice("--export-units", args.export_units, PET_UNITS)
-    if args.export_deidentify and not os.environ.get("DIFFRECON_DEID_KEY"):
-        raise InputError("--export-deidentify needs $DIFFRECON_DEID_KEY (a secret that makes pseudonyms and UIDs "
-                         "repeatable across exports)")
+    if args.pacs_retries < 0 or args.pacs_backoff < 0:
+        raise InputError("--pacs-retries and --pacs-backoff must be >= 0")
+    deidentifier = None
+    if args.export_deidentify:
+        if not os.environ.get("DIFFRECON_DEID_KEY"):
+            raise InputError("--export-deidentify needs $DIFFRECON_DEID_KEY (a secret that makes pseudonyms and "
+                             "UIDs repeatable across exports)")
+        deidentifier = Deidentifier(os.environ["DIFFRECON_DEID_KEY"], args.export_patient_pseudonym)
+    dicom_dir = None
+    if args.export_dicom_dir:
+        dicom_dir = check_output_dir("--export-dicom-dir", args.export_dicom_dir)
+    elif getattr(args, "out", None):
+        dicom_dir = check_output_dir("--out", Path(args.out) / "dicom")
+    targets = _targets(args)
+    source = None
     if args.export_source_dicom:
-        list_series(args.export_source_dicom, "--export-source-dicom")
-    _targets(args)
-
-
-def _load_source(args: argparse.Namespace, modality: str):
-    from diffrecon.io.dicom_read import list_series, load_dicom_series, select_series
-
-    series = list_series(args.export_source_dicom, "--export-source-dicom")
-    uid = args.export_source_series_uid
-    if uid is None and len(series) > 1:
-        uid = select_series(series, modality=modality, name="--export-source-dicom").series_uid
-    return load_dicom_series(args.export_source_dicom, series_uid=uid, name="--export-source-dicom")
-
-
-def _numpy(volume) -> np.ndarray:
-    if hasattr(volume, "detach"):
-        volume = volume.detach().cpu().numpy()
-    return np.asarray(volume, dtype=np.float32)
+        source = load_source(args.export_source_dicom, modality, args.export_source_series_uid,
+                             "--export-source-dicom")
+    check_targets(targets)
+    return ExportOptions(source, targets, dicom_dir, args.export_units, deidentifier, args.pacs_retries,
+                         args.pacs_backoff)
 
 
 def export_from_args(args: argparse.Namespace, volume, affine, *, modality: str, method_description: str,
-                     std_volume=None) -> ExportReport | None:
+                     std_volume=None, options: ExportOptions | None = None) -> ExportReport | None:
     """Write ``volume`` (and ``std_volume``, linked to it) as DICOM and send both to the PACS targets given.
 
     Args:
@@ -161,42 +163,19 @@ def export_from_args(args: argparse.Namespace, volume, affine, *, modality: str,
         modality: "PT" or "MR".
         method_description: method and settings, shown in SeriesDescription.
         std_volume: optional voxel-wise standard deviation on the same grid, written as a second series.
+        options: what :func:`check_export_args` returned for ``args`` (checked then); None: check now.
 
     Returns:
-        None when no export option was given, else the report (check ``report.ok``).
+        None when no export option was given, else the report (check ``report.ok``); it is also written as
+        export_report.json beside the series.
     """
-    from diffrecon.io.dicom_deid import Deidentifier
-    from diffrecon.io.dicom_write import write_dicom_series
-    from diffrecon.io.pacs import send_to_pacs
+    from diffrecon.io.export import export_result
 
-    check_export_args(args, modality)
-    if not export_requested(args):
+    options = options or check_export_args(args, modality)
+    if options is None:
         return None
-    volume, affine = _numpy(volume), _numpy(affine).astype(np.float64)
-    std = None if std_volume is None else _numpy(std_volume)
-    if std is not None and std.shape != volume.shape:
-        raise InputError(f"std_volume has shape {std.shape}; expected the result's shape {volume.shape}")
-    targets = _targets(args)
-    source = _load_source(args, modality) if args.export_source_dicom else None
-    deidentifier = None
-    if args.export_deidentify:
-        deidentifier = Deidentifier(os.environ["DIFFRECON_DEID_KEY"], args.export_patient_pseudonym)
-    with tempfile.TemporaryDirectory(prefix="diffrecon-dicom-") as scratch:
-        folder = args.export_dicom_dir or (Path(args.out) / "dicom" if getattr(args, "out", None) else scratch)
-        folder = Path(folder)
-        settings = {"modality": modality, "method_description": method_description, "units": args.export_units,
-                    "source": source, "deidentifier": deidentifier}
-        report = ExportReport([write_dicom_series(volume, affine, folder / "mean", **settings)])
-        if std is not None:
-            report.series.append(write_dicom_series(std, affine, folder / "std", series_number=901,
-                                                    describes=report.series[0], **settings))
-        files = [path for series in report.series for path in series.files]
-        for target in targets:
-            report.transfers.append(send_to_pacs(files, target, retries=args.pacs_retries,
-                                                 backoff=args.pacs_backoff))
-        if folder != Path(scratch):
-            (folder / "export_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-    return report
+    return export_result(volume, affine, std_volume, modality=modality, method_description=method_description,
+                         **vars(options))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -208,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "arrived. Rerunning sends only what is missing. Exit status 1 when a transfer is incomplete.")
     parser.add_argument("--result", required=True, help="result volume: NIfTI file or DICOM series folder")
     parser.add_argument("--std", help="voxel-wise standard deviation on the same grid (NIfTI or DICOM)")
-    parser.add_argument("--modality", required=True, choices=MODALITIES, help="series type to write")
+    parser.add_argument("--modality", required=True, help="series type to write: PT or MR")
     parser.add_argument("--method-description", required=True,
                         help="method and settings for SeriesDescription, e.g. 'MAP-RDP beta=0.3'")
     add_export_arguments(parser.add_argument_group("DICOM export and PACS"))
@@ -220,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
 
     if not export_requested(args):
         raise InputError("nothing to do: give --export-dicom-dir, --pacs-host and/or --stow-url")
-    check_export_args(args, args.modality)
+    options = check_export_args(args, args.modality)
     volume, affine = load_volume(args.result, "--result")
     std = None
     if args.std:
@@ -228,13 +207,18 @@ def run(args: argparse.Namespace) -> None:
         if not np.allclose(std_affine, affine, atol=1e-4):
             raise InputError("--std is on a different grid (affine) than --result; expected the same grid")
     report = export_from_args(args, volume, affine, modality=args.modality,
-                              method_description=args.method_description, std_volume=std)
+                              method_description=args.method_description, std_volume=std, options=options)
     print_export_report(report, "export", "rerun to send what is missing")
 
 
 def print_export_report(report: ExportReport, command: str, remedy: str) -> None:
-    """Print what was written and sent; exit with status 1 (after saying ``remedy``) when a transfer is incomplete."""
+    """Print what was written and sent; exit with status 1 (after saying ``remedy``) when a transfer is incomplete.
+
+    The series and export_report.json stay in the DICOM folder either way.
+    """
     print(report.summary())
     if not report.ok:
+        if any(t.refusal for t in report.transfers):
+            remedy = f"the PACS refused us: fix the option it names (see above), then {remedy}"
         print(f"diffrecon {command}: error: the PACS transfer is incomplete (see above); {remedy}", file=sys.stderr)
         raise SystemExit(1)

@@ -1,8 +1,11 @@
-"""``diffrecon dicom2nifti`` and ``diffrecon export`` (mirp FDG series -> DICOM -> real Orthanc), option checks."""
+"""``diffrecon dicom2nifti``, ``diffrecon export`` and ``export_result`` (mirp FDG series -> DICOM -> real
+Orthanc): option checks, the PACS asked before any work, the report kept when a transfer fails."""
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import socket
 
 import numpy as np
 import pydicom
@@ -11,9 +14,12 @@ import torch
 
 from diffrecon.checks import InputError
 from diffrecon.cli import main
-from diffrecon.cli.export import add_export_arguments, export_from_args
+from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args
+from diffrecon.io.dicom_deid import Deidentifier
 from diffrecon.io.dicom_read import load_dicom_series
+from diffrecon.io.export import export_result
 from diffrecon.io.nifti import load_nifti, save_nifti
+from diffrecon.io.pacs import DimseTarget, StowTarget
 from tests.io.orthanc import CLIENT_AET, DICOM_PORT, PASSWORD, SERVER_AET, USER, orthanc  # noqa: F401
 
 
@@ -67,6 +73,81 @@ def test_export_from_args_for_other_commands(tmp_path):
     assert pydicom.dcmread(report.series[0].files[0]).Modality == "MR"
 
 
+def test_export_result_library_call(tmp_path):
+    """Tensors in, a folder with the mean and SD series and export_report.json out; no argparse involved."""
+    volume = torch.rand(4, 3, 2, dtype=torch.float64)
+    report = export_result(volume, torch.eye(4), volume / 3, modality="PT", method_description="PET-DDS",
+                           units="BQML", dicom_dir=tmp_path / "out", deidentifier=Deidentifier("key", "SUBJ01"))
+    assert report.ok and [s.folder.name for s in report.series] == ["mean", "std"]
+    mean, std = (load_dicom_series(tmp_path / "out" / name) for name in ("mean", "std"))
+    np.testing.assert_allclose(mean.array, volume.numpy(), atol=1 / 32767)
+    assert mean.datasets[0].Units == "BQML" and mean.datasets[0].PatientID == "SUBJ01"
+    assert std.datasets[0].ReferencedImageSequence[0].ReferencedSOPInstanceUID == mean.datasets[0].SOPInstanceUID
+    saved = json.loads((tmp_path / "out" / "export_report.json").read_text())
+    assert saved["ok"] is True and [s["instances"] for s in saved["series"]] == [2, 2]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_failed_transfers_keep_the_series_and_the_report(tmp_path, monkeypatch):
+    """A PACS that went away after the check, then an interruption: the JSON report says what is known."""
+    volume, gone = np.ones((4, 3, 2)), StowTarget(f"http://127.0.0.1:{_closed_port()}/dicom-web", timeout=2.0)
+    report = export_result(volume, np.eye(4), modality="PT", method_description="OSEM", targets=[gone],
+                           dicom_dir=tmp_path / "a", retries=0)
+    saved = json.loads((tmp_path / "a" / "export_report.json").read_text())["transfers"][0]
+    assert not report.ok and saved["verified"] is False and saved["sent"] == 0 and len(saved["missing"]) == 2
+    assert all(reason.startswith("not sent: cannot reach") for reason in saved["failed"].values())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("diffrecon.io.export.send_to_pacs", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_result(volume, np.eye(4), modality="PT", method_description="OSEM", targets=[gone],
+                      dicom_dir=tmp_path / "b")
+    saved = json.loads((tmp_path / "b" / "export_report.json").read_text())
+    assert saved["ok"] is False and saved["error"] == "export stopped by KeyboardInterrupt: "
+    assert len(list((tmp_path / "b" / "mean").glob("*.dcm"))) == 2
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"modality": "CT"}, "unknown modality 'CT'"),
+    ({"units": "KG"}, "unknown units 'KG'"),
+    ({"volume": np.ones((4, 3))}, r"volume has shape \(4, 3\); expected \(x, y, z\)"),
+    ({"volume": np.full((4, 3, 2), np.nan)}, "volume contains 24 NaN"),
+    ({"affine": np.eye(3)}, "affine has shape"),
+    ({"std": np.ones((4, 3, 3))}, r"std has shape \(4, 3, 3\); expected the volume's shape \(4, 3, 2\)"),
+    ({"dicom_dir": None}, "nothing to export: give dicom_dir and/or targets"),
+    ({"targets": ["pacs:104"]}, r"targets\[0\] is str; expected DimseTarget or StowTarget"),
+    ({"deidentifier": "key"}, "deidentifier is str; expected a Deidentifier"),
+    ({"retries": -1}, "retries must be an integer >= 0"),
+    ({"backoff": float("nan")}, "backoff must be a finite number >= 0"),
+    ({"source": "absent"}, "source: folder 'absent' does not exist"),
+])
+def test_export_result_refuses_bad_parameters_before_writing(change, message, tmp_path):
+    settings = {"volume": np.ones((4, 3, 2)), "affine": np.eye(4), "std": None, "modality": "PT",
+                "method_description": "OSEM", "dicom_dir": tmp_path / "out", **change}
+    with pytest.raises(InputError, match=message):
+        export_result(settings.pop("volume"), settings.pop("affine"), **settings)
+    assert not (tmp_path / "out").exists()
+
+
+def test_checked_options_are_used_as_checked(tmp_path):
+    """export_from_args takes what check_export_args returned and does not read (or check) the options again."""
+    args = _args("--export-dicom-dir", str(tmp_path / "d"), "--export-units", "BQML")
+    options = check_export_args(args, "PT")
+    assert options.units == "BQML" and options.dicom_dir == tmp_path / "d" and options.targets == []
+    args.export_units, args.export_dicom_dir = "not checked again", None
+    report = export_from_args(args, np.ones((2, 2, 2)), np.eye(4), modality="PT", method_description="OSEM",
+                              options=options)
+    assert report.ok and pydicom.dcmread(report.series[0].files[0]).Units == "BQML"
+    assert check_export_args(_args(), "PT") is None
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--pacs-host", "pacs"], "--pacs-called-aet is required"),
     (["--pacs-host", "pacs", "--pacs-called-aet", "X", "--pacs-port", "0"], "--pacs-port must be"),
@@ -76,11 +157,14 @@ def test_export_from_args_for_other_commands(tmp_path):
     (["--export-dicom-dir", "d", "--export-units", "KG"], "--export-units"),
     (["--export-source-dicom", "src"], "needs --export-dicom-dir"),
     (["--export-dicom-dir", "d", "--export-source-dicom", "absent"], "--export-source-dicom: folder"),
+    (["--export-dicom-dir", "a_file/d"], "--export-dicom-dir 'a_file/d': 'a_file' is a file"),
+    (["--export-dicom-dir", "d", "--pacs-retries", "-1"], "--pacs-retries and --pacs-backoff must be >= 0"),
 ])
 def test_bad_export_options(argv, message, monkeypatch, tmp_path):
     monkeypatch.delenv("DIFFRECON_STOW_PASSWORD", raising=False)
     monkeypatch.delenv("DIFFRECON_DEID_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("")
     with pytest.raises(InputError, match=message):
         export_from_args(_args(*argv), np.ones((2, 2, 2)), np.eye(4), modality="PT", method_description="OSEM")
     assert not (tmp_path / "d").exists()  # refused before writing anything
@@ -115,3 +199,60 @@ def test_export_mirp_series_to_orthanc_by_c_store_and_stow(shared_data, tmp_path
         assert main(wrong) == 2
         assert "rejected the association" in capsys.readouterr().err
     np.testing.assert_allclose(written.array, volume.array, atol=float(volume.array.max()) / 32767)
+
+
+def _export_argv(tmp_path, *options: str) -> list[str]:
+    save_nifti(tmp_path / "osem.nii.gz", np.random.default_rng(0).random((6, 5, 3)).astype(np.float32), np.eye(4))
+    return ["export", "--result", str(tmp_path / "osem.nii.gz"), "--modality", "PT", "--method-description", "OSEM",
+            "--export-dicom-dir", str(tmp_path / "dicom"), *options]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("options,message", [
+    (["--pacs-called-aet", "WRONGAET"], r"rejected the association: check the called AE title 'WRONGAET' "
+                                        r"\(--pacs-called-aet\)"),
+    (["--pacs-called-aet", SERVER_AET, "--pacs-port", str(DICOM_PORT + 1)],
+     r"cannot open an association .*check the host and port \(--pacs-host, --pacs-port\)"),
+    (["--stow-url", "http://127.0.0.1:8042/no-dicom-web", "--stow-user", USER],
+     r"\(--stow-url\) answered a QIDO-RS search with HTTP 404"),
+    (["--stow-url", "http://127.0.0.1:8042/dicom-web"], r"refused the credentials \(HTTP 401\): check --stow-user"),
+])
+def test_pacs_refused_before_anything_is_written(orthanc, tmp_path, capsys, monkeypatch,  # noqa: F811
+                                                 options, message):
+    monkeypatch.setenv("DIFFRECON_STOW_PASSWORD", PASSWORD)
+    host = [] if "--stow-url" in options else ["--pacs-host", "127.0.0.1", "--pacs-port", str(DICOM_PORT)]
+    with orthanc.client():
+        assert main(_export_argv(tmp_path, *host, *options)) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "dicom").exists()
+
+
+@pytest.mark.integration
+def test_refused_transfer_keeps_the_series_and_the_report(orthanc, tmp_path, capsys):  # noqa: F811
+    """Orthanc answers the C-ECHO of an AE title it does not know but refuses it everything else."""
+    argv = _export_argv(tmp_path, "--pacs-host", "127.0.0.1", "--pacs-port", str(DICOM_PORT), "--pacs-called-aet",
+                        SERVER_AET, "--pacs-calling-aet", "STRANGER", "--pacs-retries", "0")
+    with orthanc.client(), pytest.raises(SystemExit) as exit_status:
+        main(argv)
+    assert exit_status.value.code == 1
+    err = capsys.readouterr().err
+    assert "the PACS refused us: fix the option it names" in err
+    assert len(list((tmp_path / "dicom" / "mean").glob("*.dcm"))) == 3
+    saved = json.loads((tmp_path / "dicom" / "export_report.json").read_text())
+    transfer = saved["transfers"][0]
+    assert saved["ok"] is False and transfer["sent"] == 0 and len(transfer["missing"]) == 3
+    assert "calling AE title 'STRANGER' (--pacs-calling-aet)" in transfer["refusal"]
+
+
+@pytest.mark.integration
+def test_export_result_to_both_targets(orthanc, tmp_path):  # noqa: F811
+    """The library call with a PACS and a DICOMweb server, without a folder (the series go via a temporary one)."""
+    volume = np.random.default_rng(1).random((6, 5, 3))
+    with orthanc.client():
+        report = export_result(volume, np.eye(4), modality="MR", method_description="TV",
+                               targets=[DimseTarget("127.0.0.1", DICOM_PORT, SERVER_AET, CLIENT_AET),
+                                        StowTarget(orthanc.dicomweb_url, USER, PASSWORD)])
+        assert report.ok, report.summary()
+        assert [(len(t.sent), len(t.already_present)) for t in report.transfers] == [(3, 0), (0, 3)]
+        assert len(orthanc.instances_of_series(report.series[0].series_uid)) == 3
+    assert not report.series[0].folder.exists()
