@@ -64,10 +64,19 @@ def test_readme_demo_command_runs_the_demo(tmp_path):
         assert images[key].sum() == pytest.approx(truth.sum(), rel=0.05)
 
 
-def test_readme_python_example_runs():
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """Both README snippets: a case folder written by ``diffrecon simulate`` (the first snippet's "sim"), and a
+    phantom reconstructed in memory; one OSEM iteration each."""
     snippets = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert snippets
-    namespace: dict = {}
-    exec(compile(snippets[0].replace("iterations=4", "iterations=1"), "README.md", "exec"), namespace)
-    image, subject = namespace["image"], namespace["subject"]
+    assert len(snippets) == 2, snippets
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--out", "sim", "--seed", "20000", "--preset", "demo2d"]) == 0
+    namespaces: list[dict] = [{}, {}]
+    for snippet, namespace in zip(snippets, namespaces):
+        exec(compile(snippet.replace("iterations=4", "iterations=1").replace('build_method("osem")',
+                                                                            'build_method("osem", iterations=1)'),
+                     "README.md", "exec"), namespace)
+    case, result = namespaces[0]["case"], namespaces[0]["result"]
+    assert result.mean.shape == case.physics.grid.shape and result.report["settings"]["iterations"] == 1
+    image, subject = namespaces[1]["image"], namespaces[1]["subject"]
     assert image.shape == subject.fdg.shape and image.min() >= 0 and image.sum() > 0

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
             raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")
     check_options(args.method, {**options, **dict.fromkeys(inputs)})
     check_output_dir("--out", args.out)
-    check_export_args(args, modality)  # before the reconstruction
+    export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
     case = loader.load(args, images=inputs)
     method = build_method(args.method, **options, **{key: case.images[key] for key in inputs})
     generator = torch.Generator(case.data.device).manual_seed(args.seed)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     description = result.report["description"]
     report = export_from_args(args, as_volume(result.mean), case.affine, modality=modality,
                               method_description=description,
-                              std_volume=None if result.std is None else as_volume(result.std))
+                              std_volume=None if result.std is None else as_volume(result.std), options=export)
     if report is not None:
         rerun = (f"diffrecon export --result {args.out}/{args.method}.nii.gz --modality {modality} "
                  f"--method-description '{description}'")
