@@ -13,22 +13,17 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
-
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "pet_fdg_prior"
 
 
 def measure(size: int, chunk_size: int, threads: int, repeats: int) -> dict:
     """Run in this process: build the score, evaluate it ``repeats`` times on a size^3 volume."""
-    from monai.bundle import ConfigParser
-
     from diffrecon.priors import DiffusionPrior, TriPlanarScore
+    from diffrecon.priors.bundle import bundle_config
 
     torch.set_num_threads(threads)
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser = bundle_config("pet_fdg_prior")
     schedule = parser.get_parsed_content("schedule")
     priors = {name: DiffusionPrior(parser.get_parsed_content("network_def", lazy=False), schedule).eval()
               for name in ("axial", "coronal", "sagittal")}

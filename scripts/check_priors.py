@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffrecon.io.figures import save_panel
-from diffrecon.priors import TriPlanarScore, load_bundle_prior, sample
-from diffrecon.priors.quality import median_tissue_ratio, nearest_correlation, save_samples
-from diffrecon.transforms import EmissionNormalize, foreground_slices, phantom_items, take_slice
+from diffrecon.data.datasets import phantom_items
+from diffrecon.io.figures import save_panel, save_sample_grid
+from diffrecon.priors import load_bundle_prior, sample
+from diffrecon.priors.quality import median_tissue_ratio, nearest_correlation
+from diffrecon.transforms import EmissionNormalize, foreground_slices, take_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -64,8 +65,7 @@ def check(name: str, n_samples: int, steps: int, n_subjects: int) -> dict:
                      generator=torch.Generator().manual_seed(0), clip=clip)
     seconds = time.perf_counter() - start
     docs = ROOT / "bundles" / bundle / "docs"
-    save_samples(docs, value, samples)
-    (docs / f"{value}_samples.npy").unlink()  # keep only the PNG in the docs
+    save_sample_grid(docs / f"{value}_samples.png", samples, f"{value}: unconditional samples")
     sample_ratio, measured = median_tissue_ratio(samples.numpy())
     train_ratio, n_train = median_tissue_ratio(training)
     result = {"prior": name, "method": method, "steps": steps, "clip": clip, "samples": n_samples,
@@ -82,8 +82,7 @@ def check(name: str, n_samples: int, steps: int, n_subjects: int) -> dict:
 
 def check_volume(steps: int) -> dict:
     """One 3D sample on the demo grid from the tri-planar score of the three PET priors (smoke test)."""
-    score = TriPlanarScore({name: load_bundle_prior("pet_fdg_prior", name)
-                            for name in ("axial", "coronal", "sagittal")}, chunk_size=32)
+    score = load_bundle_prior("pet_fdg_prior", "triplanar", chunk_size=32)
     start = time.perf_counter()
     clip = (0.0, float(reference_slices("pet_fdg_prior", "axial", 4, "train").max()) * 1.5)
     volume = sample(score, (64, 72, 56), steps=steps, method="ddpm", generator=torch.Generator().manual_seed(0),

@@ -1,5 +1,5 @@
-"""Train the shipped priors through their bundles' train.json (phantom training split) and export the EMA
-weights with checksums to each bundle's models/ folder.
+"""Train the shipped priors through their bundles' train.json with the shared bundles/common/prior_train.json
+(phantom training split) and export the EMA weights with checksums to each bundle's models/ folder.
 
     nice -n 10 python scripts/train_priors.py pet-axial pet-coronal pet-sagittal      # one process, in turn
     nice -n 10 python scripts/train_priors.py mr-vp --resume                           # continue from checkpoints
@@ -46,7 +46,8 @@ def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
     bundle_root = ROOT / "bundles" / bundle
     run_dir = bundle_root / "runs" / value
     run_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle_root / "configs/train.json"),
+    configs = [str(bundle_root / "configs" / "train.json"), str(ROOT / "bundles" / "common" / "prior_train.json")]
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs),
                "--bundle_root", str(bundle_root), "--num_threads", str(threads)]
     command += [f"--{k}={v}" for k, v in overrides.items()]
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None

@@ -1,10 +1,11 @@
-"""PNG panels for users: columns of images side by side, three orthogonal views for volumes."""
+"""PNG panels for users: columns of images side by side, three orthogonal views for volumes, grids of samples."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def orthogonal_views(volume: np.ndarray, centre: tuple[int, int, int] | None = None) -> list[np.ndarray]:
@@ -69,3 +70,21 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_sample_grid(path: str | Path, samples: torch.Tensor | np.ndarray, title: str, columns: int = 8) -> Path:
+    """Save the first ``columns`` 2D samples (n, rows, cols) side by side as a PNG, on one grey scale (up to
+    the 99.5th percentile of the shown samples)."""
+    shown = np.asarray(torch.as_tensor(samples).detach().cpu(), dtype=np.float32)[:columns]
+    return save_panel(path, {f"sample {i + 1}": image for i, image in enumerate(shown)}, title=title,
+                      vmax=float(np.percentile(shown, 99.5)))
+
+
+def save_samples(output_dir: str | Path, name: str, samples: torch.Tensor | np.ndarray, columns: int = 8) -> Path:
+    """Save 2D samples (n, rows, cols) as ``<name>_samples.npy`` and a PNG grid ``<name>_samples.png``
+    (:func:`save_sample_grid`); returns the PNG path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    samples = np.asarray(torch.as_tensor(samples).detach().cpu(), dtype=np.float32)
+    np.save(output_dir / f"{name}_samples.npy", samples)
+    return save_sample_grid(output_dir / f"{name}_samples.png", samples, f"{name}: unconditional samples", columns)

@@ -1,42 +1,111 @@
-"""Load a shipped prior from its MONAI bundle: the network and schedule from ``configs/inference.json``, the
-weights from ``models/`` (checksum verified)."""
+"""Priors as components of their MONAI bundle's ``configs/inference.json``.
+
+The config builds the network (``network_def``), the schedule and the prior in one parse, so every setting
+of ``python -m monai.bundle run`` (``--channels``, ``--network_def#channels``, ``--spatial_dims``, ...)
+reaches the network whose weights are loaded:
+
+- ``prior``: one network with its weights (:func:`bundle_prior`): a 2D slice prior, a 3D prior, evaluated
+  over patches when ``roi_size`` is set, or the variance-exploding form of a VP network;
+- ``triplanar`` (bundles of slice priors in several orientations): :class:`TriPlanarScore` of all of them
+  (:func:`triplanar_prior`).
+
+:func:`load_bundle_prior` is the same from Python, and what a method bundle calls to use a prior bundle.
+"""
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from diffrecon.checks import InputError, check_choice
+from diffrecon.bundle import bundle_path, check_settings, parsed_content
+from diffrecon.checks import check_choice, check_file
 from diffrecon.priors.prior import DiffusionPrior, ScoreModel, VarianceExplodingPrior
+from diffrecon.priors.schedules import VESchedule, VPSchedule
+from diffrecon.priors.volume import PatchwisePrior, TriPlanarScore
 from diffrecon.priors.weights import load_weights
 
-BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+COMBINED = "triplanar"
 
 
-def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device = "cpu") -> ScoreModel:
-    """The prior ``model`` (e.g. "axial" or "ve") of ``bundle`` (a bundle folder, or a name under bundles/).
+def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule | VESchedule,
+                 training_schedule: VPSchedule | VESchedule | None = None, spatial_dims: int = 2,
+                 roi_size: Sequence[int] | None = None, device: str | torch.device = "cpu") -> ScoreModel:
+    """A prior from a bundle's network and weights file (checksum verified), in evaluation mode on ``device``.
 
-    The network is built with ``training_schedule`` (default: ``schedule``); a VP network asked for with a VE
-    ``schedule`` comes as its :class:`VarianceExplodingPrior`.
+    Args:
+        network: the noise-prediction network (weights are loaded into it).
+        weights: its weights file, with a ``.sha256`` sidecar.
+        schedule: the schedule to sample with.
+        training_schedule: the schedule the network was trained with (default: ``schedule``); a VP network
+            asked for with a VE ``schedule`` comes as its :class:`VarianceExplodingPrior`.
+        spatial_dims: 2 for slice priors, 3 for volume priors.
+        roi_size: evaluate over overlapping patches of this size (:class:`PatchwisePrior`); None: whole images.
+        device: where the prior runs.
 
     Raises:
-        InputError: no such bundle, unknown model name, or missing/corrupted/mismatched weights.
+        InputError: missing, corrupted or mismatched weights; a ``roi_size`` the network does not accept.
     """
-    from monai.bundle import ConfigParser
-
-    root = Path(bundle) if Path(bundle).is_dir() else BUNDLES / str(bundle)
-    config_file = root / "configs" / "inference.json"
-    if not config_file.is_file():
-        raise InputError(f"bundle {str(bundle)!r}: no configs/inference.json (looked in {root})")
-    parser = ConfigParser()
-    parser.read_config(str(config_file))
-    parser["bundle_root"] = str(root)
-    models = parser.get("models")
-    check_choice("model", model, models)
-    parser[parser.get("model_key")] = model
-    network = load_weights(parser.get_parsed_content("network_def"), root / "models" / models[model])
-    schedule = parser.get_parsed_content("schedule")
-    prior = DiffusionPrior(network, parser.get_parsed_content("training_schedule", default=schedule))
+    prior: ScoreModel = DiffusionPrior(load_weights(network, weights), training_schedule or schedule, spatial_dims)
+    if roi_size is not None:
+        prior = PatchwisePrior(prior, roi_size)
     if schedule.kind != prior.schedule.kind:
         prior = VarianceExplodingPrior(prior, schedule)
     return prior.to(device).eval()
+
+
+def triplanar_prior(network: nn.Module, weights: Mapping[str, str | Path], schedule: VPSchedule | VESchedule,
+                    chunk_size: int = 16, device: str | torch.device = "cpu") -> TriPlanarScore:
+    """The tri-planar score of slice priors that share one architecture: a copy of ``network`` per orientation
+    with that orientation's weights (``weights``: orientation -> weights file).
+
+    Raises:
+        InputError: an unknown orientation, or missing, corrupted or mismatched weights.
+    """
+    priors = {name: bundle_prior(copy.deepcopy(network), path, schedule, device=device)
+              for name, path in weights.items()}
+    return TriPlanarScore(priors, chunk_size)
+
+
+def bundle_config(bundle: str | Path, config: str = "inference.json", **settings: object):
+    """A bundle's config (``monai.bundle.ConfigParser``) with ``bundle_root`` set and ``settings`` applied
+    as on the command line (refused when they set nothing, like misspelt names).
+
+    Raises:
+        InputError: no such bundle or config file, or an unknown setting.
+    """
+    from monai.bundle import ConfigParser
+
+    root = bundle_path(bundle)
+    parser = ConfigParser()
+    parser.read_config(str(check_file(f"bundle {str(bundle)!r} config", root / "configs" / config)))
+    check_settings(parser, settings)
+    parser.update({"bundle_root": str(root), **settings})
+    return parser
+
+
+def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device = "cpu",
+                      **settings: object) -> ScoreModel:
+    """The prior ``model`` of ``bundle`` (a bundle folder, or a bundle name: see ``diffrecon.bundle``), built
+    by the bundle's inference config in one parse.
+
+    Args:
+        bundle: e.g. "pet_fdg_prior" or "mr_t1_prior".
+        model: a key of the config's ``models`` (e.g. "axial", or the MR forms "vp" and "ve"), or
+            "triplanar" for the :class:`TriPlanarScore` of all orientations of a bundle that defines it.
+        device: where the prior runs.
+        settings: config settings, as ``--name value`` on the command line (e.g. ``chunk_size=32``).
+
+    Raises:
+        InputError: no such bundle or model, an unknown setting, or missing/corrupted/mismatched weights.
+    """
+    parser = bundle_config(bundle, **settings)
+    parser["device"] = torch.device(device)
+    models = list(parser["models"]) + ([COMBINED] if COMBINED in parser else [])
+    check_choice("model", model, models)
+    if model == COMBINED:
+        return parsed_content(parser, COMBINED)
+    parser[parser["model_key"]] = model
+    return parsed_content(parser, "prior")

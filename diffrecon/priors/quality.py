@@ -1,14 +1,12 @@
 """Quality checks of a trained prior: a tissue contrast ratio measured the same way on samples and on training
-images, and sample grids written for the bundle docs."""
+images, and the resemblance of samples to training images. Pure measurements: the figures of the bundle docs
+are written by ``diffrecon.io.figures``."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.io.figures import save_panel
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
@@ -62,15 +60,3 @@ def nearest_correlation(images: np.ndarray | torch.Tensor, references: np.ndarra
         return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     return (standardise(images) @ standardise(references).T).max(dim=1).values.numpy()
-
-
-def save_samples(output_dir: str | Path, name: str, samples: torch.Tensor | np.ndarray,
-                 columns: int = 8) -> Path:
-    """Save 2D samples (n, rows, cols) as ``<name>_samples.npy`` and a PNG grid ``<name>_samples.png``."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    samples = np.asarray(torch.as_tensor(samples).detach().cpu(), dtype=np.float32)
-    np.save(output_dir / f"{name}_samples.npy", samples)
-    shown = samples[:columns]
-    return save_panel(output_dir / f"{name}_samples.png", {f"sample {i + 1}": image for i, image in enumerate(shown)},
-                      title=f"{name}: unconditional samples", vmax=float(np.percentile(shown, 99.5)))

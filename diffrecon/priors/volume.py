@@ -10,8 +10,8 @@ from monai.inferers import SlidingWindowInferer
 from torch import nn
 
 from diffrecon.checks import InputError, check_choice, check_finite
-from diffrecon.data.slicing import ORIENTATIONS
 from diffrecon.priors.prior import DiffusionPrior, ScoreModel
+from diffrecon.transforms.slicing import ORIENTATIONS
 
 
 class PatchwisePrior(ScoreModel):
@@ -52,8 +52,9 @@ class PatchwisePrior(ScoreModel):
 
 class TriPlanarScore(ScoreModel):
     """Average of perpendicular 2D priors over a volume: each slices the (..., x, y, z) volume in its
-    orientation (axial: (z, x, y), coronal: (y, x, z), sagittal: (x, y, z), as ``diffrecon.data.slicing``),
-    predicts the noise of every slice, and the three noise fields are averaged.
+    orientation (axial: (z, x, y), coronal: (y, x, z), sagittal: (x, y, z), as
+    ``diffrecon.transforms.slicing.ORIENTATIONS``), predicts the noise of every slice, and the three noise
+    fields are averaged.
 
     Args:
         priors: orientation name -> 2D prior (or :class:`PatchwisePrior`); all share one schedule.

@@ -1,6 +1,8 @@
-"""Random 2D slices of channel-first volumes (C, x, y, z) in one orientation, for training slice priors.
+"""2D slices of channel-first volumes (C, x, y, z) in the three perpendicular orientations, and random slices
+for training slice priors.
 
-Slices follow ``diffrecon.data.slicing``: axial (z; rows x, columns y), coronal (y; x, z), sagittal (x; y, z).
+Slice priors and tri-planar scores all follow :data:`ORIENTATIONS`: axial (z; rows x, columns y),
+coronal (y; x, z), sagittal (x; y, z).
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
 from diffrecon.checks import InputError, check_choice
-from diffrecon.data.slicing import ORIENTATIONS
 
 NdarrayOrTensor = np.ndarray | torch.Tensor
+
+# Axis of an (x, y, z) volume that each orientation slices along.
+ORIENTATIONS = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
 def foreground_slices(volume: NdarrayOrTensor, orientation: str, min_foreground: float = 0.05,

@@ -9,6 +9,7 @@ import pytest
 from diffrecon.io.nifti import save_nifti
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+COMMON = BUNDLES / "common"
 TINY_NETWORK = {"channels": [8, 8, 8], "attention_levels": [False, False, False], "norm_num_groups": 4,
                 "num_head_channels": 8}
 
@@ -29,3 +30,10 @@ def tiny_overrides(data: Path, out: Path) -> dict:
     """Overrides for a seconds-long run: the tiny network, one epoch, two images per batch."""
     return {"dataset_dir": str(data), "output_dir": str(out), "cache_dir": str(out / "cache"), "epochs": 1,
             "batch_size": 2, "repeats": 1, "val_interval": 1, "log_every": 1, "num_threads": 1, **TINY_NETWORK}
+
+
+def train_configs(bundle: str, *common: str) -> list[str]:
+    """Config files of a prior bundle's training run: its train.json (bundle-specific settings), the shared
+    common/prior_train.json, then the named common overlays (e.g. "prior_finetune.json")."""
+    return [str(BUNDLES / bundle / "configs" / "train.json"), str(COMMON / "prior_train.json"),
+            *(str(COMMON / name) for name in common)]

@@ -1,4 +1,4 @@
-"""Bundle metadata, the inference config and loading shipped weights."""
+"""Bundle metadata, the configs, priors built by the inference config, and the shipped weights."""
 from __future__ import annotations
 
 import json
@@ -11,16 +11,17 @@ import torch
 from monai.bundle import ConfigParser
 
 from diffrecon.checks import InputError
-from diffrecon.priors import DiffusionPrior, VarianceExplodingPrior, load_bundle_prior, save_weights
+from diffrecon.priors import (DiffusionPrior, PatchwisePrior, TriPlanarScore, VarianceExplodingPrior,
+                              load_bundle_prior, save_weights)
 from diffrecon.priors.weights import checksum_path, sha256
-from tests.bundles.conftest import BUNDLES, TINY_NETWORK
+from tests.bundles.conftest import BUNDLES, COMMON, TINY_NETWORK
 
 REQUIRED = ["version", "monai_version", "pytorch_version", "numpy_version", "required_packages_version", "task",
             "description", "authors", "copyright", "network_data_format"]
 MODELS = {"pet_fdg_prior": ["axial", "coronal", "sagittal"], "mr_t1_prior": ["vp", "ve"]}
 
 
-@pytest.mark.parametrize("bundle", sorted(MODELS))
+@pytest.mark.parametrize("bundle", [*sorted(MODELS), "pet_classical"])
 def test_metadata_has_required_fields(bundle):
     meta = json.loads((BUNDLES / bundle / "configs/metadata.json").read_text())
     assert [key for key in REQUIRED if key not in meta] == []
@@ -34,12 +35,13 @@ def weights_files(bundle: str) -> dict[str, str]:
     return json.loads((BUNDLES / bundle / "configs/inference.json").read_text())["models"]
 
 
-def tiny_copy(bundle: str, folder: Path) -> Path:
-    """A copy of a bundle's configs with a tiny network and random weights for every weights file."""
+def tiny_copy(bundle: str, folder: Path, **settings) -> Path:
+    """A copy of a bundle's configs with a tiny network (and ``settings``) and random weights for every
+    weights file."""
     root = folder / bundle
     shutil.copytree(BUNDLES / bundle / "configs", root / "configs")
     config = json.loads((root / "configs/inference.json").read_text())
-    config.update(TINY_NETWORK)
+    config.update({**TINY_NETWORK, **settings})
     (root / "configs/inference.json").write_text(json.dumps(config))
     parser = ConfigParser(config)
     for name in set(config["models"].values()):
@@ -68,12 +70,44 @@ def test_load_bundle_prior_and_errors(tiny_bundle):
     assert prior.predict_noise(torch.randn(2, 16, 12), 10).shape == (2, 16, 12)
     with pytest.raises(InputError, match="unknown model 'oblique'"):
         load_bundle_prior(tiny_bundle, "oblique")
-    with pytest.raises(InputError, match="no configs/inference.json"):
+    with pytest.raises(InputError, match="no bundle folder"):
         load_bundle_prior(tiny_bundle / "models", "axial")
     weights = tiny_bundle / "models/model_axial.pt"
     weights.write_bytes(weights.read_bytes()[:-10])
     with pytest.raises(InputError, match="does not match"):
         load_bundle_prior(tiny_bundle, "axial")
+
+
+def test_triplanar_prior_holds_each_orientations_weights(tiny_bundle):
+    score = load_bundle_prior(tiny_bundle, "triplanar", chunk_size=3)
+    assert isinstance(score, TriPlanarScore) and sorted(score.priors) == ["axial", "coronal", "sagittal"]
+    assert score.chunk_size == 3
+    for name, prior in score.priors.items():
+        shipped = torch.load(tiny_bundle / f"models/model_{name}.pt", weights_only=True)
+        for key, value in prior.network.state_dict().items():
+            torch.testing.assert_close(value, shipped[key])
+    assert score.predict_noise(torch.randn(8, 12, 16), 10).shape == (8, 12, 16)
+
+
+def test_settings_reach_the_network_and_misspelt_ones_are_refused(tmp_path):
+    root = tiny_copy("pet_fdg_prior", tmp_path, spatial_dims=3)
+    prior = load_bundle_prior(root, "axial", roi_size=[8, 8, 8])  # a 3D prior evaluated over patches
+    assert isinstance(prior, PatchwisePrior) and prior.spatial_dims == 3
+    assert prior.predict_noise(torch.randn(1, 12, 12, 12), 10).shape == (1, 12, 12, 12)
+    with pytest.raises(InputError, match="do not fit this network"):  # the weights are of the 3D network
+        load_bundle_prior(root, "axial", spatial_dims=2)
+    with pytest.raises(InputError, match="do not fit this network"):
+        load_bundle_prior(root, "axial", **{"network_def#channels": [8, 8, 16]})
+    with pytest.raises(InputError, match="'chanels' \\(did you mean 'channels'\\?\\)"):
+        load_bundle_prior(root, "axial", chanels=[8, 8, 8])
+
+
+def test_common_training_configs_set_no_bundle_setting():
+    """The bundles' train.json come first on the command line (so MONAI finds their metadata), so the shared
+    configs after them would silently replace any setting they both had."""
+    shared = set(json.loads((COMMON / "prior_train.json").read_text()))
+    for bundle in MODELS:
+        assert shared.isdisjoint(json.loads((BUNDLES / bundle / "configs/train.json").read_text()))
 
 
 def test_inference_config_writes_samples(tiny_bundle, tmp_path):

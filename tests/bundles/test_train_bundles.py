@@ -13,7 +13,7 @@ from monai.bundle import ConfigWorkflow
 
 from diffrecon.checks import InputError
 from diffrecon.priors.weights import checksum_path, save_weights, state_dict_of
-from tests.bundles.conftest import BUNDLES, tiny_overrides
+from tests.bundles.conftest import BUNDLES, tiny_overrides, train_configs
 
 # (bundle, train.json settings, shipped weights name)
 PRIORS = [("pet_fdg_prior", {"orientation": "axial"}, "axial"), ("pet_fdg_prior", {"orientation": "sagittal"}, "sagittal"),
@@ -22,7 +22,7 @@ PRIORS = [("pet_fdg_prior", {"orientation": "axial"}, "axial"), ("pet_fdg_prior"
 
 def _run(bundle: str, configs: list[str], **overrides) -> ConfigWorkflow:
     root = BUNDLES / bundle
-    workflow = ConfigWorkflow(workflow_type="train", config_file=[str(root / "configs" / c) for c in configs],
+    workflow = ConfigWorkflow(workflow_type="train", config_file=configs,
                               meta_file=str(root / "configs/metadata.json"),
                               logging_file=str(root / "configs/logging.conf"), bundle_root=str(root), **overrides)
     workflow.initialize()
@@ -40,7 +40,7 @@ def _command_line(settings: dict) -> list[str]:
 @pytest.mark.parametrize("bundle, settings, _", PRIORS)
 def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
     overrides = tiny_overrides(nifti_folder, tmp_path / "run")
-    workflow = _run(bundle, ["train.json"], **settings, **overrides)
+    workflow = _run(bundle, train_configs(bundle), **settings, **overrides)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
     assert math.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_mse"])
@@ -48,7 +48,7 @@ def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
     assert checkpoint.is_file() and checksum_path(tmp_path / "run" / "model.pt").is_file()
     iterations = trainer.state.iteration
 
-    resumed = _run(bundle, ["train.json"], **settings, **{**overrides, "epochs": 2},
+    resumed = _run(bundle, train_configs(bundle), **settings, **{**overrides, "epochs": 2},
                    resume_ckpt=str(checkpoint))
     state = resumed.parser.get_parsed_content("train#trainer").state
     assert (state.epoch, state.iteration) == (2, 2 * iterations)
@@ -59,11 +59,11 @@ def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
 def test_finetune_command_starts_from_given_weights(bundle, settings, _, nifti_folder, tmp_path):
     """With learning rate 0 the fine-tuned weights must equal the pretrained ones: proof they were loaded."""
     overrides = tiny_overrides(nifti_folder, tmp_path / "base")
-    base = _run(bundle, ["train.json"], **settings, **overrides)
+    base = _run(bundle, train_configs(bundle), **settings, **overrides)
     pretrained = save_weights(tmp_path / "site_start.pt", base.parser.get_parsed_content("network_def"))
     root = BUNDLES / bundle
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-               str([str(root / "configs/train.json"), str(root / "configs/finetune.json")]),
+               str(train_configs(bundle, "prior_finetune.json")),
                "--bundle_root", str(root), "--pretrained_ckpt", str(pretrained), "--learning_rate", "0.0"]
     command += _command_line({**settings, **overrides, "output_dir": str(tmp_path / "finetuned")})
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -80,7 +80,7 @@ def test_finetune_with_corrupted_weights_fails_clearly(nifti_folder, tmp_path):
     bad.write_bytes(b"not weights")
     checksum_path(bad).write_text("0" * 64 + "  model.pt\n")
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error of a config component
-        _run("pet_fdg_prior", ["train.json", "finetune.json"], pretrained_ckpt=str(bad),
+        _run("pet_fdg_prior", train_configs("pet_fdg_prior", "prior_finetune.json"), pretrained_ckpt=str(bad),
              **tiny_overrides(nifti_folder, tmp_path / "run"))
     causes, error = [], raised.value
     while error is not None:
@@ -96,7 +96,7 @@ def test_multi_gpu_overlay_with_two_cpu_processes(bundle, nifti_folder, tmp_path
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
                "-m", "monai.bundle", "run", "--config_file",
-               str([str(root / "configs/train.json"), str(root / "configs/multi_gpu_train.json")]),
+               str(train_configs(bundle, "multi_gpu_train.json")),
                "--bundle_root", str(root)]
     command += _command_line({**tiny_overrides(nifti_folder, out), "val_dataset_dir": str(nifti_folder)})
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
@@ -117,7 +117,7 @@ def test_finetune_from_shipped_weights(bundle, settings, weights, nifti_folder, 
         pytest.skip(f"{shipped.name} not trained yet (scripts/train_priors.py)")
     root = BUNDLES / bundle
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
-               str([str(root / "configs/train.json"), str(root / "configs/finetune.json")]),
+               str(train_configs(bundle, "prior_finetune.json")),
                "--bundle_root", str(root), *_command_line(settings), "--dataset_dir", str(nifti_folder),
                "--output_dir", str(tmp_path / "site"), "--epochs", "1", "--val_interval", "1", "--batch_size", "2",
                "--repeats", "1", "--learning_rate", "0.0", "--num_threads", "1"]

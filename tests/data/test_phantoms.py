@@ -7,7 +7,6 @@ from scipy import ndimage
 from diffrecon.checks import InputError
 from diffrecon.data import phantoms
 from diffrecon.data.phantoms import (LABELS, MU_BONE, MU_SOFT_TISSUE, _random_diffeomorphism, make_subject)
-from diffrecon.data.slicing import ORIENTATIONS, slices
 from diffrecon.data.splits import check_split, subject_seeds
 from diffrecon.io.nifti import load_nifti
 from diffrecon.physics.geometry import ImageGrid
@@ -104,17 +103,6 @@ def test_splits_are_enforced():
         check_split(5, "test")
     with pytest.raises(InputError, match="unknown split"):
         subject_seeds("holdout", 1)
-
-
-def test_slices_in_each_orientation(subject):
-    nx, ny, nz = SMALL.shape
-    expected = {"axial": (nz, nx, ny), "coronal": (ny, nx, nz), "sagittal": (nx, ny, nz)}
-    for orientation in ORIENTATIONS:
-        stack = slices(subject.fdg, orientation)
-        assert stack.shape == expected[orientation]
-    np.testing.assert_array_equal(slices(subject.fdg, "axial")[5], subject.fdg[:, :, 5])
-    with pytest.raises(InputError, match="unknown orientation 'transverse'"):
-        slices(subject.fdg, "transverse")
 
 
 def test_bad_subject_requests():

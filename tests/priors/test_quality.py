@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from diffrecon.checks import InputError
-from diffrecon.priors.quality import median_tissue_ratio, nearest_correlation, save_samples, tissue_ratio
+from diffrecon.priors.quality import median_tissue_ratio, nearest_correlation, tissue_ratio
 
 
 def _two_tissue_image(grey: float, white: float = 1.0) -> np.ndarray:
@@ -28,9 +28,3 @@ def test_nearest_correlation_separates_structure_from_noise():
     references = np.stack([_two_tissue_image(g) for g in (3.0, 3.5, 4.0)])
     assert nearest_correlation(2 * references[:1] + 1, references)[0] == pytest.approx(1.0)
     assert nearest_correlation(rng.random((4, 16, 16)), references).max() < 0.5
-
-
-def test_save_samples_writes_png(tmp_path):
-    path = save_samples(tmp_path, "axial", np.stack([_two_tissue_image(3.0)] * 2))
-    assert path.name == "axial_samples.png" and path.stat().st_size > 0
-    assert np.load(tmp_path / "axial_samples.npy").shape == (2, 16, 16)

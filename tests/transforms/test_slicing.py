@@ -4,16 +4,20 @@ import numpy as np
 import pytest
 
 from diffrecon.checks import InputError
-from diffrecon.data.slicing import slices
-from diffrecon.transforms import RandSliced, foreground_slices, take_slice
+from diffrecon.transforms import ORIENTATIONS, RandSliced, foreground_slices, take_slice
 
 
-def test_slices_follow_the_data_slicing_convention():
+def test_slices_follow_the_orientation_convention():
+    """axial: z slices with rows x, columns y; coronal: y slices (x, z); sagittal: x slices (y, z)."""
     volume = np.random.default_rng(0).random((1, 4, 6, 8)).astype(np.float32)
-    for orientation in ("axial", "coronal", "sagittal"):
-        expected = slices(volume[0], orientation)
-        for index in range(len(expected)):
-            np.testing.assert_array_equal(take_slice(volume, orientation, index)[0], expected[index])
+    expected = {"axial": lambda i: volume[0, :, :, i], "coronal": lambda i: volume[0, :, i, :],
+                "sagittal": lambda i: volume[0, i, :, :]}
+    assert sorted(ORIENTATIONS) == sorted(expected)
+    for orientation, axis in ORIENTATIONS.items():
+        for index in range(volume.shape[1 + axis]):
+            np.testing.assert_array_equal(take_slice(volume, orientation, index)[0], expected[orientation](index))
+    with pytest.raises(InputError, match="unknown orientation 'transverse'"):
+        take_slice(volume, "transverse", 0)
 
 
 def test_random_slices_are_foreground_and_shared_by_keys():

@@ -5,7 +5,7 @@ import pytest
 
 from diffrecon.checks import InputError
 from diffrecon.io.nifti import save_nifti
-from diffrecon.transforms import nifti_items, phantom_items, validation_slices
+from diffrecon.data.datasets import nifti_items, phantom_items, validation_slices
 
 
 def test_nifti_folder(tmp_path):

@@ -1,4 +1,4 @@
-"""Training volumes for the priors: the built-in phantom population (training split only) or a folder of the
+"""Datasets for training the priors: the built-in phantom population (training split only) or a folder of the
 user's NIfTI volumes, as MONAI data lists of channel-first (1, x, y, z) arrays; fixed validation slices."""
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import nibabel as nib
 import numpy as np
 
 from diffrecon.checks import InputError, check_choice
+from diffrecon.data.phantoms import make_subject
+from diffrecon.data.splits import subject_seeds
+from diffrecon.physics.geometry import ImageGrid
 from diffrecon.transforms.slicing import foreground_slices, take_slice
 
 CONTRASTS = ("fdg", "amyloid", "t1")
@@ -30,10 +33,6 @@ def phantom_items(n: int, contrast: str = "fdg", grid_shape: Sequence[int] | Non
         start: first seed offset within the split.
         cache_dir: if given, volumes are kept there as .npy and reused.
     """
-    from diffrecon.data.phantoms import make_subject
-    from diffrecon.data.splits import subject_seeds
-    from diffrecon.physics.geometry import ImageGrid
-
     check_choice("contrast", contrast, CONTRASTS)
     if int(n) < 1:
         raise InputError(f"n must be >= 1, got {n}")

@@ -1,0 +1,230 @@
+"""What every MONAI bundle of diffrecon shares: where bundles are found, and the checks a bundle run makes
+before any work.
+
+Bundles live in ``bundles/`` of the repository, which the package ships as ``diffrecon/bundles`` (package
+data), so a non-editable install finds them too; ``$DIFFRECON_BUNDLES`` names other folders of bundles (e.g.
+copies fine-tuned on a site's images), searched first.
+
+Every bundle config starts its ``initialize`` with ``$diffrecon.bundle.guard_run(@output_dir)``. Through
+``python -m monai.bundle run``, MONAI applies every ``--name value`` to the config and adds the names it does
+not know, so a misspelt setting would be ignored silently; and an :class:`InputError` raised in a config item
+reaches the user as a long traceback ending in "Failed to evaluate ConfigExpression". The guard refuses
+command-line settings that are neither keys of the config files nor MONAI's own arguments, prints bad input
+as one line ``error: <message>`` with exit status 2 (as the ``diffrecon`` command does), and checks that the
+output folder can be written before the work starts.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from diffrecon.checks import InputError, check_output_dir
+
+BUNDLES_ENV = "DIFFRECON_BUNDLES"
+PACKAGED_BUNDLES = Path(__file__).parent / "bundles"
+
+
+def bundle_roots() -> list[Path]:
+    """Folders searched for bundles by name, in order: those in ``$DIFFRECON_BUNDLES`` (``os.pathsep``
+    separated), then the bundles shipped with the package."""
+    listed = [Path(p) for p in os.environ.get(BUNDLES_ENV, "").split(os.pathsep) if p]
+    return [*listed, PACKAGED_BUNDLES]
+
+
+def bundle_path(bundle: str | Path) -> Path:
+    """The folder of ``bundle``: a path to a bundle folder, or the name of one under :func:`bundle_roots`.
+
+    Raises:
+        InputError: no bundle folder (one with ``configs/``) of that path or name.
+    """
+    candidates = [Path(bundle)] if Path(bundle).is_dir() else [root / str(bundle) for root in bundle_roots()]
+    for folder in candidates:
+        if (folder / "configs").is_dir():
+            return folder
+    found = sorted({p.parent.name for root in bundle_roots() for p in root.glob("*/configs")})
+    raise InputError(f"bundle {str(bundle)!r}: no bundle folder (one with configs/) there or under "
+                     f"{', '.join(map(str, bundle_roots()))}; bundles found: {', '.join(found) or 'none'}")
+
+
+def monai_arguments() -> set[str]:
+    """Names that ``python -m monai.bundle run`` takes for itself (config_file, meta_file, run_id, ...)
+    rather than as config settings."""
+    from monai.bundle import ConfigWorkflow
+    from monai.bundle.scripts import create_workflow, run
+
+    names = set()
+    for function in (run, create_workflow, ConfigWorkflow.__init__):
+        names |= {p.name for p in inspect.signature(function).parameters.values()
+                  if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name != "self"}
+    return names
+
+
+def _is_flag(token: str) -> bool:
+    """A command-line token that names a setting: starts with '-' and is not a negative number."""
+    if not token.startswith("-"):
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False
+
+
+def command_line_settings(argv: Sequence[str]) -> dict[str, str | bool]:
+    """The ``--name value``, ``--name=value`` and ``--flag`` settings of a ``python -m monai.bundle``
+    command line, read as Python Fire reads them: hyphens in names become underscores, a flag followed by
+    another flag (or nothing) is True, and nothing after a bare ``--`` is a setting."""
+    settings: dict[str, str | bool] = {}
+    index = 0
+    while index < len(argv) and argv[index] != "--":
+        token = argv[index]
+        index += 1
+        if not _is_flag(token):
+            continue
+        name, equals, value = token.lstrip("-").partition("=")
+        if not equals:
+            if index < len(argv) and not _is_flag(argv[index]):
+                value, index = argv[index], index + 1
+            else:
+                value = True
+        settings[name.replace("-", "_")] = value
+    return settings
+
+
+def _accepts_keyword(component: dict, keyword: str) -> bool:
+    """Whether the ``_target_`` of a config component takes ``keyword`` (a setting MONAI passes to it)."""
+    from pydoc import locate
+
+    from monai.bundle.config_item import ComponentLocator, ConfigComponent
+
+    target = locate(str(ConfigComponent(config=component, locator=ComponentLocator()).resolve_module_name()))
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):  # not found, or a callable without a signature
+        return False
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def unknown_settings(config: object, names: Iterable[str]) -> list[str]:
+    """The ``names`` (config ids such as ``steps`` or ``network_def#channels``) that set nothing of
+    ``config`` (a ``monai.bundle.ConfigParser`` of the config files): neither an existing id, nor a keyword
+    of the component they would be passed to, nor one of :func:`monai_arguments`."""
+    from monai.bundle.reference_resolver import ReferenceResolver
+
+    allowed = monai_arguments()
+    unknown = []
+    for name in names:
+        if name in allowed or name in config:
+            continue
+        parent, key = ReferenceResolver.split_id(name, last=True)
+        component = config.get(parent) if parent else None
+        if not (isinstance(component, dict) and "_target_" in component and _accepts_keyword(component, key)):
+            unknown.append(name)
+    return unknown
+
+
+def check_settings(config: object, names: Iterable[str]) -> None:
+    """Raise :class:`InputError` for settings of ``config`` that set nothing (:func:`unknown_settings`),
+    suggesting the closest existing name at the same level."""
+    from monai.bundle.reference_resolver import ReferenceResolver
+
+    problems = []
+    for name in unknown_settings(config, names):
+        parent, _ = ReferenceResolver.split_id(name, last=True)
+        level, prefix = config.get(parent), parent.replace(ReferenceResolver.sep, "#") + "#" if parent else ""
+        known = [f"{prefix}{k}" for k in level] if isinstance(level, dict) else []
+        close = difflib.get_close_matches(ReferenceResolver.normalize_id(name).replace(ReferenceResolver.sep, "#"),
+                                          known, n=1)
+        problems.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if problems:
+        raise InputError(f"unknown setting{'s' if len(problems) > 1 else ''} {', '.join(problems)}: not a key of "
+                         "this bundle's config files; check the spelling against configs/*.json")
+
+
+def input_error_in(error: BaseException) -> InputError | None:
+    """The :class:`InputError` ``error`` is or was raised from (MONAI wraps errors of config items)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, InputError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def parsed_content(config: object, id: str) -> object:
+    """``config.get_parsed_content(id)`` of a ``monai.bundle.ConfigParser``, raising the :class:`InputError`
+    itself where MONAI wraps it in the RuntimeError of the config item that failed."""
+    try:
+        return config.get_parsed_content(id)
+    except RuntimeError as error:
+        cause = input_error_in(error)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def one_line_input_errors(previous: Callable[[type, BaseException, TracebackType | None], object]
+                          ) -> Callable[[type, BaseException, TracebackType | None], None]:
+    """A ``sys.excepthook`` that prints an uncaught error caused by bad input as ``error: <message>`` and exits
+    with status 2, and hands any other error to ``previous``."""
+    def hook(kind: type, error: BaseException, traceback: TracebackType | None) -> None:
+        cause = input_error_in(error)
+        if cause is None:
+            previous(kind, error, traceback)
+            return
+        print(f"error: {cause}", file=sys.stderr, flush=True)
+        raise SystemExit(2)  # Python exits with this status when an excepthook raises SystemExit
+
+    hook.one_line_input_errors = True
+    return hook
+
+
+def running_monai_bundle_command() -> bool:
+    """Whether this process is ``python -m monai.bundle ...`` (also under torchrun)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec is not None and spec.name == "monai.bundle.__main__"
+
+
+def guard_run(*output_dirs: str | Path | None) -> None:
+    """The first ``initialize`` expression of every bundle config (see the module docstring).
+
+    On the command line (``python -m monai.bundle``): install :func:`one_line_input_errors` and refuse
+    settings that set nothing (:func:`check_settings`, against the files of ``--config_file`` or
+    ``--args_file``). Always: check that each given output folder can be written
+    (:func:`diffrecon.checks.check_output_dir`).
+    """
+    if running_monai_bundle_command():
+        if not getattr(sys.excepthook, "one_line_input_errors", False):
+            sys.excepthook = one_line_input_errors(sys.excepthook)
+        check_command_line(sys.argv[1:])
+    for path in output_dirs:
+        if path is not None:
+            check_output_dir("output_dir", path)
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """Refuse the settings of a ``python -m monai.bundle`` command line that set nothing in its config files
+    (those of ``--config_file``, else of the ``config_file`` in ``--args_file``; the other entries of an args
+    file are settings too). With ``--tracking``, the keys MONAI adds for experiment tracking count as known."""
+    from fire.parser import DefaultParseValue
+    from monai.bundle import ConfigParser
+    from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
+
+    settings = command_line_settings(argv)
+    arguments = ConfigParser.load_config_file(str(settings["args_file"])) if "args_file" in settings else {}
+    arguments.update({k: DefaultParseValue(v) if isinstance(v, str) else v for k, v in settings.items()})
+    if "config_file" not in arguments:
+        return  # MONAI itself refuses a run without config files
+    config = ConfigParser()
+    config.read_config(arguments["config_file"])
+    tracking = arguments.get("tracking")
+    if tracking is not None:
+        tracked = DEFAULT_EXP_MGMT_SETTINGS.get(str(tracking)) or ConfigParser.load_config_files(tracking)
+        config.update({k: v for k, v in tracked["configs"].items() if k not in config})
+    check_settings(config, arguments)
