@@ -21,7 +21,7 @@ REQUIRED = ["version", "monai_version", "pytorch_version", "numpy_version", "req
 MODELS = {"pet_fdg_prior": ["axial", "coronal", "sagittal"], "mr_t1_prior": ["vp", "ve"]}
 
 
-@pytest.mark.parametrize("bundle", [*sorted(MODELS), "pet_classical"])
+@pytest.mark.parametrize("bundle", sorted(MODELS))
 def test_metadata_has_required_fields(bundle):
     meta = json.loads((BUNDLES / bundle / "configs/metadata.json").read_text())
     assert [key for key in REQUIRED if key not in meta] == []
