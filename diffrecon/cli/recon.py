@@ -15,7 +15,7 @@ from typing import Any
 from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
-from diffrecon.methods.registry import METHODS, build_method, check_options, method_names, method_parameters
+from diffrecon.methods.registry import METHODS, build_method, check_options, method_names, required_inputs
 
 # options that are method hyperparameters, by constructor parameter name
 HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError("--export-source-dicom: k-space files carry no patient position, so an MRI result cannot "
                          "join a source study; leave the option out to export it as a new study")
     options = method_options(args)
-    inputs = [key for key, p in method_parameters(args.method).items() if p.default is p.empty]
+    inputs = required_inputs(args.method)
     for key in inputs:  # inputs such as the Bowsher MR image come from the case's images
         if not getattr(args, key, None):
             raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")

@@ -51,6 +51,12 @@ def method_parameters(name: str) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(get_method(name)).parameters)
 
 
+def required_inputs(name: str) -> list[str]:
+    """The constructor parameters of method ``name`` without a default: inputs such as the Bowsher MR image
+    (``mr``) or a prior, which the caller takes from the case or a bundle."""
+    return [key for key, p in method_parameters(name).items() if p.default is inspect.Parameter.empty]
+
+
 def check_options(name: str, options: dict[str, Any]) -> None:
     """Raise :class:`InputError` if method ``name`` does not take one of ``options`` or needs one they lack
     (both named); their values are checked when the method is built."""
@@ -59,7 +65,7 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     if unknown:
         raise InputError(f"method {name!r} takes no option {', '.join(map(repr, unknown))}; it takes "
                          f"{', '.join(parameters) or 'no options'}")
-    missing = [key for key, p in parameters.items() if p.default is inspect.Parameter.empty and key not in options]
+    missing = [key for key in required_inputs(name) if key not in options]
     if missing:
         raise InputError(f"method {name!r} needs {', '.join(map(repr, missing))}")
 
