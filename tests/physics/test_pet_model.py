@@ -30,6 +30,16 @@ def test_model_adjoint_with_psf_and_factors(model):
     assert abs(lhs - rhs).item() / lhs.item() < 1e-4
 
 
+@pytest.mark.parametrize("psf_fwhm_mm", [None, 5.0])
+def test_a_and_a_adjoint_take_unbatched_images(model, psf_fwhm_mm):
+    model = PETAcquisitionModel(model.projector, model.multiplicative, model.additive, psf_fwhm_mm=psf_fwhm_mm)
+    x, y = torch.rand(2, *model.grid.shape), torch.rand(2, *model.data_shape)
+    torch.testing.assert_close(model.A(x[1]), model.A(x)[1])
+    torch.testing.assert_close(model.A(x), model.linear(x))
+    torch.testing.assert_close(model.A_adjoint(y[0]), model.A_adjoint(y)[0])
+    torch.testing.assert_close(model.forward(x[0]), model.A(x[0]) + model.additive)
+
+
 def test_psf_is_self_adjoint_and_keeps_interior_counts():
     psf = GaussianPSF((6.0, 6.0, 4.0), (2.0, 2.0, 2.0))
     x, y = torch.rand(2, 20, 20, 20), torch.rand(2, 20, 20, 20)
@@ -84,6 +94,12 @@ def test_bad_data_and_factors_are_refused(model):
         PETAcquisitionModel(model.projector, additive=bad)
     with pytest.raises(InputError, match="n_subsets"):
         subset_views(16, 17)
+    with pytest.raises(InputError, match="sinogram holds no counts"):
+        model.check_data(torch.zeros(model.data_shape))
+    with pytest.raises(InputError, match=r"holds no counts \(batch items \[1\]\)"):
+        model.check_data(torch.stack([torch.ones(model.data_shape), torch.zeros(model.data_shape)]))
+    with pytest.raises(InputError, match="multiplicative factors are all zero"):
+        PETAcquisitionModel(model.projector, multiplicative=torch.zeros(model.data_shape))
 
 
 def test_mu_map_on_another_grid_or_in_wrong_units_is_refused(model):
