@@ -37,9 +37,12 @@ class Penalty(Protocol):
 
 
 def neighbour_offsets(ndim_neighbourhood: int = 26) -> list[tuple[int, int, int]]:
-    """Offsets of the 6- or 26-neighbourhood in 3D."""
+    """Offsets of the 26- or 6-neighbourhood in 3D, or (2) of the two axial neighbours along z only (the
+    slice-coupling penalty of 3D reconstruction with 2D priors)."""
+    if ndim_neighbourhood == 2:
+        return [(0, 0, -1), (0, 0, 1)]
     if ndim_neighbourhood not in (6, 26):
-        raise InputError(f"neighbourhood must be 6 or 26, got {ndim_neighbourhood}")
+        raise InputError(f"neighbourhood must be 2 (z only), 6 or 26, got {ndim_neighbourhood}")
     offsets = [o for o in itertools.product((-1, 0, 1), repeat=3) if any(o)]
     return [o for o in offsets if ndim_neighbourhood == 26 or sum(map(abs, o)) == 1]
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from diffrecon.bundle import bundle_path, check_settings, parsed_content
-from diffrecon.checks import check_choice, check_file
+from diffrecon.checks import InputError, check_choice, check_file
 from diffrecon.priors.prior import DiffusionPrior, ScoreModel, VarianceExplodingPrior
 from diffrecon.priors.schedules import VESchedule, VPSchedule
 from diffrecon.priors.volume import PatchwisePrior, TriPlanarScore
@@ -32,7 +32,8 @@ COMBINED = "triplanar"
 
 def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule | VESchedule,
                  training_schedule: VPSchedule | VESchedule | None = None, spatial_dims: int = 2,
-                 roi_size: Sequence[int] | None = None, device: str | torch.device = "cpu") -> ScoreModel:
+                 roi_size: Sequence[int] | None = None, voxel_size_mm: Sequence[float] | None = None,
+                 device: str | torch.device = "cpu") -> ScoreModel:
     """A prior from a bundle's network and weights file (checksum verified), in evaluation mode on ``device``.
 
     Args:
@@ -43,12 +44,15 @@ def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule |
             asked for with a VE ``schedule`` comes as its :class:`VarianceExplodingPrior`.
         spatial_dims: 2 for slice priors, 3 for volume priors.
         roi_size: evaluate over overlapping patches of this size (:class:`PatchwisePrior`); None: whole images.
+        voxel_size_mm: voxel size (x, y, z) of the images the network was trained on, kept on the prior so that
+            reconstructions can refuse other grids.
         device: where the prior runs.
 
     Raises:
         InputError: missing, corrupted or mismatched weights; a ``roi_size`` the network does not accept.
     """
     prior: ScoreModel = DiffusionPrior(load_weights(network, weights), training_schedule or schedule, spatial_dims)
+    prior.voxel_size_mm = None if voxel_size_mm is None else tuple(float(v) for v in voxel_size_mm)
     if roi_size is not None:
         prior = PatchwisePrior(prior, roi_size)
     if schedule.kind != prior.schedule.kind:
@@ -57,14 +61,16 @@ def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule |
 
 
 def triplanar_prior(network: nn.Module, weights: Mapping[str, str | Path], schedule: VPSchedule | VESchedule,
-                    chunk_size: int = 16, device: str | torch.device = "cpu") -> TriPlanarScore:
+                    chunk_size: int = 16, voxel_size_mm: Sequence[float] | None = None,
+                    device: str | torch.device = "cpu") -> TriPlanarScore:
     """The tri-planar score of slice priors that share one architecture: a copy of ``network`` per orientation
-    with that orientation's weights (``weights``: orientation -> weights file).
+    with that orientation's weights (``weights``: orientation -> weights file); ``voxel_size_mm`` as in
+    :func:`bundle_prior`.
 
     Raises:
         InputError: an unknown orientation, or missing, corrupted or mismatched weights.
     """
-    priors = {name: bundle_prior(copy.deepcopy(network), path, schedule, device=device)
+    priors = {name: bundle_prior(copy.deepcopy(network), path, schedule, voxel_size_mm=voxel_size_mm, device=device)
               for name, path in weights.items()}
     return TriPlanarScore(priors, chunk_size)
 
@@ -109,3 +115,25 @@ def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device
         return parsed_content(parser, COMBINED)
     parser[parser["model_key"]] = model
     return parsed_content(parser, "prior")
+
+
+def load_volume_prior(bundle: str | Path, shape: Sequence[int], device: str | torch.device = "cpu",
+                      **settings: object) -> TriPlanarScore:
+    """The score over (..., x, y, z) volumes of ``shape`` from a bundle of slice priors: the tri-planar score of
+    every orientation whose slices have at least 2 voxels each way (all three for 3D volumes, the axial prior
+    alone for single-slice data such as the ``demo2d`` grid); settings as :func:`load_bundle_prior`.
+
+    Raises:
+        InputError: no orientation fits the shape, or as :func:`load_bundle_prior`.
+    """
+    from diffrecon.transforms.slicing import ORIENTATIONS
+
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputError(f"shape {tuple(shape)}; expected a volume (x, y, z)")
+    usable = [name for name, axis in ORIENTATIONS.items() if min(n for i, n in enumerate(shape) if i != axis) >= 2]
+    if not usable:
+        raise InputError(f"no slice orientation of a volume of shape {tuple(shape)} has two voxels each way")
+    if len(usable) == len(ORIENTATIONS):
+        return load_bundle_prior(bundle, COMBINED, device, **settings)
+    priors = {name: load_bundle_prior(bundle, name, device, **settings) for name in usable}
+    return TriPlanarScore(priors, **({"chunk_size": settings["chunk_size"]} if "chunk_size" in settings else {}))

@@ -13,10 +13,19 @@ class ScoreModel(nn.Module):
     """Base of every score: subclasses give ``predict_noise``; score and Tweedie estimate follow from the schedule.
 
     Subclasses set ``schedule`` and ``spatial_dims`` (the trailing image dimensions of one sample).
+    ``voxel_size_mm`` is the voxel size the network was trained at, where known (set by the bundle), so a
+    reconstruction can refuse a grid the prior has never seen.
     """
 
     schedule: VPSchedule | VESchedule
     spatial_dims: int
+    voxel_size_mm: tuple[float, ...] | None = None
+
+    def check_image(self, x: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless this score accepts images shaped like ``x`` (any tensor, e.g. on the
+        meta device); the base accepts any image with ``spatial_dims`` trailing sizes."""
+        if x.ndim < self.spatial_dims:
+            raise InputError(f"x has shape {tuple(x.shape)}; expected at least {self.spatial_dims} spatial dims")
 
     def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
         """Predicted noise ``eps(x_t, t)``, same shape as ``x``."""
@@ -66,8 +75,7 @@ class DiffusionPrior(ScoreModel):
 
     def check_image(self, x: torch.Tensor) -> None:
         """Raise :class:`InputError` unless ``x`` has ``spatial_dims`` trailing sizes this network accepts."""
-        if x.ndim < self.spatial_dims:
-            raise InputError(f"x has shape {tuple(x.shape)}; expected at least {self.spatial_dims} spatial dims")
+        super().check_image(x)
         bad = [n for n in x.shape[-self.spatial_dims:] if n % self.size_multiple]
         if bad:
             raise InputError(f"x has spatial shape {tuple(x.shape[-self.spatial_dims:])}; this prior accepts "
@@ -115,6 +123,11 @@ class VarianceExplodingPrior(ScoreModel):
                              f"(sigma / alpha = {prior.schedule.max_ratio:.1f} at its last timestep)")
         self.prior, self.schedule = prior, schedule
         self.spatial_dims, self.size_multiple = prior.spatial_dims, prior.size_multiple
+        self.voxel_size_mm = prior.voxel_size_mm
+
+    def check_image(self, x: torch.Tensor) -> None:
+        """As the VP prior's :meth:`DiffusionPrior.check_image`."""
+        self.prior.check_image(x)
 
     def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
         """Predicted noise of VE images ``x`` at VE network time ``timesteps``."""

@@ -14,12 +14,19 @@ from diffrecon.checks import InputError
 from diffrecon.priors.schedules import VPSchedule
 
 
-def ddim_timesteps(schedule: VPSchedule, steps: int) -> list[tuple[int, int]]:
-    """``steps`` (t, t_prev) pairs from the last training timestep down to 0, evenly spaced; the final t_prev is
-    -1 (the clean image)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= schedule.num_train_timesteps:
-        raise InputError(f"steps must be an integer in [1, {schedule.num_train_timesteps}], got {steps!r}")
-    times = torch.linspace(schedule.num_train_timesteps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+def ddim_timesteps(schedule: VPSchedule, steps: int, start: int | None = None, end: int = 0) -> list[tuple[int, int]]:
+    """``steps`` (t, t_prev) pairs evenly spaced from ``start`` (default the last training timestep) down to
+    ``end``; the final t_prev is -1 (the clean image). A later ``end`` stops at a noisier level, where the last
+    step's denoised estimate is the result; an earlier ``start`` begins a warm start (SDEdit/CCDF)."""
+    last = schedule.num_train_timesteps - 1
+    start = last if start is None else start
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be an integer >= 1, got {steps!r}")
+    if not 0 <= end <= start <= last:
+        raise InputError(f"timesteps must satisfy 0 <= end ({end}) <= start ({start}) <= {last}")
+    if steps > start - end + 1:
+        raise InputError(f"steps ({steps}) must not exceed the {start - end + 1} timesteps from {start} to {end}")
+    times = torch.linspace(start, end, steps, dtype=torch.float64).round().long().tolist()
     return list(zip(times, times[1:] + [-1]))
 
 

@@ -35,6 +35,7 @@ class PatchwisePrior(ScoreModel):
         self.schedule = prior.schedule
         self.spatial_dims = prior.spatial_dims
         self.size_multiple = 1
+        self.voxel_size_mm = prior.voxel_size_mm
         self.inferer = SlidingWindowInferer(roi_size=tuple(int(n) for n in roi_size), sw_batch_size=sw_batch_size,
                                             overlap=overlap, mode="gaussian")
 
@@ -78,6 +79,20 @@ class TriPlanarScore(ScoreModel):
         self.schedule = next(iter(priors.values())).schedule
         self.chunk_size = int(chunk_size)
         self.spatial_dims = 3
+        sizes = {p.voxel_size_mm for p in priors.values()}
+        self.voxel_size_mm = sizes.pop() if len(sizes) == 1 else None
+
+    def check_image(self, volume: torch.Tensor) -> None:
+        """Raise :class:`InputError` unless every orientation's prior accepts the slices of ``volume``
+        (..., x, y, z), e.g. a tensor on the meta device."""
+        super().check_image(volume)
+        for name, prior in self.priors.items():
+            stack = torch.movedim(volume, volume.ndim - 3 + ORIENTATIONS[name], -3)
+            try:
+                prior.check_image(stack)
+            except InputError as error:
+                raise InputError(f"the {name} prior cannot take the {name} slices of a volume of shape "
+                                 f"{tuple(volume.shape[-3:])}: {error}") from None
 
     def predict_noise(self, volume: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
         """Mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one time."""

@@ -37,24 +37,29 @@ def mri_case():
     return kspace, operator, image
 
 
-def _inputs(name, anatomy):
-    """Tiny settings: 2 iterations where the method iterates; the Bowsher MR image."""
+def _inputs(name, anatomy, prior):
+    """Tiny settings: 2 iterations and steps where the method has them; the Bowsher MR image; a prior."""
     parameters = method_parameters(name)
-    return {**({"iterations": 2} if "iterations" in parameters else {}), **({"mr": anatomy} if "mr" in parameters else {})}
+    settings = {"iterations": 2, "steps": 2, "mr": anatomy, "prior": prior, "progress": False}
+    return {key: value for key, value in settings.items() if key in parameters}
 
 
 @pytest.mark.parametrize("name", method_names())
-def test_every_registered_method_answers_the_one_call_shape(name, pet_case, mri_case):
+def test_every_registered_method_answers_the_one_call_shape(name, pet_case, mri_case, volume_prior):
     data, physics, truth = pet_case if METHODS[name].modality == "PT" else mri_case
-    method = build_method(name, **_inputs(name, pet_case[2].numpy()))
+    method = build_method(name, **_inputs(name, pet_case[2].numpy(), volume_prior))
     result = method(data, physics, generator=torch.Generator().manual_seed(7))
     assert isinstance(result, Reconstruction) and result.mean.shape == truth.shape
     report = json.loads(json.dumps(result.report))  # JSON-serialisable
     assert report["method"] == name and report["seed"] == 7 and report["num_samples"] == 1
     assert report["settings"] == method.settings() and report["seconds"] > 0
     assert report["description"] == method.description()
-    with pytest.raises(InputError, match="deterministic; num_samples must be 1"):
-        method(data, physics, num_samples=2)
+    if method.deterministic:
+        with pytest.raises(InputError, match="deterministic; num_samples must be 1"):
+            method(data, physics, num_samples=2)
+    else:
+        samples = method(data, physics, num_samples=2).samples
+        assert samples.shape == (2, *truth.shape) and result.std.shape == truth.shape
 
 
 def test_osem_method_is_the_classical_function(pet_case):

@@ -9,22 +9,10 @@ import torch
 
 from diffrecon.checks import InputError
 from diffrecon.priors import DiffusionPrior, TriPlanarScore, VESchedule, VPSchedule, sample
+from tests.priors.stand_ins import GaussianNoise
 
 MEAN = torch.tensor([[0.2, 0.8], [0.5, 1.0]])
 STD = torch.tensor([[0.15, 0.3], [0.25, 0.4]])
-
-
-class GaussianNoise(torch.nn.Module):
-    """Exact noise prediction ``network(x, timesteps)`` for independent pixels N(``mean``, ``std``^2); ``mean`` and
-    ``std`` broadcast against the network's input (batch, 1, rows, cols)."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor | float, schedule: VPSchedule | VESchedule) -> None:
-        super().__init__()
-        self.mean, self.std, self.schedule = mean, std, schedule
-
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        alpha, sigma = (v.to(x.dtype).reshape(-1, *(1,) * (x.ndim - 1)) for v in self.schedule.alpha_sigma(timesteps))
-        return sigma * (x - alpha * self.mean) / (alpha ** 2 * self.std ** 2 + sigma ** 2)
 
 
 def _per_class(samples: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,11 @@ def test_ddim_final_step_returns_the_denoised_estimate_and_timesteps_cover_the_s
     pairs = ddim_timesteps(schedule, 7)
     assert pairs[0][0] == 999 and pairs[-1] == (0, -1) and len(pairs) == 7
     assert all(t > t_prev for t, t_prev in pairs) and all(a[1] == b[0] for a, b in zip(pairs, pairs[1:]))
-    with pytest.raises(InputError, match="steps must be an integer in"):
+    assert ddim_timesteps(schedule, 3, start=400, end=100) == [(400, 250), (250, 100), (100, -1)]
+    with pytest.raises(InputError, match="steps \\(1001\\) must not exceed the 1000 timesteps"):
         ddim_timesteps(schedule, 1001)
+    with pytest.raises(InputError, match="0 <= end"):
+        ddim_timesteps(schedule, 5, start=100, end=200)
     with pytest.raises(InputError, match="eta must be in"):
         ddim_step(x0_hat, noise, schedule, 5, 4, eta=2.0)
 
