@@ -2,9 +2,10 @@
 
 Argument parsing only: the case is loaded by :mod:`diffrecon.io.cases` (options in :mod:`.recon_pet` and
 :mod:`.recon_mri`), the method comes from :mod:`diffrecon.methods.registry` and is called as
-``method(data, physics, num_samples=..., generator=...)``, and the result is written (NIfTI mean and std, JSON
-report, PNG panel; :func:`diffrecon.io.results.save_reconstruction`) and optionally exported as DICOM to a PACS. A new method needs no code here: its
-hyperparameters come from the named options below or from ``--set NAME=VALUE``.
+``method(data, physics, num_samples=..., generator=...)``, and the result is written by
+:func:`diffrecon.pipeline.reconstruct_case` (NIfTI mean, std and samples, JSON report, PNG panel), as the
+bundles do, and optionally exported as DICOM to a PACS. A new method needs no code here: its hyperparameters
+come from the named options below or from ``--set NAME=VALUE``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from diffrecon.cli.export import add_export_arguments, check_export_args, export
 from diffrecon.methods.registry import METHODS, build_method, check_options, method_names, required_inputs
 
 # options that are method hyperparameters, by constructor parameter name
-HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam")
-LOADERS = {"PT": recon_pet, "MR": recon_mri}
+HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam", "steps", "warm_start")
+LOADERS = {"PT": recon_pet, "MR": recon_mri}  # the case's options and loading, per modality
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                 "0.01); Tikhonov weight (cg-sense, default 0)")
     method.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any other method option (a JSON value or a string), e.g. --set steps=20")
-    method.add_argument("--num-samples", type=int, default=1, help="posterior samples (diffusion methods)")
+    method.add_argument("--steps", type=int, default=None, help="reverse diffusion steps = network evaluations per "
+                                                                "sample (diffusion methods)")
+    method.add_argument("--warm-start", type=float, default=None, help="start the reverse process at this fraction "
+                                                                       "of the noise schedule from the noised OSEM "
+                                                                       "image (diffusion PET methods; default off)")
+    method.add_argument("--num-samples", "--samples", type=int, default=1, help="posterior samples (diffusion "
+                                                                                "methods): mean, std and samples "
+                                                                                "are written")
+    method.add_argument("--prior", default=None, help="prior bundle (name or folder) for diffusion methods; "
+                                                      "default the shipped pet_fdg_prior")
     method.add_argument("--seed", type=int, default=0, help="seed of every random draw (mask, simulated noise, "
                                                             "samples)")
     method.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -69,30 +79,24 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
-    from diffrecon.io.results import as_volume, save_reconstruction
+    from diffrecon.io.results import as_volume
+    from diffrecon.pipeline import method_inputs, reconstruct_case
 
     modality = METHODS[args.method].modality
-    loader = LOADERS[modality]
     if modality == "MR" and args.export_source_dicom:
         raise InputError("--export-source-dicom: k-space files carry no patient position, so an MRI result cannot "
                          "join a source study; leave the option out to export it as a new study")
     options = method_options(args)
     inputs = required_inputs(args.method)
-    for key in inputs:  # inputs such as the Bowsher MR image come from the case's images
-        if not getattr(args, key, None):
+    for key in inputs:  # images such as the Bowsher MR come from the case (the prior has a default bundle)
+        if key != "prior" and not getattr(args, key, None):
             raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")
     check_options(args.method, {**options, **dict.fromkeys(inputs)})
     check_output_dir("--out", args.out)
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
-    case = loader.load(args, images=inputs)
-    method = build_method(args.method, **options, **{key: case.images[key] for key in inputs})
-    generator = torch.Generator(case.data.device).manual_seed(args.seed)
-    result = method(case.data, case.physics, num_samples=args.num_samples, generator=generator)
-    written = save_reconstruction(args.out, args.method, result.mean, case.affine, {**result.report, **case.info},
-                                  std=result.std, reference=case.reference,
-                                  comparisons=loader.comparisons(case, args.method), cmap=loader.CMAP)
+    case = LOADERS[modality].load(args, images=[key for key in inputs if key != "prior"])
+    method = build_method(args.method, **options, **method_inputs(args.method, case, args.prior))
+    result, written = reconstruct_case(case, method, args.out, num_samples=args.num_samples, seed=args.seed)
     summary = ", ".join(f"{key} NRMSE {m['nrmse']:.4f}" for key, m in written.get("metrics", {}).items())
     print(f"wrote {args.method}.nii.gz, .png and .json in {args.out}" + (f" ({summary})" if summary else ""))
     description = result.report["description"]
@@ -102,4 +106,6 @@ def run(args: argparse.Namespace) -> None:
     if report is not None:
         rerun = (f"diffrecon export --result {args.out}/{args.method}.nii.gz --modality {modality} "
                  f"--method-description '{description}'")
+        if result.std is not None:
+            rerun += f" --std {args.out}/{args.method}_std.nii.gz"
         print_export_report(report, "recon", f"rerun `{rerun}` with the same export options to send what is missing")

@@ -2,13 +2,12 @@
 
 Fully sampled k-space with ``--acceleration`` is undersampled retrospectively and its RSS image is the
 reference; k-space without ``--acceleration`` is reconstructed as measured; ``--image`` simulates multi-coil
-k-space of a NIfTI image. The zero-filled image is written beside the method's for comparison.
+k-space of a NIfTI image.
 """
 from __future__ import annotations
 
 import argparse
 
-CMAP = "gray"
 NAMES = {"kspace": "--kspace", "image": "--image", "layout": "--kspace-layout",
          "readout_oversampling": "--readout-oversampling", "slice_index": "--slice", "coils": "--coils",
          "snr_db": "--snr-db", "mask": "--mask", "acceleration": "--acceleration",
@@ -44,9 +43,3 @@ def load(args: argparse.Namespace, images: list[str]):
                          center_fraction=args.center_fraction, seed=args.seed, device=args.device,
                          names=NAMES)
 
-
-def comparisons(case, method: str) -> dict:
-    """The zero-filled image, shown and scored beside the method's."""
-    from diffrecon.methods.mri_classical import ZeroFilled
-
-    return {} if method == "zero-filled" else {"zero-filled": ZeroFilled()(case.data, case.physics).mean}

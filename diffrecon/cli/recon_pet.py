@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-CMAP = "gray_r"  # panel colour map: PET activity dark on white, as read on PET workstations
 OPTIONS = ("sinogram", "multiplicative", "additive", "mu_map", "grid", "psf_fwhm", "reference", "mr", "device")
 
 
@@ -36,7 +35,3 @@ def load(args: argparse.Namespace, images: list[str]):
                          mu_map=args.mu_map, grid=args.grid, psf_fwhm=args.psf_fwhm, images=wanted,
                          device=args.device, names=names)
 
-
-def comparisons(case, method: str) -> dict:
-    """Other reconstructions to show beside the method's (none for PET: the reference and error are shown)."""
-    return {}

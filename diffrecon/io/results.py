@@ -22,10 +22,12 @@ def as_volume(image: Any) -> np.ndarray:
 
 
 def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarray, report: Mapping[str, Any], *,
-                        std: Any = None, reference: Any = None, comparisons: Mapping[str, Any] | None = None,
-                        cmap: str = "gray", title: str | None = None) -> dict[str, Any]:
-    """Write ``<name>.nii.gz`` (and ``<name>_std.nii.gz``), the ``comparisons`` and ``reference.nii.gz``, then
-    ``<name>.json`` (``report`` plus NRMSE/PSNR/SSIM of every image against the reference) and ``<name>.png``.
+                        std: Any = None, samples: Any = None, reference: Any = None,
+                        comparisons: Mapping[str, Any] | None = None, cmap: str = "gray",
+                        title: str | None = None) -> dict[str, Any]:
+    """Write ``<name>.nii.gz`` (and ``<name>_std.nii.gz``, the samples as a 4D ``<name>_samples.nii.gz``), the
+    ``comparisons`` and ``reference.nii.gz``, then ``<name>.json`` (``report`` plus NRMSE/PSNR/SSIM of every
+    image against the reference) and ``<name>.png``.
 
     Images are tensors or arrays (x, y[, z]); complex ones are written as magnitudes. The JSON is written under a
     temporary name and renamed, so a complete-looking report never describes missing images.
@@ -40,8 +42,10 @@ def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarra
         volumes[f"{name}_std"] = as_volume(std)
     if reference is not None:
         volumes["reference"] = as_volume(reference)
+    if samples is not None:  # (x, y, z, num_samples)
+        volumes[f"{name}_samples"] = np.stack([as_volume(sample) for sample in samples], axis=-1)
     for key, volume in volumes.items():
-        if volume.shape != images[name].shape:
+        if volume.shape[:3] != images[name].shape:
             raise InputError(f"{key} has shape {volume.shape}; expected the reconstruction's {images[name].shape}")
     for key, volume in volumes.items():
         save_nifti(out / f"{key}.nii.gz", volume, affine)

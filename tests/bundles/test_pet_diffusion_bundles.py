@@ -1,0 +1,76 @@
+"""The PET-DDS and PET-LiSch bundles through ``python -m monai.bundle run`` with tiny settings: the built-in
+phantom case (one slice here, so it runs in seconds) and a user's case folder; mean, std and samples written;
+the std series linked in the DICOM export; refusals in one line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import pytest
+
+from diffrecon.cli import main
+from diffrecon.io.dicom_read import list_series
+from tests.bundles.conftest import BUNDLES
+from tests.bundles.test_bundle_files import REQUIRED
+
+TINY = ["--steps", "2", "--num_samples", "2", "--chunk_size", "4"]
+DEMO2D = "{'seed': 20000, 'preset': 'demo2d', 'count_level': '10%', 'lesions': 1}"
+NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds"}
+
+
+def run_bundle(bundle: str, *settings: str) -> subprocess.CompletedProcess:
+    configs = BUNDLES / bundle / "configs"
+    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs / "inference.json"),
+                           "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(BUNDLES / bundle),
+                           *settings], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("bundle", sorted(NAMES))
+def test_metadata_and_docs(bundle):
+    meta = json.loads((BUNDLES / bundle / "configs/metadata.json").read_text())
+    assert [key for key in REQUIRED if key not in meta] == [] and meta["version"] in meta["changelog"]
+    assert meta["network_data_format"]["inputs"]["sinogram"]["format"] == "raw"
+    assert (BUNDLES / bundle / "LICENSE").is_file() and (BUNDLES / bundle / "docs" / "README.md").is_file()
+
+
+@pytest.mark.parametrize("bundle", sorted(NAMES))
+def test_builtin_case_writes_mean_std_samples_and_osem(bundle, tmp_path):
+    done = run_bundle(bundle, "--output_dir", str(tmp_path), "--demo", DEMO2D, *TINY,
+                      "--export_dicom_dir", str(tmp_path / "dicom"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    name = NAMES[bundle]
+    report = json.loads((tmp_path / f"{name}.json").read_text())
+    assert report["network_evaluations"] == 2 and report["num_samples"] == 2 and report["phantom_seed"] == 20000
+    assert set(report["metrics"]) == {"osem", name}
+    assert nib.load(tmp_path / f"{name}_samples.nii.gz").shape == (64, 72, 1, 2)
+    for image in (name, f"{name}_std", "osem", "reference"):
+        assert nib.load(tmp_path / f"{image}.nii.gz").shape == (64, 72, 1), image
+    series = list_series(tmp_path / "dicom")
+    assert len(series) == 2  # the mean and its linked standard-deviation series
+
+
+def test_user_case_folder(tmp_path):
+    case = tmp_path / "case"
+    assert main(["simulate", "--out", str(case), "--seed", "20004", "--preset", "demo2d", "--count-level", "10%"]) == 0
+    done = run_bundle("pet_lisch", "--output_dir", str(tmp_path / "out"), "--sinogram", str(case), *TINY,
+                      "--iterations", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "pet-lisch.json").read_text())
+    assert report["settings"]["iterations"] == 3 and report["capped_steps"] == []
+    assert min(report["final_log_likelihood"]) >= report["target_log_likelihood"]
+
+
+@pytest.mark.parametrize("settings,message", [
+    (["--steps", "0"], "error: steps must be an integer >= 1, got 0"),
+    (["--iterations", "0"], "error: iterations must be an integer >= 1, got 0"),
+    (["--step_size", "-1"], "error: step_size must be in (0, 2]"),
+    (["--stpes", "5"], "error: unknown setting 'stpes' (did you mean 'steps'?)"),
+    (["--num_samples", "0"], "error: num_samples must be an integer >= 1, got 0"),
+])
+def test_bad_settings_fail_in_one_line(settings, message, tmp_path):
+    done = run_bundle("pet_lisch", "--output_dir", str(tmp_path / "out"), "--demo", DEMO2D, *settings)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
