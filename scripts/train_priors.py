@@ -4,6 +4,12 @@
     nice -n 10 python scripts/train_priors.py pet-axial pet-coronal pet-sagittal      # one process, in turn
     nice -n 10 python scripts/train_priors.py mr-vp --resume                           # continue from checkpoints
     nice -n 10 python scripts/train_priors.py mr-vp --resume --epochs 150              # train a finished run further
+    nice -n 10 python scripts/train_priors.py pet-axial --no-export                    # keep models/ as it is
+    python scripts/train_priors.py pet-axial --export-only                             # export a finished run
+
+``--no-export`` leaves the shipped weights alone so that a run can be measured first
+(``scripts/check_prior_generalisation.py --weights runs/.../model.pt ...``); ``--export-only`` then copies a
+finished run's ``model.pt`` to models/ with its checksum.
 
 The MR bundle trains one VP network; its VE form (Score-MRI) is the same network under a change of variables
 (``diffrecon.priors.VarianceExplodingPrior``), so there is no separate VE run.
@@ -26,9 +32,9 @@ from diffrecon.priors.weights import save_weights, state_dict_of
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (bundle, weights / run folder name, train.json overrides)
 PRIORS = {
-    "pet-axial": ("pet_fdg_prior", "axial", {"orientation": "axial", "epochs": 40}),
-    "pet-coronal": ("pet_fdg_prior", "coronal", {"orientation": "coronal", "epochs": 40}),
-    "pet-sagittal": ("pet_fdg_prior", "sagittal", {"orientation": "sagittal", "epochs": 40}),
+    "pet-axial": ("pet_fdg_prior", "axial", {"orientation": "axial", "epochs": 80}),
+    "pet-coronal": ("pet_fdg_prior", "coronal", {"orientation": "coronal", "epochs": 80}),
+    "pet-sagittal": ("pet_fdg_prior", "sagittal", {"orientation": "sagittal", "epochs": 80}),
     "mr-vp": ("mr_t1_prior", "vp", {"epochs": 180}),
 }
 
@@ -41,6 +47,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
+    """Run (or, with ``resume``, continue) the training of prior ``name`` into bundles/<bundle>/runs/<name>/."""
     bundle, value, overrides = PRIORS[name]
     overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
     bundle_root = ROOT / "bundles" / bundle
@@ -57,8 +64,14 @@ def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    print(save_weights(bundle_root / "models" / f"model_{value}.pt", state_dict_of(state)), flush=True)
+
+
+def export(name: str) -> Path:
+    """Copy the EMA weights of the finished run of prior ``name`` to its bundle's models/ with a checksum."""
+    bundle, value, _ = PRIORS[name]
+    bundle_root = ROOT / "bundles" / bundle
+    state = torch.load(bundle_root / "runs" / value / "model.pt", map_location="cpu", weights_only=True)
+    return save_weights(bundle_root / "models" / f"model_{value}.pt", state_dict_of(state))
 
 
 def main() -> None:
@@ -68,9 +81,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--epochs", type=int, help="total epochs (default: the shipped setting); with --resume, "
                         "a larger number trains an existing run further")
+    exporting = parser.add_mutually_exclusive_group()
+    exporting.add_argument("--no-export", action="store_true", help="train only; leave models/ as it is")
+    exporting.add_argument("--export-only", action="store_true", help="export finished runs without training")
     args = parser.parse_args()
     for name in args.priors:
-        train(name, args.resume, args.threads, args.epochs)
+        if not args.export_only:
+            train(name, args.resume, args.threads, args.epochs)
+        if not args.no_export:
+            print(export(name), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ from diffrecon.data.splits import subject_seeds
 from diffrecon.physics.geometry import ImageGrid
 from diffrecon.transforms.slicing import foreground_slices, take_slice
 
-CONTRASTS = ("fdg", "amyloid", "t1")
+# contrast -> (image of the phantom subject, phantom population); "fdg_wide" is FDG of the wide population
+# (``diffrecon.data.phantoms.POPULATIONS``), on which the PET priors learn more than the standard phantoms show.
+CONTRASTS = {"fdg": ("fdg", "standard"), "fdg_wide": ("fdg", "wide"), "amyloid": ("amyloid", "standard"),
+             "t1": ("t1", "standard")}
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -26,7 +29,7 @@ def phantom_items(n: int, contrast: str = "fdg", grid_shape: Sequence[int] | Non
 
     Args:
         n: number of subjects (seeds ``subject_seeds(split, n, start)``).
-        contrast: "fdg", "amyloid" or "t1".
+        contrast: "fdg", "fdg_wide" (FDG of the wide population), "amyloid" or "t1".
         grid_shape: (nx, ny, nz); with ``voxel_size_mm`` defines the grid (default: the demo grid, 3 mm).
         voxel_size_mm: voxel size of the grid.
         split: seed split; priors shipped with the package use "train" only.
@@ -49,7 +52,8 @@ def phantom_items(n: int, contrast: str = "fdg", grid_shape: Sequence[int] | Non
         if cached is not None and cached.is_file():
             volume = np.load(cached)
         else:
-            volume = getattr(make_subject(seed, grid, split=split), contrast).astype(np.float32)
+            image, population = CONTRASTS[contrast]
+            volume = getattr(make_subject(seed, grid, split=split, population=population), image).astype(np.float32)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 partial = cached.with_name(cached.stem + ".partial.npy")

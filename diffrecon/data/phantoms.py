@@ -31,6 +31,14 @@ AMYLOID_NEGATIVE_GREY = (0.45, 0.65)
 AMYLOID_POSITIVE_GREY = (0.9, 1.25)
 AMYLOID_OTHER = {"white_matter": (1.0, 1.0), "csf": (0.0, 0.1), "skull": (0.1, 0.2), "scalp": (0.1, 0.3)}
 WARP_AMPLITUDE_MM = 4.0
+# The "wide" population, for priors that must also help on real brains: grey/white contrast from low (hypometabolism,
+# heavy smoothing) to high, CSF blurred into its surroundings, skull and scalp from almost no uptake to muscle-like
+# uptake, and larger local shape differences. Same draws as the standard population, wider ranges.
+FDG_ACTIVITY_WIDE = {"grey_matter": (2.0, 4.5), "white_matter": (1.0, 1.0), "csf": (0.0, 0.3),
+                     "skull": (0.05, 0.4), "scalp": (0.1, 1.0)}
+WARP_AMPLITUDE_WIDE_MM = 6.0
+# population -> (FDG activity ranges, warp amplitude in mm)
+POPULATIONS = {"standard": (FDG_ACTIVITY, WARP_AMPLITUDE_MM), "wide": (FDG_ACTIVITY_WIDE, WARP_AMPLITUDE_WIDE_MM)}
 BRAINSTEM_WIDTH_MM = 40.0
 SCALE_RANGE = (0.95, 1.05)  # larger subjects' vertex would leave the demo grid's 56 slices
 
@@ -70,7 +78,7 @@ def default_grid() -> ImageGrid:
 
 
 def make_subject(seed: int, grid: ImageGrid | None = None, *, lesions: int = 0, lesion_kinds: str = "mixed",
-                 split: str | None = None) -> Subject:
+                 split: str | None = None, population: str = "standard") -> Subject:
     """Build phantom subject ``seed`` on ``grid`` (default: the demo grid).
 
     Args:
@@ -79,10 +87,13 @@ def make_subject(seed: int, grid: ImageGrid | None = None, *, lesions: int = 0, 
         lesions: number of ellipsoid lesions (radii 4-9 mm) placed inside the brain.
         lesion_kinds: "hot", "cold" or "mixed" (alternating hot and cold).
         split: if given, refuse seeds outside this split ("train", "validation", "test").
+        population: "standard" or "wide" (:data:`POPULATIONS`: wider FDG activity ranges and warps; the
+            same seed draws the same random numbers in both).
     """
     if split is not None:
         check_split(seed, split)
     check_choice("lesion_kinds", lesion_kinds, ("hot", "cold", "mixed"))
+    fdg_activity, warp_amplitude_mm = POPULATIONS[check_choice("population", population, POPULATIONS)]
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be an integer >= 0, got {seed!r}")
     if not isinstance(lesions, (int, np.integer)) or lesions < 0:
@@ -93,7 +104,7 @@ def make_subject(seed: int, grid: ImageGrid | None = None, *, lesions: int = 0, 
 
     scale = float(rng.uniform(*SCALE_RANGE))
     points = _grid_points_mm(grid)  # (3, nx, ny, nz) relative to the grid centre
-    displacement = _random_diffeomorphism(rng, grid)
+    displacement = _random_diffeomorphism(rng, grid, warp_amplitude_mm)
     source = templates.brain_centre[:, None, None, None] + (points + displacement) / scale
     sample = _sampler(templates, source)
     grey, white, brain = (np.clip(sample(name), 0, 1) for name in ("grey_matter", "white_matter", "brain"))
@@ -115,7 +126,7 @@ def make_subject(seed: int, grid: ImageGrid | None = None, *, lesions: int = 0, 
     labels[skull] = LABELS["skull"]
     labels[scalp] = LABELS["scalp"]
 
-    fdg_values = {name: rng.uniform(*bounds) for name, bounds in FDG_ACTIVITY.items()}
+    fdg_values = {name: rng.uniform(*bounds) for name, bounds in fdg_activity.items()}
     amyloid_positive = bool(rng.random() < 0.5)
     amyloid_values = {name: rng.uniform(*bounds) for name, bounds in AMYLOID_OTHER.items()}
     amyloid_values["grey_matter"] = rng.uniform(*(AMYLOID_POSITIVE_GREY if amyloid_positive
@@ -203,11 +214,13 @@ def _smooth_field(rng: np.random.Generator, grid: ImageGrid, components: int,
     return field / max(np.abs(field).max(), 1e-12)
 
 
-def _random_diffeomorphism(rng: np.random.Generator, grid: ImageGrid, squarings: int = 6) -> np.ndarray:
-    """Displacement u (3, nx, ny, nz) in mm of exp(v) for a smooth random velocity v, by scaling and squaring:
-    u ← u + u ∘ (id + u), starting from v / 2^K. Each small step is invertible, so the result is too."""
+def _random_diffeomorphism(rng: np.random.Generator, grid: ImageGrid, amplitude_mm: float = WARP_AMPLITUDE_MM,
+                           squarings: int = 6) -> np.ndarray:
+    """Displacement u (3, nx, ny, nz) in mm of exp(v) for a smooth random velocity v (largest component
+    ``amplitude_mm``), by scaling and squaring: u ← u + u ∘ (id + u), starting from v / 2^K. Each small step is
+    invertible, so the result is too."""
     spacing = np.asarray(grid.voxel_size_mm)[:, None, None, None]
-    displacement = _smooth_field(rng, grid, 3) * WARP_AMPLITUDE_MM / 2 ** squarings
+    displacement = _smooth_field(rng, grid, 3) * amplitude_mm / 2 ** squarings
     identity = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in grid.shape], indexing="ij"))
     for _ in range(squarings):
         where = identity + displacement / spacing

@@ -1,8 +1,13 @@
-"""Intensity normalisation of training and inference images.
+"""Intensity normalisation of training and inference images, and intensity augmentation in training.
 
 PET (Singh et al., PET-DDS): divide by the mean over emission voxels, then, in training only, multiply by a
 random factor in [0.5, 1.5] so the prior learns a range of scales; at inference the same mean (e.g. of an
 OSEM image) gives the scale that maps prior samples back to activity. MR magnitude: scaled to [0, 1] per image.
+
+Phantoms all have the grid's resolution and no activity outside the head; real PET images are smoother (4-12 mm
+FWHM: scanner, reconstruction, post-filter) and have a low, broad background (scatter and randoms residue, the
+tails of smoothing). :class:`RandResolution` and :class:`RandHalo` draw both, so a prior trained on phantoms
+still helps on real brains (``scripts/check_prior_generalisation.py``).
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.utils import convert_to_dst_type
+from scipy.ndimage import gaussian_filter
 
 from diffrecon.checks import InputError, check_finite
 
@@ -61,10 +68,7 @@ class RandIntensityFactor(RandomizableTransform):
 
     def __init__(self, factor_range: Sequence[float] = (0.5, 1.5), prob: float = 1.0) -> None:
         super().__init__(prob)
-        low, high = (float(v) for v in factor_range)
-        if not 0 < low <= high:
-            raise InputError(f"factor_range must be (low, high) with 0 < low <= high, got {tuple(factor_range)}")
-        self.factor_range = (low, high)
+        self.factor_range = _uniform_range("factor_range", factor_range, positive=True)
         self.factor = 1.0
 
     def randomize(self, data: object = None) -> None:
@@ -75,6 +79,101 @@ class RandIntensityFactor(RandomizableTransform):
         if randomize:
             self.randomize()
         return image * self.factor
+
+
+def _uniform_range(name: str, values: Sequence[float], positive: bool = False) -> tuple[float, float]:
+    """``(low, high)`` of a uniform draw, checked: ``0 <= low <= high`` (``0 < low`` when ``positive``)."""
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{name} must be (low, high), got {values!r}") from error
+    if not (0 < low if positive else 0 <= low) or low > high:
+        raise InputError(f"{name} must be (low, high) with {'0 <' if positive else '0 <='} low <= high, "
+                         f"got {tuple(values)}")
+    return low, high
+
+
+def gaussian_blur(image: NdarrayOrTensor, fwhm_mm: float, voxel_size_mm: Sequence[float]) -> NdarrayOrTensor:
+    """Blur each channel of a channel-first image (C, *spatial) with an isotropic Gaussian of ``fwhm_mm`` full width
+    at half maximum on voxels of ``voxel_size_mm`` (one size per spatial axis); same type as ``image``.
+
+    Raises:
+        InputError: ``voxel_size_mm`` does not give one positive size per spatial axis of ``image``.
+    """
+    voxels = np.asarray(voxel_size_mm, dtype=np.float64)
+    if voxels.shape != (image.ndim - 1,) or (voxels <= 0).any():
+        raise InputError(f"voxel_size_mm is {tuple(voxel_size_mm)}; expected one positive size per spatial axis of "
+                         f"an image of shape {tuple(image.shape)} (channel first)")
+    if fwhm_mm <= 0:
+        return image
+    sigma = fwhm_mm / np.sqrt(8 * np.log(2)) / voxels
+    values = np.asarray(torch.as_tensor(image).detach().cpu(), dtype=np.float32)
+    blurred = np.stack([gaussian_filter(channel, sigma, mode="constant") for channel in values])
+    return convert_to_dst_type(blurred, image)[0]
+
+
+class RandResolution(RandomizableTransform):
+    """Blur a channel-first image with an isotropic Gaussian whose FWHM is drawn uniformly in ``fwhm_range_mm``
+    (training augmentation: the resolution of real PET images).
+
+    Args:
+        fwhm_range_mm: (low, high) full width at half maximum in mm; 0 leaves the image as it is.
+        voxel_size_mm: voxel size of the images, one per spatial axis.
+        prob: probability of blurring an image.
+    """
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, fwhm_range_mm: Sequence[float] = (0.0, 8.0),
+                 voxel_size_mm: Sequence[float] = (3.0, 3.0, 3.0), prob: float = 1.0) -> None:
+        super().__init__(prob)
+        self.fwhm_range_mm = _uniform_range("fwhm_range_mm", fwhm_range_mm)
+        self.voxel_size_mm = tuple(float(v) for v in voxel_size_mm)
+        self.fwhm_mm = 0.0
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(None)
+        self.fwhm_mm = self.R.uniform(*self.fwhm_range_mm) if self._do_transform else 0.0
+
+    def __call__(self, image: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        if randomize:
+            self.randomize()
+        return gaussian_blur(image, self.fwhm_mm, self.voxel_size_mm)
+
+
+class RandHalo(RandomizableTransform):
+    """Add a broad, smooth copy of the image, ``image + level * blur(image)``, with ``level`` and the blur's FWHM
+    drawn uniformly (training augmentation: the low activity around and between structures that reconstructed
+    PET images have and phantoms lack).
+
+    Args:
+        level_range: (low, high) of the added copy's weight.
+        fwhm_range_mm: (low, high) FWHM in mm of the Gaussian that spreads the copy.
+        voxel_size_mm: voxel size of the images, one per spatial axis.
+        prob: probability of adding a halo to an image.
+    """
+
+    backend = ["torch", "numpy"]
+
+    def __init__(self, level_range: Sequence[float] = (0.0, 0.2), fwhm_range_mm: Sequence[float] = (15.0, 45.0),
+                 voxel_size_mm: Sequence[float] = (3.0, 3.0, 3.0), prob: float = 1.0) -> None:
+        super().__init__(prob)
+        self.level_range = _uniform_range("level_range", level_range)
+        self.fwhm_range_mm = _uniform_range("fwhm_range_mm", fwhm_range_mm)
+        self.voxel_size_mm = tuple(float(v) for v in voxel_size_mm)
+        self.level, self.fwhm_mm = 0.0, 0.0
+
+    def randomize(self, data: object = None) -> None:
+        super().randomize(None)
+        self.level = self.R.uniform(*self.level_range) if self._do_transform else 0.0
+        self.fwhm_mm = self.R.uniform(*self.fwhm_range_mm) if self._do_transform else 0.0
+
+    def __call__(self, image: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        if randomize:
+            self.randomize()
+        if self.level == 0:
+            return image
+        return image + self.level * gaussian_blur(image, self.fwhm_mm, self.voxel_size_mm)
 
 
 class MagnitudeNormalize(Transform):
@@ -118,14 +217,15 @@ class EmissionNormalized(_KeysWrapper):
         return d
 
 
-class RandIntensityFactord(_KeysWrapper, RandomizableTransform):
-    """Dictionary form of :class:`RandIntensityFactor`; one factor for all keys of a sample."""
+class _RandKeysWrapper(_KeysWrapper, RandomizableTransform):
+    """Dictionary form of a random array transform ``transform`` (whose ``__call__`` takes ``randomize``): with
+    probability ``prob`` it draws once per sample and applies that draw to every key."""
 
-    def __init__(self, keys: KeysCollection, factor_range: Sequence[float] = (0.5, 1.5), prob: float = 1.0,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, transform: RandomizableTransform, prob: float,
+                 allow_missing_keys: bool) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
-        self.transform = RandIntensityFactor(factor_range, prob=1.0)
+        self.transform = transform
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
         super().set_random_state(seed, state)
@@ -141,6 +241,33 @@ class RandIntensityFactord(_KeysWrapper, RandomizableTransform):
         for key in self.key_iterator(d):
             d[key] = self.transform(d[key], randomize=False)
         return d
+
+
+class RandIntensityFactord(_RandKeysWrapper):
+    """Dictionary form of :class:`RandIntensityFactor`; one factor for all keys of a sample."""
+
+    def __init__(self, keys: KeysCollection, factor_range: Sequence[float] = (0.5, 1.5), prob: float = 1.0,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, RandIntensityFactor(factor_range, prob=1.0), prob, allow_missing_keys)
+
+
+class RandResolutiond(_RandKeysWrapper):
+    """Dictionary form of :class:`RandResolution`; one width for all keys of a sample."""
+
+    def __init__(self, keys: KeysCollection, fwhm_range_mm: Sequence[float] = (0.0, 8.0),
+                 voxel_size_mm: Sequence[float] = (3.0, 3.0, 3.0), prob: float = 1.0,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, RandResolution(fwhm_range_mm, voxel_size_mm, prob=1.0), prob, allow_missing_keys)
+
+
+class RandHalod(_RandKeysWrapper):
+    """Dictionary form of :class:`RandHalo`; one level and width for all keys of a sample."""
+
+    def __init__(self, keys: KeysCollection, level_range: Sequence[float] = (0.0, 0.2),
+                 fwhm_range_mm: Sequence[float] = (15.0, 45.0), voxel_size_mm: Sequence[float] = (3.0, 3.0, 3.0),
+                 prob: float = 1.0, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, RandHalo(level_range, fwhm_range_mm, voxel_size_mm, prob=1.0), prob,
+                         allow_missing_keys)
 
 
 class MagnitudeNormalized(_KeysWrapper):
