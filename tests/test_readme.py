@@ -45,7 +45,7 @@ def test_readme_demo_command_runs_the_demo(tmp_path):
     assert main([*arguments[:2], str(tmp_path), *arguments[3:], "--preset", "demo2d", "--count-level", "full"]) == 0
     grid = get_preset("demo2d").grid
     images = {}
-    for name in ("truth_fdg", "osem", "map_rdp", "mu_map", "t1"):
+    for name in ("truth_fdg", "osem", "map_rdp", "pet_lisch", "mu_map", "t1"):
         images[name], affine = load_nifti(tmp_path / f"{name}.nii.gz")
         assert images[name].shape == grid.shape, name
         np.testing.assert_allclose(affine, grid.affine)
@@ -54,7 +54,7 @@ def test_readme_demo_command_runs_the_demo(tmp_path):
     table = (tmp_path / "metrics.md").read_text()
     truth = images["truth_fdg"]
     constant = psnr(np.full_like(truth, truth.mean()), truth)  # ~16 dB on this slice
-    for name, key in (("OSEM", "osem"), ("MAP-RDP", "map_rdp")):
+    for name, key in (("OSEM", "osem"), ("MAP-RDP", "map_rdp"), ("PET-LiSch", "pet_lisch")):
         row = metrics[name]
         assert row["psnr_db"] == pytest.approx(psnr(images[key], truth), abs=1e-3)
         assert row["psnr_db"] > constant + 6 and row["ssim"] > 0.6 and row["nrmse"] < 0.4, row

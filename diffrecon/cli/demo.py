@@ -1,4 +1,5 @@
-"""``diffrecon demo``: phantom -> low-count 3D PET scan -> OSEM and MAP-EM (RDP) -> NIfTI, PNG, metrics."""
+"""``diffrecon demo``: phantom -> low-count 3D PET scan -> OSEM, MAP-EM (RDP) and PET-LiSch -> NIfTI, PNG,
+metrics."""
 from __future__ import annotations
 
 import argparse
@@ -10,13 +11,17 @@ from pathlib import Path
 # OSEM 0.234) with lower white-matter noise (CoV 0.190 vs 0.219; rerun 2026-12-02 after the BSREM preconditioner
 # fix, β 0.1 / 1: NRMSE 0.222 / 0.252).
 DEMO_RDP_BETA = 0.3
+# PET-LiSch with the shipped tri-planar prior, one sample; settings from scripts/tune_pet.py on validation
+# subjects (docs/pet_diffusion.md).
+DEMO_LISCH = {"steps": 20, "iterations": 40}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="simulate a brain PET scan and reconstruct it (built-in data, a few minutes on a CPU)",
         description="Build a brain phantom from the test split, simulate a low-count fully 3D PET acquisition on "
-                    "the demo scanner, reconstruct it with OSEM and MAP-EM (relative difference prior), and write "
+                    "the demo scanner, reconstruct it with OSEM, MAP-EM (relative difference prior) and the "
+                    "diffusion method PET-LiSch (shipped tri-planar prior), and write "
                     "NIfTI volumes, a PNG panel and a metrics table to the output folder.")
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--seed", type=int, default=None, help="phantom subject seed (default: first test seed)")
@@ -32,13 +37,14 @@ def run(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from diffrecon.data.phantoms import LABELS, make_subject
+    from diffrecon.data.phantoms import make_subject
     from diffrecon.data.splits import subject_seeds
     from diffrecon.io.figures import save_panel
     from diffrecon.io.nifti import save_nifti
-    from diffrecon.metrics import background_cov, crc, nrmse, psnr, ssim
+    from diffrecon.metrics import phantom_metrics
     from diffrecon.physics.geometry import get_preset
     from diffrecon.methods import build_method
+    from diffrecon.priors.bundle import load_volume_prior
     from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
 
     from diffrecon.checks import check_device, check_output_dir
@@ -59,29 +65,30 @@ def run(args: argparse.Namespace) -> None:
     print(f"      {simulation.true_counts:.3g} trues + {simulation.background_counts:.3g} randoms/scatter")
 
     print("[3/4] reconstructing")
+    prior = load_volume_prior("pet_fdg_prior", grid.shape, args.device)
     methods = {"OSEM": build_method("osem", iterations=4, subsets=8),
-               "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8)}
+               "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8),
+               "PET-LiSch": build_method("pet-lisch", prior=prior, **DEMO_LISCH)}
     results, timings = {}, {}
     for name, method in methods.items():
-        result = method(simulation.measured, simulation.model)
+        result = method(simulation.measured, simulation.model, generator=torch.Generator(args.device).manual_seed(seed))
         results[name], timings[name] = result.mean.cpu().numpy(), result.report["seconds"]
+        print(f"      {name}: {timings[name]:.1f} s")
 
     print("[4/4] writing results")
     truth = subject.fdg
     lesions = subject.lesion_masks
-    brain = np.isin(subject.labels, [LABELS["csf"], LABELS["grey_matter"], LABELS["white_matter"]])
-    white = (subject.white_matter > 0.9) & ~lesions.any(axis=0)  # a near-uniform region for noise
     rows = {}
     for name, image in results.items():
-        rows[name] = {"psnr_db": psnr(image, truth), "ssim": ssim(image, truth), "nrmse": nrmse(image, truth, brain),
-                      "crc_hot_lesions": float(np.mean([crc(image, truth, mask, white) for mask in lesions])),
-                      "white_matter_cov": background_cov(image, white), "seconds": timings[name]}
+        metrics = phantom_metrics(image, truth, subject.labels, lesions, subject.white_matter)
+        metrics.pop("crc_cold_lesions")  # the demo's lesions are all hot
+        rows[name] = {**metrics, "seconds": timings[name]}
         save_nifti(out / f"{name.lower().replace('-', '_')}.nii.gz", image, grid.affine)
     save_nifti(out / "truth_fdg.nii.gz", truth, grid.affine)
     save_nifti(out / "mu_map.nii.gz", subject.mu_map, grid.affine)
     save_nifti(out / "t1.nii.gz", subject.t1, grid.affine)
-    save_panel(out / "panel.png", {"ground truth": truth, **results, "MAP-RDP - truth": results["MAP-RDP"] - truth},
-               title=f"diffrecon demo: subject {seed}, {args.count_level} counts", signed={"MAP-RDP - truth"},
+    save_panel(out / "panel.png", {"ground truth": truth, **results, "PET-LiSch - truth": results["PET-LiSch"] - truth},
+               title=f"diffrecon demo: subject {seed}, {args.count_level} counts", signed={"PET-LiSch - truth"},
                cmap="gray_r", centre=tuple(int(c) for c in np.argwhere(lesions[0]).mean(axis=0).round()),
                annotations={name: f"PSNR {row['psnr_db']:.1f} dB, SSIM {row['ssim']:.3f}" for name, row in rows.items()})
     (out / "metrics.json").write_text(json.dumps(rows, indent=2))

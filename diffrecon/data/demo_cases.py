@@ -11,7 +11,7 @@ from diffrecon.physics.pet_simulation import simulate_pet
 
 
 def simulated_pet_case(seed: int = 20000, preset: str = "demo2d", count_level: str = "10%", lesions: int = 2,
-                       lesion_kinds: str = "hot", psf_fwhm: float = 4.5, noise_seed: int = 0, split: str = "test",
+                       lesion_kinds: str = "hot", psf_fwhm: float = 4.5, noise_seed: int = 0, split: str | None = "test",
                        device: str | torch.device = "cpu") -> Case:
     """Phantom subject ``seed`` of ``split`` (refused if it belongs to another) with ``lesions`` lesions,
     scanned on ``preset`` at ``count_level`` as ``diffrecon simulate`` does; the case's reference is the true
