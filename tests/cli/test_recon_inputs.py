@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from diffrecon.cli import main
+from diffrecon.io.nifti import load_nifti
 from diffrecon.io.sinogram import save_sinogram
 from diffrecon.physics.geometry import get_preset
 
@@ -60,3 +61,20 @@ def test_single_coil_kspace_with_a_reference_writes_matching_images(tmp_path, ca
                      "--out", str(tmp_path / method)]) == 0, capsys.readouterr().err
         report = json.loads((tmp_path / method / f"{method}.json").read_text())
         assert report["n_coils"] == 1 and report["metrics"][method]["nrmse"] < 0.5
+
+
+def test_diffusion_method_writes_samples_and_exports_the_std_series(simulated, tmp_path):
+    out = tmp_path / "lisch"
+    assert main(["recon", "--method", "pet-lisch", "--sinogram", str(simulated), "--steps", "2", "--samples", "2",
+                 "--set", "iterations=3", "--seed", "4", "--out", str(out), "--export-dicom-dir",
+                 str(out / "dicom")]) == 0
+    report = json.loads((out / "pet-lisch.json").read_text())
+    assert report["network_evaluations"] == 2 and report["num_samples"] == 2 and report["seed"] == 4
+    assert set(report["metrics"]) == {"osem", "pet-lisch"}
+    for name in ("pet-lisch", "pet-lisch_std", "pet-lisch_samples", "osem"):
+        assert (out / f"{name}.nii.gz").is_file(), name
+    from diffrecon.io.dicom_read import load_dicom_series
+
+    std, _ = load_nifti(out / "pet-lisch_std.nii.gz")
+    series = load_dicom_series(out / "dicom" / "std")
+    np.testing.assert_allclose(series.array, std, atol=float(std.max()) / 32767 + 1e-6)
