@@ -135,7 +135,7 @@ def summarise(lines: list[dict]) -> str:
     rows = ["| preset, counts, method, settings, samples | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | "
             "bias | variance | NFE | s (network, physics) |", "|---" * 12 + "|"]
     for group, members in sorted(groups.items(), key=lambda item: np.mean([m["nrmse"] for m in item[1]])):
-        mean = {k: float(np.nanmean([m[k] or 0.0 for m in members])) for k in FIGURES}
+        mean = {k: float(np.nanmean([m.get(k) or 0.0 for m in members])) for k in FIGURES}
         bias, variance = bias_variance(members)
         rows.append(f"| {group} | {len(members)} | {mean['nrmse']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
                     f"{mean['crc_hot_lesions']:.2f} | {mean['crc_cold_lesions']:.2f} | "

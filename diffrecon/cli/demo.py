@@ -11,9 +11,6 @@ from pathlib import Path
 # OSEM 0.234) with lower white-matter noise (CoV 0.190 vs 0.219; rerun 2026-12-02 after the BSREM preconditioner
 # fix, β 0.1 / 1: NRMSE 0.222 / 0.252).
 DEMO_RDP_BETA = 0.3
-# PET-LiSch with the shipped tri-planar prior, one sample; settings from scripts/tune_pet.py on validation
-# subjects (docs/pet_diffusion.md).
-DEMO_LISCH = {"steps": 20, "iterations": 40}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,7 +65,8 @@ def run(args: argparse.Namespace) -> None:
     prior = load_volume_prior("pet_fdg_prior", grid.shape, args.device)
     methods = {"OSEM": build_method("osem", iterations=4, subsets=8),
                "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8),
-               "PET-LiSch": build_method("pet-lisch", prior=prior, **DEMO_LISCH)}
+               # its defaults, tuned on validation subjects (docs/pet_diffusion.md): K = 15, warm start, 5 NFE
+               "PET-LiSch": build_method("pet-lisch", prior=prior)}
     results, timings = {}, {}
     for name, method in methods.items():
         result = method(simulation.measured, simulation.model, generator=torch.Generator(args.device).manual_seed(seed))
