@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON lines file (appended; done configurations skipped)")
     parser.add_argument("--images", help="folder to keep each mean image (for bias and variance)")
+    parser.add_argument("--pll-curve", help="PNG: NRMSE against the log-likelihood, MLEM iterations beside "
+                                            "PET-LiSch's K (runs of mlem and pet-lisch with several iterations)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -80,6 +82,8 @@ def main() -> None:
                       f"CRC hot {line['crc_hot_lesions']:.2f} ({line['seconds']:.1f} s)", flush=True)
     print(unit_costs(args.preset, args.threads))
     print(summarise(read_lines(out)))
+    if args.pll_curve:
+        plot_pll_curve(read_lines(out), Path(args.pll_curve))
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -103,6 +107,7 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int) -> tuple[d
             "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
             "seconds_network": report.get("seconds_network", 0.0), "seconds_physics": report.get("seconds_physics"),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "log_likelihood": float(np.mean(report.get("final_log_likelihood") or report["log_likelihood"][-1:])),
             **{k: report[k] for k in ("likelihood_steps", "capped_steps") if k in report}}
     return line, image
 
@@ -142,6 +147,34 @@ def summarise(lines: list[dict]) -> str:
                     f"{mean['white_matter_cov']:.3f} | {bias} | {variance} | {mean['network_evaluations']:.0f} | "
                     f"{mean['seconds']:.1f} ({mean['seconds_network']:.1f}, {mean['seconds_physics']:.1f}) |")
     return "\n".join(rows)
+
+
+def plot_pll_curve(lines: list[dict], path: Path) -> None:
+    """NRMSE against the mean final log-likelihood for MLEM (per iteration count) and PET-LiSch (per K): at equal
+    K both have the same likelihood, so the curves compare images of equal data fit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for method, label in (("mlem", "MLEM (iterations)"), ("pet-lisch", "PET-LiSch (K)")):
+        points = {}
+        for line in lines:
+            if line["method"] == method and "log_likelihood" in line:
+                points.setdefault(line["settings"]["iterations"], []).append((line["log_likelihood"], line["nrmse"]))
+        ks = sorted(points)
+        x = [np.mean([p[0] for p in points[k]]) for k in ks]
+        y = [np.mean([p[1] for p in points[k]]) for k in ks]
+        ax.plot(x, y, "o-", label=label)
+        for k, xi, yi in zip(ks, x, y):
+            ax.annotate(str(k), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("Poisson log-likelihood (mean over subjects)")
+    ax.set_ylabel("NRMSE (brain)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def bias_variance(members: list[dict]) -> tuple[str, str]:
