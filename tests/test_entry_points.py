@@ -11,15 +11,8 @@ from diffrecon.io.nifti import load_nifti
 from diffrecon.methods import build_method
 
 
-@pytest.fixture(scope="module")
-def case_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("entry")
-    assert main(["simulate", "--out", str(out), "--seed", "20003", "--preset", "demo2d", "--count-level", "10%",
-                 "--lesions", "1"]) == 0
-    return out
-
-
-def test_cli_and_python_give_the_same_image(case_folder, tmp_path):
+def test_cli_and_python_give_the_same_image(demo2d_case, tmp_path):
+    case_folder = demo2d_case
     assert main(["recon", "--method", "map-rdp", "--beta", "0.3", "--sinogram", str(case_folder),
                  "--out", str(tmp_path)]) == 0
     from_cli, affine = load_nifti(tmp_path / "map-rdp.nii.gz")

@@ -39,10 +39,8 @@ def test_runs_the_builtin_demo_case_with_no_overrides(tmp_path):
     assert report["metrics"]["osem"]["nrmse"] < 0.45 and (tmp_path / "osem.png").stat().st_size > 0
 
 
-def test_the_bundle_the_cli_and_python_share_one_path(tmp_path):
-    case = tmp_path / "case"
-    assert main(["simulate", "--out", str(case), "--seed", "20003", "--preset", "demo2d", "--count-level", "10%",
-                 "--lesions", "1"]) == 0
+def test_the_bundle_the_cli_and_python_share_one_path(tmp_path, demo2d_case):
+    case = demo2d_case
     assert main(["recon", "--method", "bowsher", "--beta", "0.1", "--iterations", "2", "--sinogram", str(case),
                  "--mr", str(case / "t1.nii.gz"), "--out", str(tmp_path / "cli")]) == 0
     done = run_bundle("--output_dir", str(tmp_path / "bundle"), "--sinogram", str(case), "--mr",

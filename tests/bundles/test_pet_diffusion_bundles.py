@@ -10,7 +10,6 @@ import sys
 import nibabel as nib
 import pytest
 
-from diffrecon.cli import main
 from diffrecon.io.dicom_read import list_series
 from tests.bundles.conftest import BUNDLES
 from tests.bundles.test_bundle_files import REQUIRED
@@ -51,9 +50,8 @@ def test_builtin_case_writes_mean_std_samples_and_osem(bundle, tmp_path):
     assert len(series) == 2  # the mean and its linked standard-deviation series
 
 
-def test_user_case_folder(tmp_path):
-    case = tmp_path / "case"
-    assert main(["simulate", "--out", str(case), "--seed", "20004", "--preset", "demo2d", "--count-level", "10%"]) == 0
+def test_user_case_folder(tmp_path, demo2d_case):
+    case = demo2d_case
     done = run_bundle("pet_lisch", "--output_dir", str(tmp_path / "out"), "--sinogram", str(case), *TINY,
                       "--iterations", "3")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -10,14 +10,12 @@ from diffrecon.cli import main
 from diffrecon.io.nifti import load_nifti
 from diffrecon.io.sinogram import load_sinogram
 from diffrecon.physics.geometry import get_preset
+from tests.conftest import simulate_case
 
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim")
-    assert main(["simulate", "--out", str(out), "--seed", "20001", "--preset", "demo2d", "--count-level", "full",
-                 "--lesions", "0"]) == 0
-    return out
+    return simulate_case(tmp_path_factory.mktemp("sim"), count_level="full", lesions=0)
 
 
 def test_simulate_writes_images_and_sinograms(simulated):

@@ -14,9 +14,8 @@ from diffrecon.physics.geometry import get_preset
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim")
-    assert main(["simulate", "--out", str(out), "--seed", "20001", "--preset", "demo2d", "--count-level", "10%"]) == 0
+def simulated(demo2d_case):
+    out = demo2d_case
     save_sinogram(out / "zeros.npz", np.zeros(get_preset("demo2d").scanner.data_shape, np.float32),
                   get_preset("demo2d").scanner)
     (out / "a_file").write_text("not a folder")

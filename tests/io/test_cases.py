@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.cli import main
 from diffrecon.io.cases import load_mri_case, load_pet_case
 from diffrecon.io.nifti import save_nifti
 from diffrecon.io.sinogram import save_sinogram
@@ -18,11 +17,8 @@ from diffrecon.physics.pet import attenuation_factors
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("case")
-    assert main(["simulate", "--out", str(out), "--seed", "20001", "--preset", "demo2d", "--count-level", "10%",
-                 "--lesions", "1"]) == 0
-    return out
+def simulated(demo2d_case):
+    return demo2d_case
 
 
 def test_a_simulated_folder_loads_with_one_call(simulated):
