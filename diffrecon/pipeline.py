@@ -14,7 +14,7 @@ from diffrecon.io.results import save_reconstruction
 from diffrecon.methods import Method, Reconstruction, build_method
 from diffrecon.methods.registry import METHODS, required_inputs
 
-DEFAULT_PRIORS = {"PT": "pet_fdg_prior"}
+DEFAULT_PRIORS = {"PT": "pet_fdg_prior", "MR": "mr_t1_prior"}
 CMAPS = {"PT": "gray_r", "MR": "gray"}  # PET activity dark on white, as read on PET workstations
 
 
@@ -41,7 +41,7 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
     Raises:
         InputError: an input the case does not have (named).
     """
-    from diffrecon.priors.bundle import load_volume_prior
+    from diffrecon.methods.registry import get_method
 
     modality = METHODS[name].modality
     inputs = {}
@@ -50,7 +50,7 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
             bundle = prior or DEFAULT_PRIORS.get(modality)
             if bundle is None:
                 raise InputError(f"method {name!r} needs a prior; no default prior bundle for modality {modality}")
-            inputs[key] = load_volume_prior(bundle, case.physics.grid.shape, case.data.device)
+            inputs[key] = get_method(name).load_prior(bundle, case.physics, case.data.device)
         elif key in case.images:
             inputs[key] = case.images[key]
         else:

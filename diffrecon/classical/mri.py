@@ -42,6 +42,49 @@ def data_fit(kspace: torch.Tensor, operator: MRIOperator, image: torch.Tensor) -
     return 0.5 * (operator.A(image) - operator.apply_mask(kspace)).abs().pow(2).sum()
 
 
+def conjugate_gradient(system, rhs: torch.Tensor, initial: torch.Tensor, iterations: int, batch_ndim: int = 0,
+                       callback=None) -> torch.Tensor:
+    """Solve ``system(x) = rhs`` (a Hermitian positive semi-definite linear map) by conjugate gradients from
+    ``initial``, separately for each index of the first ``batch_ndim`` dimensions (so batched samples do not
+    share step sizes). An item stops once its residual reaches float precision or its search direction lies in
+    the system's null space to float precision (for a projection, such as single-coil AᴴA, that is after one
+    step: what is left is rounding noise, which a further step would amplify); ``callback(x)`` runs after every
+    iteration."""
+    dims = tuple(range(batch_ndim, rhs.ndim))
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a.conj() * b).real.sum(dims, keepdim=True)
+
+    x = initial.to(rhs).clone()
+    residual = rhs - system(x)
+    direction = residual.clone()
+    energy = dot(residual, residual)
+    eps = torch.finfo(rhs.real.dtype).eps
+    tolerance = dot(rhs, rhs) * eps ** 2
+    first_curvature = None  # Rayleigh quotient of the first direction: the system's scale
+    for _ in range(int(iterations)):
+        active = energy > tolerance
+        if not active.any():
+            break
+        q = system(direction)
+        length = dot(direction, direction)
+        curvature = dot(direction, q)
+        if first_curvature is None:
+            first_curvature = curvature / length.clamp_min(torch.finfo(length.dtype).tiny)
+        active &= curvature > 100 * eps * first_curvature * length
+        if not active.any():
+            break
+        step = torch.where(active, energy / torch.where(active, curvature, 1.0), 0.0)
+        x = x + step * direction
+        residual = residual - step * q
+        new_energy = dot(residual, residual)
+        direction = residual + torch.where(active, new_energy / torch.where(active, energy, 1.0), 0.0) * direction
+        energy = new_energy
+        if callback is not None:
+            callback(x)
+    return x
+
+
 def cg_sense(kspace: torch.Tensor, operator: MRIOperator, iterations: int = 10, lam: float = 0.0,
              initial: torch.Tensor | None = None) -> MRIReconstruction:
     """Conjugate gradients on (AᴴA + λI) x = Aᴴ y, i.e. min ½‖A x − y‖² + λ/2 ‖x‖².
@@ -62,26 +105,11 @@ def cg_sense(kspace: torch.Tensor, operator: MRIOperator, iterations: int = 10, 
         raise InputError(f"lam must be >= 0, got {lam!r}")
     operator.check_kspace(kspace)
     rhs = operator.A_adjoint(kspace)
-    x = torch.zeros_like(rhs) if initial is None else initial.to(rhs).clone()
-    residual = rhs - operator.normal(x) - lam * x
-    direction = residual.clone()
-    energy = residual.abs().pow(2).sum()
-    # converged to float precision: further steps would divide rounding noise by rounding noise (single-coil
-    # AᴴA is a projection, so CG converges in one step)
-    tolerance = float(rhs.abs().pow(2).sum()) * torch.finfo(rhs.real.dtype).eps ** 2
-    objective = []
-    for _ in range(int(iterations)):
-        if float(energy) <= tolerance:
-            break
-        q = operator.normal(direction) + lam * direction
-        curvature = torch.vdot(direction.flatten(), q.flatten()).real
-        if curvature <= 0:
-            break
-        step = energy / curvature
-        x = x + step * direction
-        residual = residual - step * q
-        new_energy = residual.abs().pow(2).sum()
-        direction = residual + (new_energy / energy) * direction
-        energy = new_energy
+    objective: list[float] = []
+
+    def record(x: torch.Tensor) -> None:
         objective.append(float(data_fit(kspace, operator, x) + 0.5 * lam * x.abs().pow(2).sum()))
+
+    x = conjugate_gradient(lambda v: operator.normal(v) + lam * v, rhs,
+                           torch.zeros_like(rhs) if initial is None else initial, iterations, callback=record)
     return MRIReconstruction(x, objective)

@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                   "default 8)")
     method.add_argument("--beta", type=float, default=None, help="penalty strength (map-rdp default 1.0, "
                                                                  "bowsher 0.05)")
-    method.add_argument("--gamma", type=float, default=None, help="RDP edge-preservation parameter (default 2)")
+    method.add_argument("--gamma", type=float, default=None, help="RDP edge-preservation parameter (map-rdp, "
+                                                                  "default 2); weight of the data in DDS's "
+                                                                  "conjugate-gradient step (dds)")
     method.add_argument("--bowsher-neighbours", dest="neighbours", type=int, default=None,
                         help="neighbours kept per voxel, of 26 (bowsher; default 8)")
     method.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (tv, default "
@@ -49,12 +51,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                 "sample (diffusion methods)")
     method.add_argument("--warm-start", type=float, default=None, help="start the reverse process at this fraction "
                                                                        "of the noise schedule from the noised OSEM "
-                                                                       "image (diffusion PET methods; default off)")
+                                                                       "(PET) or zero-filled/CG-SENSE (MRI) image "
+                                                                       "(diffusion methods; default: the method's)")
     method.add_argument("--num-samples", "--samples", type=int, default=1, help="posterior samples (diffusion "
                                                                                 "methods): mean, std and samples "
                                                                                 "are written")
     method.add_argument("--prior", default=None, help="prior bundle (name or folder) for diffusion methods; "
-                                                      "default the shipped pet_fdg_prior")
+                                                      "default the shipped pet_fdg_prior (PET) or mr_t1_prior "
+                                                      "(MRI)")
     method.add_argument("--seed", type=int, default=0, help="seed of every random draw (mask, simulated noise, "
                                                             "samples)")
     method.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")

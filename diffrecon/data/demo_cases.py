@@ -2,11 +2,14 @@
 when no data are given)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import torch
 
 from diffrecon.data.phantoms import make_subject
-from diffrecon.io.cases import Case
-from diffrecon.physics.geometry import get_preset
+from diffrecon.io.cases import Case, load_mri_case
+from diffrecon.physics.geometry import ImageGrid, get_preset
 from diffrecon.physics.pet_simulation import simulate_pet
 
 
@@ -24,3 +27,24 @@ def simulated_pet_case(seed: int = 20000, preset: str = "demo2d", count_level: s
     images = {"mr": subject.t1, "mu_map": subject.mu_map, "lesions": subject.lesion_masks,
               "white_matter": subject.white_matter, "labels": subject.labels}
     return Case(scan.measured, scan.model, grid.affine, subject.fdg, images, info)
+
+
+def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 4.0, mask: str = "random",
+                       center_fraction: float = 0.08, snr_db: float = 30.0, phase: float = 1.0, noise_seed: int = 0,
+                       split: str | None = "test", device: str | torch.device = "cpu") -> Case:
+    """The central axial T1 slice (128 x 128, 1.5 mm, as the MR prior's images) of phantom subject ``seed`` of
+    ``split``, given a smooth phase (a random low-order field of up to about ``phase`` radians; 0 for a real
+    image), scanned with ``coils`` birdcage coils at ``snr_db`` and undersampled by ``mask`` with
+    ``acceleration`` (:func:`diffrecon.io.cases.load_mri_case`, coil maps by ESPIRiT as for measured data);
+    the reference is the magnitude image."""
+    grid = ImageGrid((128, 128, 1), (1.5, 1.5, 1.5))
+    magnitude = torch.as_tensor(make_subject(seed, grid, split=split).t1[..., 0])
+    rng = np.random.default_rng([seed, noise_seed, 7])
+    x, y = torch.meshgrid(torch.linspace(-1, 1, 128), torch.linspace(-1, 1, 128), indexing="ij")
+    terms = torch.stack([x, y, x * y, x ** 2 - 0.5, y ** 2 - 0.5])
+    field = (torch.as_tensor(rng.uniform(-1, 1, len(terms)), dtype=torch.float32)[:, None, None] * terms).sum(0)
+    image = magnitude * torch.exp(1j * float(phase) * field / field.abs().max().clamp_min(1e-6))
+    case = load_mri_case(image=image, coils=coils, snr_db=snr_db, mask=mask, acceleration=acceleration,
+                         center_fraction=center_fraction, seed=noise_seed, device=device)
+    info = {**case.info, "phantom_seed": seed, "coils": coils, "snr_db": snr_db, "phase": phase}
+    return replace(case, affine=grid.affine, info=info)

@@ -164,7 +164,8 @@ def _simulated_case(folder: Path, name: str) -> dict[str, Any]:
     return case
 
 
-def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | None = None, layout: str | None = None,
+def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.ndarray | torch.Tensor | None = None,
+                  layout: str | None = None,
                   readout_oversampling: int | None = None, slice_index: int | None = None, coils: int = 8,
                   snr_db: float = 30.0, mask: str | Path = "random", acceleration: float | None = None,
                   center_fraction: float = 0.08, seed: int = 0, coil_maps: torch.Tensor | None = None,
@@ -177,7 +178,8 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | None 
 
     Args:
         kspace: .npy/.npz (complex, axes by ``layout``), fastMRI .h5 or ISMRMRD .h5.
-        image: NIfTI image to simulate from (instead of ``kspace``).
+        image: NIfTI image to simulate from (instead of ``kspace``), or an image array (real or complex, 2D or 3D;
+            1 mm voxels in the case's affine).
         layout: axes of a NumPy array (default cxy); see :func:`diffrecon.io.kspace.read_kspace`.
         readout_oversampling: factor to crop along the readout (default: the file's, else 1).
         slice_index: slice of multi-slice k-space (default the middle one).
@@ -270,7 +272,8 @@ def _measured_kspace(path: str | Path, layout: str | None, oversampling: int | N
 
 
 def _simulated_kspace(path: str | Path, coils: int, snr_db: float, acceleration: float | None, seed: int, name):
-    """Fully sampled multi-coil k-space of a NIfTI image (birdcage maps, complex noise), the image, voxel size."""
+    """Fully sampled multi-coil k-space of a NIfTI image or an array (birdcage maps, complex noise), the image's
+    magnitude, voxel size."""
     from diffrecon.physics.mri_coils import birdcage_maps
     from diffrecon.physics.mri_simulation import simulate_kspace
 
@@ -278,11 +281,16 @@ def _simulated_kspace(path: str | Path, coils: int, snr_db: float, acceleration:
         raise InputError(f"{name('acceleration')} is required with {name('image')} (the simulated scan is "
                          "undersampled by it)")
     check_integer(name("coils"), coils)
-    image, affine = load_nifti(path, name("image"))
+    if isinstance(path, (np.ndarray, torch.Tensor)):
+        image = np.asarray(path.detach().cpu() if isinstance(path, torch.Tensor) else path)
+        affine = np.eye(4)
+    else:
+        image, affine = load_nifti(path, name("image"))
     image = np.squeeze(image, axis=2) if image.ndim == 3 and image.shape[2] == 1 else image
     if image.ndim not in (2, 3):
         raise InputError(f"{name('image')} has shape {image.shape}; expected a 2D or 3D image")
     truth = torch.as_tensor(image)
+    truth = truth.to(torch.complex64 if truth.is_complex() else torch.float32)
     maps = birdcage_maps(truth.shape, coils)
     full, _ = simulate_kspace(truth, torch.ones(truth.shape, dtype=torch.bool), maps, snr_db, seed)
     return full, truth.abs(), tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))

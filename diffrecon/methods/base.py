@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,6 +49,27 @@ def summarize_samples(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     if samples.shape[0] == 1:
         return mean, torch.zeros(mean.shape, dtype=mean.real.dtype, device=mean.device)
     return mean, (samples - mean).abs().pow(2).sum(0).div(samples.shape[0] - 1).sqrt()
+
+
+class Stopwatch:
+    """Seconds spent per named part (e.g. "network", "physics"), synchronising CUDA so GPU time is counted."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.seconds = device, {}
+
+    @contextmanager
+    def __call__(self, part: str):
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 class Method(ABC):

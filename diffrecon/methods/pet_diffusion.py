@@ -10,8 +10,7 @@ divided by theirs, :class:`diffrecon.transforms.EmissionNormalize`).
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,33 +18,12 @@ from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_at_least, check_integer
 from diffrecon.classical.pet import osem
-from diffrecon.methods.base import Method, Reconstruction, summarize_samples
+from diffrecon.methods.base import Method, Reconstruction, Stopwatch, summarize_samples
 from diffrecon.physics.pet import PETAcquisitionModel
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.schedules import VPSchedule
 from diffrecon.priors.steps import ddim_step, ddim_timesteps
 from diffrecon.transforms.intensity import emission_mean
-
-
-class Stopwatch:
-    """Seconds spent per named part (e.g. "network", "physics"), synchronising CUDA so GPU time is counted."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device, self.seconds = device, {}
-
-    @contextmanager
-    def __call__(self, part: str):
-        self._sync()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._sync()
-            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
 
 def check_prior_fits(prior: ScoreModel, model: PETAcquisitionModel, tolerance: float = 0.05) -> None:
@@ -105,6 +83,14 @@ class PETDiffusionMethod(Method):
         self.osem_subsets = check_integer("osem_subsets", osem_subsets)
         self.progress = bool(progress)
         self.timesteps = self._timesteps()
+
+    @classmethod
+    def load_prior(cls, bundle: str | Path, model: PETAcquisitionModel, device: str | torch.device) -> ScoreModel:
+        """The score over the model's image grid from the slice priors of ``bundle`` (a name such as
+        "pet_fdg_prior" or a folder): all three orientations for volumes, the axial prior for single slices."""
+        from diffrecon.priors.bundle import load_volume_prior
+
+        return load_volume_prior(bundle, model.grid.shape, device)
 
     def _timesteps(self) -> list[tuple[int, int]]:
         schedule = self.prior.schedule

@@ -36,6 +36,10 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
     MethodEntry("zero-filled", "MR", "diffrecon.methods.mri_classical:ZeroFilled", "inverse FFT, coils combined"),
     MethodEntry("cg-sense", "MR", "diffrecon.methods.mri_classical:CGSENSE", "conjugate-gradient SENSE"),
     MethodEntry("tv", "MR", "diffrecon.methods.mri_classical:TV", "total-variation compressed sensing"),
+    MethodEntry("score-mri", "MR", "diffrecon.methods.score_mri:ScoreMRI",
+                "Score-MRI: VE predictor-corrector with k-space projection (Chung and Ye 2022)"),
+    MethodEntry("dds", "MR", "diffrecon.methods.dds_mri:DDS",
+                "DDS: DDIM with conjugate-gradient data consistency (Chung, Lee and Ye 2024)"),
 )}
 
 

@@ -50,7 +50,9 @@ class MRIOperator:
         return self.shape if self.coil_maps is None else (self.n_coils, *self.shape)
 
     def A(self, image: torch.Tensor) -> torch.Tensor:
-        """Forward model: image (..., *spatial) -> masked k-space."""
+        """Forward model: image (..., *spatial) -> masked k-space; a real image is taken as zero phase."""
+        if not image.is_complex():
+            image = image.to(torch.complex128 if image.dtype == torch.float64 else torch.complex64)
         if self.coil_maps is not None:
             image = image.unsqueeze(-self.ndim - 1) * self.coil_maps.to(image.device)
         return self.apply_mask(fft_centered(image, self.ndim))

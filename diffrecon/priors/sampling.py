@@ -9,7 +9,8 @@ import torch
 from diffrecon.checks import InputError, check_choice
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.schedules import VESchedule
-from diffrecon.priors.steps import ddim_step, ddim_timesteps, langevin_corrector, reverse_diffusion_predictor
+from diffrecon.priors.steps import (ddim_step, ddim_timesteps, langevin_corrector, reverse_diffusion_predictor,
+                                     ve_timesteps)
 
 METHODS = ("ddim", "ddpm", "pc")
 
@@ -61,8 +62,7 @@ def _sample_pc(model: ScoreModel, x: torch.Tensor, steps: int, generator: torch.
     With ``clip``, the score is taken from the clamped Tweedie estimate, ``(clamp(x0_hat) - x) / sigma^2``."""
     schedule = model.schedule
     x = x * schedule.sigma_max
-    times = torch.linspace(schedule.num_train_timesteps - 1, 0, steps + 1, dtype=torch.float64)
-    sigmas = schedule.alpha_sigma(times)[1]
+    times, sigmas = ve_timesteps(schedule, steps)
 
     def score_at(x: torch.Tensor, i: int) -> torch.Tensor:
         if clip is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.priors.schedules import VPSchedule
+from diffrecon.priors.schedules import VESchedule, VPSchedule
 
 
 def ddim_timesteps(schedule: VPSchedule, steps: int, start: int | None = None, end: int = 0) -> list[tuple[int, int]]:
@@ -54,6 +54,20 @@ def ddim_step(x0_hat: torch.Tensor, noise: torch.Tensor, schedule: VPSchedule, t
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x = x + variance ** 0.5 * z
     return x
+
+
+def ve_timesteps(schedule: VESchedule, steps: int, start: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network times and noise levels of ``steps`` predictor steps of a VE sampler: ``steps + 1`` times evenly
+    spaced from ``start`` (default the last training timestep; earlier for a warm start) down to 0, and their
+    sigmas (float64). Step i moves from sigmas[i] to sigmas[i + 1]."""
+    last = schedule.num_train_timesteps - 1
+    start = last if start is None else float(start)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be an integer >= 1, got {steps!r}")
+    if not 0 < start <= last:
+        raise InputError(f"start must lie in (0, {last}], got {start}")
+    times = torch.linspace(start, 0, steps + 1, dtype=torch.float64)
+    return times, schedule.alpha_sigma(times)[1]
 
 
 def reverse_diffusion_predictor(x: torch.Tensor, score: torch.Tensor, sigma: float, sigma_next: float,

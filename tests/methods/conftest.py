@@ -1,10 +1,12 @@
-"""A tiny score over (x, y, z) volumes for the diffusion-method tests: the exact noise prediction of broad
-independent Gaussian pixels, so the data, not the prior, must make the image."""
+"""Priors of the diffusion-method tests: a tiny score over (x, y, z) volumes, the exact noise prediction of broad
+independent Gaussian pixels (so the data, not the prior, must make the image), and the shipped MR prior in both
+forms (fast on the tests' small images)."""
 from __future__ import annotations
 
 import pytest
 
-from diffrecon.priors import DiffusionPrior, TriPlanarScore, VPSchedule
+from diffrecon.priors import DiffusionPrior, ScoreModel, TriPlanarScore, VPSchedule
+from diffrecon.priors.bundle import load_bundle_prior
 from tests.priors.stand_ins import GaussianNoise
 
 
@@ -16,3 +18,9 @@ def gaussian_volume_prior(mean: float = 1.0, std: float = 1.0) -> TriPlanarScore
 @pytest.fixture(scope="session")
 def volume_prior() -> TriPlanarScore:
     return gaussian_volume_prior()
+
+
+@pytest.fixture(scope="session")
+def mr_priors() -> dict[str, ScoreModel]:
+    """The shipped MR slice prior, "vp" (DDS) and "ve" (Score-MRI) forms."""
+    return {form: load_bundle_prior("mr_t1_prior", form) for form in ("vp", "ve")}

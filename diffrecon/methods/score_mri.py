@@ -1,0 +1,153 @@
+"""Score-MRI (Chung and Ye, Medical Image Analysis 2022): predictor-corrector sampling of the reverse VE SDE
+with a hard k-space projection after the corrector and after the predictor.
+
+Variants (their Algorithms 2-5), all with one magnitude prior:
+
+- ``real``: a real image, x <- Re F⁻¹[(1 − M) F x + y] (single coil).
+- ``complex``: real and imaginary parts through the prior, the same projection without Re (single coil).
+- ``ssos``: every coil image sampled as a complex image with its own projection, then root-sum-of-squares
+  (multi-coil; a magnitude result).
+- ``hybrid``: coil-wise as ``ssos``, and every ``sense_every`` steps the coil images are combined by the coil
+  maps, take a Kaczmarz step x <- x + w Aᴴ(y − A x) with the SENSE operator (w falling linearly from 1.0 to
+  0.2 over the run) and are expanded again; the result is the SENSE-combined complex image.
+
+``auto`` picks ``complex`` for single-coil and ``hybrid`` for multi-coil k-space. The reference runs 2000
+steps (4000 network evaluations); our default and its trade-off are in docs/mri_diffusion.md.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from diffrecon.checks import InputError, check_choice, check_integer, check_positive
+from diffrecon.methods.base import Reconstruction, Stopwatch
+from diffrecon.methods.mri_diffusion import MRIDiffusionMethod, solve_consistency, to_channels, to_complex
+from diffrecon.physics.mri_coils import rss, sense_combine
+from diffrecon.physics.mri_operators import MRIOperator
+from diffrecon.priors.prior import ScoreModel
+from diffrecon.priors.steps import langevin_corrector, reverse_diffusion_predictor, ve_timesteps
+
+VARIANTS = ("auto", "real", "complex", "ssos", "hybrid")
+COILWISE = ("ssos", "hybrid")
+
+
+class ScoreMRI(MRIDiffusionMethod):
+    """Score-MRI; arguments as :class:`~diffrecon.methods.mri_diffusion.MRIDiffusionMethod` plus:
+
+    Args:
+        snr: signal-to-noise ratio of the Langevin corrector (the reference's 0.16).
+        variant: one of :data:`VARIANTS` (module notes).
+        sense_every: steps between the SENSE steps of the hybrid variant (the reference: 50 of 500).
+        sense_weights: first and last Kaczmarz weight of the hybrid variant.
+    """
+
+    name = "score-mri"
+    prior_form = "ve"
+
+    def __init__(self, prior: ScoreModel, steps: int = 200, snr: float = 0.16, variant: str = "auto",
+                 sense_every: int = 10, sense_weights: tuple[float, float] = (1.0, 0.2),
+                 warm_start: float | None = None, phase_correction: bool = True, slice_tv: float = 0.0,
+                 slice_rho: float = 1.0, chunk_size: int = 16,
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, steps, warm_start, phase_correction, slice_tv, slice_rho, chunk_size, callback,
+                         progress)
+        check_positive("snr", snr)
+        self.snr = float(snr)
+        self.variant = check_choice("variant", variant, VARIANTS)
+        self.sense_every = check_integer("sense_every", sense_every)
+        if len(sense_weights) != 2 or not all(0 < float(w) <= 1 for w in sense_weights):
+            raise InputError(f"sense_weights must be two weights in (0, 1], got {sense_weights!r}")
+        self.sense_weights = tuple(float(w) for w in sense_weights)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "snr": self.snr, "variant": self.variant, "sense_every": self.sense_every,
+                "sense_weights": list(self.sense_weights)}
+
+    def variant_for(self, operator: MRIOperator) -> str:
+        """The variant used for data of ``operator`` (``auto`` resolved); refuses one that does not fit."""
+        multi_coil = operator.coil_maps is not None
+        variant = self.variant if self.variant != "auto" else ("hybrid" if multi_coil else "complex")
+        if multi_coil and variant not in COILWISE:
+            raise InputError(f"variant {variant!r} is for single-coil k-space; this k-space has {operator.n_coils} "
+                             "coils: use 'ssos' or 'hybrid'")
+        if not multi_coil and variant in COILWISE:
+            raise InputError(f"variant {variant!r} needs multi-coil k-space (a coil axis, n_coils first, and coil "
+                             f"maps); this k-space has shape {operator.kspace_shape} without coils: use 'complex' "
+                             "or 'real'")
+        return variant
+
+    def reconstruct(self, data: torch.Tensor, physics: MRIOperator, num_samples: int,
+                    generator: torch.Generator | None) -> Reconstruction:
+        kspace = physics.check_kspace(data)
+        variant = self.variant_for(physics)
+        score = self.score_model(physics)
+        ndim = physics.ndim
+        clock = Stopwatch(kspace.device)
+        with clock("physics"):
+            reference, scale = self.reference(kspace, physics)
+        y = kspace / scale
+        reference = reference / scale
+        if variant in COILWISE:
+            projector = MRIOperator(physics.mask)  # one coil at a time: the coil axis is a batch axis
+            maps = physics.coil_maps.to(kspace.device)
+            reference = maps * reference.unsqueeze(-ndim - 1)
+        else:
+            projector = physics
+            reference = reference.real if variant == "real" else reference
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            x = x + projector.A_adjoint(y - projector.A(x))
+            return x.real if variant == "real" else x
+
+        def sense_step(x: torch.Tensor, weight: float) -> torch.Tensor:
+            combined = sense_combine(x, maps, ndim)
+            combined = combined + weight * physics.A_adjoint(y - physics.A(combined))
+            return maps * combined.unsqueeze(-ndim - 1)
+
+        last = self.prior.schedule.num_train_timesteps - 1
+        times, sigmas = ve_timesteps(self.prior.schedule, self.steps,
+                                     None if self.warm_start is None else self.warm_start * last)
+        sense_at = [i for i in range(self.steps) if (i + 1) % self.sense_every == 0 or i == self.steps - 1]
+        weights = dict(zip(sense_at, torch.linspace(*self.sense_weights, len(sense_at)).tolist()))
+        phase = self.phase(reference, ndim)
+        channels = to_channels(reference, ndim, phase)
+        x = float(sigmas[0]) * torch.randn((num_samples, *channels.shape), generator=generator, device=y.device)
+        if self.warm_start is not None:
+            x = x + channels
+        with clock("physics"):
+            x = project(to_complex(x, ndim, phase))
+        slice_tv = self.new_slice_tv(physics)
+        bar = tqdm(range(self.steps), desc=self.description(), disable=not self.progress, leave=False)
+        with torch.no_grad():
+            for i in bar:
+                for corrector in (True, False):
+                    with clock("network"):
+                        parts = to_channels(x, ndim, phase)
+                        gradient = score.score(parts, times[i])
+                        if corrector:
+                            parts = langevin_corrector(parts, gradient, self.snr, score.spatial_dims, generator)
+                        else:
+                            parts = reverse_diffusion_predictor(parts, gradient, float(sigmas[i]),
+                                                                float(sigmas[i + 1]), generator,
+                                                                add_noise=i < self.steps - 1)
+                    with clock("physics"):
+                        x = project(to_complex(parts, ndim, phase))
+                with clock("physics"):
+                    if slice_tv is not None:
+                        x = solve_consistency(x, y, projector, 1, slice_tv=slice_tv)
+                    if variant == "hybrid" and i in weights:
+                        x = project(sense_step(x, weights[i]))
+                self.after_step(i, x, scale)
+        if variant == "ssos":
+            samples, consistent, operator = rss(x, ndim) * scale, x * scale, projector
+        elif variant == "hybrid":
+            samples = consistent = sense_combine(x, maps, ndim) * scale
+            operator = physics
+        else:
+            samples = consistent = x * scale
+            operator = physics
+        return self.finish(samples, kspace, operator, consistent, clock, 2 * self.steps,
+                           2 * self.steps * self.slices_per_call(channels, physics), scale, {"variant": variant})
