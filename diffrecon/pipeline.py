@@ -34,6 +34,20 @@ def pet_case(sinogram: str | Path | None = None, *, demo: dict[str, Any] | None 
     return load_pet_case(sinogram, images=images, device=device, **files)
 
 
+def mri_case(kspace: str | Path | None = None, *, demo: dict[str, Any] | None = None,
+             device: str | torch.device = "cpu", **options: Any) -> Case:
+    """The MRI case of a bundle run: the user's k-space with the ``options`` of
+    :func:`diffrecon.io.cases.load_mri_case` (layout, readout_oversampling, slice_index, mask, acceleration,
+    center_fraction, seed), or, when ``kspace`` is None, the built-in phantom case with the ``demo`` settings
+    (:func:`diffrecon.data.demo_cases.simulated_mri_case`)."""
+    from diffrecon.data.demo_cases import simulated_mri_case
+    from diffrecon.io.cases import load_mri_case
+
+    if kspace is None:
+        return simulated_mri_case(**(demo or {}), device=device)
+    return load_mri_case(kspace, device=device, **{key: value for key, value in options.items() if value is not None})
+
+
 def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dict[str, Any]:
     """The inputs method ``name`` requires, from the case: ``prior`` from a prior bundle (name or folder;
     default the modality's shipped one) fitted to the case's grid, others from the case's images (e.g. ``mr``).

@@ -1,6 +1,8 @@
-"""Do the PET priors help on brains that are not our phantoms? Their Tweedie denoiser against the best Gaussian
-filter, on test-split phantoms (in family) and on real brain PET images the project has (out of family, used
-for evaluation only, never for training):
+"""Do the priors help on images that are not our phantoms? Their Tweedie denoiser against the best Gaussian
+filter, on test-split phantoms (in family) and on real images the project has (out of family, used for
+evaluation only, never for training).
+
+PET (``--bundle pet_fdg_prior``, the three orientation priors):
 
 - ``../shared/data/mirp_sts001/FDG_PET_raw``: a whole-body FDG series (GE Discovery ST, 4.7 mm pixels) whose
   field of view ends at the base of the brain; its brain slices are the top five (world z >= -26.5 mm: inferior
@@ -10,14 +12,23 @@ for evaluation only, never for training):
 Each volume is resampled (linear) to the demo grid's 3 mm voxels and 64 x 72 x 56 shape and axes, placed as a
 phantom is: the SPM12 template with its foreground's bounding box at the grid centre; the FDG head centred in x
 and y with its last brain slice at grid slice 14 (where the lowest 16 mm of a phantom's brain, cerebellum and
-inferior temporal lobes, end). Volumes are normalised as in training (divided by their emission mean). For each
-orientation prior and each noise level sigma/alpha of 0.3, 1.2 and 3.4 (the VP training timestep closest), every
-slice with foreground is noised (seeded) and denoised by the Tweedie estimate and by the Gaussian filter of the
-best width for that slice and level (oracle, from ``GAUSSIAN_WIDTHS``); both are scored by the MSE over
-foreground voxels (above 10% of the volume maximum; FDG: of its brain slices only). The ratio of the two
-MSEs, averaged over slices, is below 1 where the prior helps more than smoothing.
+inferior temporal lobes, end). Volumes are normalised as in training (divided by their emission mean).
 
-    OMP_NUM_THREADS=1 nice -n 10 python scripts/check_prior_generalisation.py                 # shipped weights
+MR (``--bundle mr_t1_prior``, the axial T1 slice prior in its VP form): the SPM12 single-subject T1 (2 mm) and
+the two BRAINS T1 scans of ``../shared/data/sirf_registration_t1t2`` (test and test2, 4 mm), each resampled to
+the MR prior's 128 x 128 x 112 grid of 1.5 mm with its foreground's bounding box at the centre, and the real
+Siemens GRE scan of ``../shared/data/twix_gre_siemens`` (an ACR-like phantom, one 4 mm slice, 1.25 mm pixels:
+its fully sampled root-sum-of-squares image resampled to 1.5 mm); every axial slice is scaled to [0, 1] by its
+maximum, as the training slices.
+
+For each orientation prior and each noise level sigma/alpha of 0.3, 1.2 and 3.4 (the VP training timestep
+closest), every slice with foreground is noised (seeded) and denoised by the Tweedie estimate and by the Gaussian
+filter of the best width for that slice and level (oracle, from ``GAUSSIAN_WIDTHS``); both are scored by the
+MSE over foreground voxels (above 10% of the volume maximum; FDG: of its brain slices only). The ratio of the
+two MSEs, averaged over slices, is below 1 where the prior helps more than smoothing.
+
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/check_prior_generalisation.py                 # shipped PET
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/check_prior_generalisation.py --bundle mr_t1_prior  # shipped MR
     OMP_NUM_THREADS=1 nice -n 10 python scripts/check_prior_generalisation.py --label retrained \\
         --weights bundles/pet_fdg_prior/runs/axial/model.pt bundles/pet_fdg_prior/runs/coronal/model.pt \\
         bundles/pet_fdg_prior/runs/sagittal/model.pt                                          # candidates
@@ -25,13 +36,13 @@ MSEs, averaged over slices, is below 1 where the prior helps more than smoothing
         --orientations axial --weights "bundles/pet_fdg_prior/runs/axial/checkpoints/checkpoint_epoch=20.pt" \\
         --out bundles/pet_fdg_prior/runs/generalisation                                  # a run in progress
 
-``--weights`` takes one file per orientation of ``--orientations``: exported weights (with a .sha256 sidecar) or
-a training checkpoint (its EMA network is measured; a run keeps its last two), so a run can be followed while
-it trains.
+``--weights`` takes one file per model (orientation, or the MR prior's one network): exported weights (with a
+.sha256 sidecar) or a training checkpoint (its EMA network is measured; a run keeps its last two), so a run can
+be followed while it trains.
 
-Writes generalisation_<label>.json and an example figure generalisation_<label>.png to ``--out`` (default:
-bundles/pet_fdg_prior/docs), rewrites generalisation.md there from every such file present (one table per
-label), and prints the table.
+Writes generalisation_<label>.json and an example figure generalisation_<label>.png to ``--out`` (default: the
+bundle's docs), rewrites generalisation.md there from every such file present (one table per label), and
+prints the table.
 """
 from __future__ import annotations
 
@@ -49,18 +60,25 @@ import torch
 
 from diffrecon.data.datasets import phantom_items
 from diffrecon.data.phantoms import default_grid
+from diffrecon.io.cases import load_mri_case
 from diffrecon.io.figures import save_panel
 from diffrecon.io.volumes import load_volume, resample_to_grid
 from diffrecon.priors import load_bundle_prior
 from diffrecon.priors.quality import GAUSSIAN_WIDTHS, tweedie_vs_gaussian
 from diffrecon.priors.weights import save_weights, state_dict_of
+from diffrecon.physics.geometry import ImageGrid
 from diffrecon.transforms import ORIENTATIONS, EmissionNormalize, foreground_slices, take_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-DOCS = ROOT / "bundles" / "pet_fdg_prior" / "docs"
 FDG_SERIES = DATA / "mirp_sts001" / "FDG_PET_raw"
 SPM_PET = DATA / "spm12_templates_mr_pet" / "PET.nii"
+SPM_T1 = DATA / "spm12_templates_mr_pet" / "single_subj_T1.nii"
+BRAINS_T1 = {"BRAINS T1 test (real, 4 mm)": DATA / "sirf_registration_t1t2" / "test.nii.gz",
+             "BRAINS T1 test2 (real, 4 mm)": DATA / "sirf_registration_t1t2" / "test2.nii.gz"}
+TWIX = DATA / "twix_gre_siemens" / "gre_kspace_cha_lin_col.npy"
+TWIX_PIXEL_MM = 1.25  # 200 mm field of view over 160 samples once the readout oversampling is removed
+MR_GRID = ImageGrid((128, 128, 112), (1.5, 1.5, 1.5))  # the MR prior's training grid (bundles/mr_t1_prior)
 FDG_BRAIN_FROM_MM = -26.5  # world z of the lowest brain slice of the FDG series (its slice 262 of 267)
 FDG_TOP_SLICE = 14  # demo-grid slice where the FDG series' last brain slice lands
 RATIOS = (0.3, 1.2, 3.4)
@@ -87,9 +105,10 @@ def weights_file(path: Path, scratch: Path) -> Path:
     return save_weights(scratch / f"{path.parent.parent.name}_{path.stem}.pt", state)
 
 
-def grid_affine(centre_mm: np.ndarray) -> np.ndarray:
-    """The demo grid's affine (axes, voxel size) moved so that its centre lies at ``centre_mm``."""
-    grid = default_grid()
+def grid_affine(centre_mm: np.ndarray, grid: ImageGrid | None = None) -> np.ndarray:
+    """The affine (axes, voxel size) of ``grid`` (default the demo grid) moved so that its centre lies at
+    ``centre_mm``."""
+    grid = grid or default_grid()
     affine = grid.affine.copy()
     affine[:3, 3] = centre_mm - affine[:3, :3] @ ((np.asarray(grid.shape) - 1) / 2)
     return affine
@@ -116,22 +135,51 @@ def fdg_source() -> Source:
     return Source("FDG STS-001 (real, brain base)", "out", volume, scored)
 
 
-def spm_source() -> Source:
-    """The SPM12 PET template on the prior's grid, its foreground's bounding box centred."""
-    array, affine = load_volume(SPM_PET, "SPM12 PET template")
+def centred_source(path: Path, name: str, grid: ImageGrid, normalise) -> Source:
+    """A real volume on ``grid``, its foreground's bounding box centred, normalised by ``normalise``."""
+    array, affine = load_volume(path, name)
     box = np.argwhere(array > FOREGROUND * array.max())
     centre = affine[:3, :3] @ ((box.min(0) + box.max(0)) / 2) + affine[:3, 3]
-    volume = normalised(resample_to_grid(array, affine, grid_affine(centre), default_grid().shape,
-                                         name="SPM12 PET template"))
-    return Source("SPM12 PET template (H2-15O)", "out", volume, volume > FOREGROUND * volume.max())
+    volume = normalise(resample_to_grid(array, affine, grid_affine(centre, grid), grid.shape, name=name))
+    return Source(name, "out", volume, volume > FOREGROUND * volume.max())
 
 
-def phantom_sources(n: int) -> list[Source]:
-    """The first ``n`` test-split FDG phantoms (never used in training)."""
-    items = phantom_items(n, "fdg", split="test",
-                          cache_dir=ROOT / "bundles" / "pet_fdg_prior" / "runs" / "phantom_cache")
-    volumes = [normalised(item["image"][0]) for item in items]
+def per_slice_max(volume: np.ndarray) -> np.ndarray:
+    """Every axial slice scaled to [0, 1] by its maximum (empty slices stay 0), as the MR training slices."""
+    peaks = volume.max(axis=(0, 1), keepdims=True)
+    return np.where(peaks > 0, volume / np.where(peaks > 0, peaks, 1), 0).astype(np.float32)
+
+
+def twix_source() -> Source:
+    """The real GRE scan's fully sampled RSS image at the MR prior's 1.5 mm, one axial slice of 128 x 128."""
+    from scipy.ndimage import zoom
+
+    image = load_mri_case(TWIX, layout="cyx", readout_oversampling=2, acceleration=1.0).reference.numpy()
+    resampled = zoom(image, TWIX_PIXEL_MM / MR_GRID.voxel_size_mm[0], order=1)
+    size = MR_GRID.shape[0]
+    start = [(n - size) // 2 for n in resampled.shape]
+    volume = per_slice_max(resampled[start[0]:start[0] + size, start[1]:start[1] + size, None])
+    return Source("Siemens GRE twix (real, ACR-like phantom)", "out", volume, volume > FOREGROUND)
+
+
+def phantom_sources(n: int, bundle: str) -> list[Source]:
+    """The first ``n`` test-split phantoms (never used in training), normalised as the bundle's training images."""
+    if bundle == "mr_t1_prior":
+        items = phantom_items(n, "t1", MR_GRID.shape, MR_GRID.voxel_size_mm, split="test",
+                              cache_dir=ROOT / "bundles" / bundle / "runs" / "phantom_cache")
+        volumes = [per_slice_max(item["image"][0]) for item in items]
+    else:
+        items = phantom_items(n, "fdg", split="test", cache_dir=ROOT / "bundles" / bundle / "runs" / "phantom_cache")
+        volumes = [normalised(item["image"][0]) for item in items]
     return [Source(f"test phantom {i}", "in", v, v > FOREGROUND * v.max()) for i, v in enumerate(volumes)]
+
+
+def out_of_family_sources(bundle: str) -> list[Source]:
+    """The real images of the bundle's modality (module docstring)."""
+    if bundle == "mr_t1_prior":
+        volumes = [(SPM_T1, "SPM12 single-subject T1 (real, 2 mm)"), *((p, n) for n, p in BRAINS_T1.items())]
+        return [centred_source(p, n, MR_GRID, per_slice_max) for p, n in volumes] + [twix_source()]
+    return [fdg_source(), centred_source(SPM_PET, "SPM12 PET template (H2-15O)", default_grid(), normalised)]
 
 
 def slice_stacks(source: Source, orientation: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,9 +262,21 @@ def family_summary(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_markdown(folder: Path) -> Path:
+MR_INTRO = ["# Does the MR prior help on images that are not our phantoms?", "",
+            "Written by `scripts/check_prior_generalisation.py --bundle mr_t1_prior` (its docstring says what is "
+            "measured and how). Each number is the MSE of the prior's Tweedie estimate (VP form) over the MSE of "
+            "the best Gaussian filter (width chosen per slice and level with the clean image: an oracle), averaged "
+            "over the slices, at noise levels sigma/alpha of about 0.3, 1.2 and 3.4 with every slice scaled to "
+            "[0, 1]. Below 1: the prior denoises better than any Gaussian filter. Targets: below 1 out of family "
+            "at every level, at most 0.85 in family (test-split phantoms).", "",
+            "Out of family (evaluation only, never trained on): the SPM12 single-subject T1 (2 mm) and two BRAINS "
+            "T1 scans (4 mm), all resampled to the prior's 1.5 mm and so smoother than the phantoms, and the real "
+            "2-coil Siemens GRE scan of an ACR-like phantom (not a brain).", ""]
+
+
+def write_markdown(folder: Path, bundle: str) -> Path:
     """generalisation.md from every generalisation_<label>.json in ``folder``."""
-    lines = ["# Do the PET priors help on brains that are not our phantoms?", "",
+    lines = MR_INTRO if bundle == "mr_t1_prior" else ["# Do the PET priors help on brains that are not our phantoms?", "",
              "Written by `scripts/check_prior_generalisation.py` (its docstring says what is measured and how). "
              "Each number is the MSE of the prior's Tweedie estimate over the MSE of the best Gaussian filter "
              "(width chosen per slice and level with the clean image: an oracle), averaged over the slices, at "
@@ -229,6 +289,7 @@ def write_markdown(folder: Path) -> Path:
              "slices (inferior temporal lobes and cerebellum; its coronal and sagittal slices show a head cut off "
              "there), and the SPM12 PET template (H2-15O: a whole brain, much smoother than the phantoms, with "
              "little grey/white contrast).", ""]
+    lines = list(lines)
     for path in sorted(folder.glob("generalisation_*.json")):
         report = json.loads(path.read_text())
         levels = " | ".join(f"sigma/alpha {lv['sigma_over_alpha']:.2f} (t = {lv['timestep']})"
@@ -250,40 +311,44 @@ def write_markdown(folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default="pet_fdg_prior", choices=("pet_fdg_prior", "mr_t1_prior"))
     parser.add_argument("--label", default="shipped", help="name of this measurement (generalisation_<label>.json)")
     parser.add_argument("--weights", nargs="+", help="weights files (with .sha256 sidecars) or training checkpoints "
                         "to measure instead of the shipped ones, one per orientation of --orientations")
     parser.add_argument("--channels", type=int, nargs="+", help="network channels of those weights, if not the "
                         "bundle's")
-    parser.add_argument("--orientations", nargs="+", default=list(ORIENTATIONS), choices=list(ORIENTATIONS))
+    parser.add_argument("--orientations", nargs="+", default=list(ORIENTATIONS), choices=list(ORIENTATIONS),
+                        help="PET orientations to measure (the MR prior is one axial model)")
     parser.add_argument("--phantoms", type=int, default=4, help="test-split phantoms (in family)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DOCS, help="folder of the results (default: the bundle docs)")
+    parser.add_argument("--out", type=Path, help="folder of the results (default: the bundle's docs)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    out = args.out or ROOT / "bundles" / args.bundle / "docs"
+    # model names of the bundle -> the slicing orientation each is measured in
+    models = {"vp": "axial"} if args.bundle == "mr_t1_prior" else {o: o for o in args.orientations}
     settings = {"channels": args.channels} if args.channels else {}
     if args.weights:
-        if len(args.weights) != len(args.orientations):
-            parser.error(f"--weights needs one file per orientation ({', '.join(args.orientations)})")
+        if len(args.weights) != len(models):
+            parser.error(f"--weights needs one file per model ({', '.join(models)})")
         scratch = tempfile.TemporaryDirectory()
-        settings["models"] = {o: str(weights_file(Path(p), Path(scratch.name)))
-                              for o, p in zip(args.orientations, args.weights)}
-    priors = {o: load_bundle_prior("pet_fdg_prior", o, **settings) for o in args.orientations}
-    sources = phantom_sources(args.phantoms) + [fdg_source(), spm_source()]
+        settings["models"] = {m: str(weights_file(Path(p), Path(scratch.name))) for m, p in zip(models, args.weights)}
+    priors = {o: load_bundle_prior(args.bundle, m, **settings) for m, o in models.items()}
+    sources = phantom_sources(args.phantoms, args.bundle) + out_of_family_sources(args.bundle)
     start = time.perf_counter()
     print(f"| prior | source | slices | {' | '.join(f'sigma/alpha ~{r}' for r in RATIOS)} |", flush=True)
     rows = measure(priors, sources, args.seed)
     report = {"label": args.label,
-              "weights": "shipped models/model_<orientation>.pt" if not args.weights else ", ".join(args.weights),
+              "weights": "shipped models/model_<name>.pt" if not args.weights else ", ".join(args.weights),
               "command": "python " + shlex.join(["scripts/check_prior_generalisation.py", *sys.argv[1:]]),
               "date": time.strftime("%Y-%m-%d"), "seconds": time.perf_counter() - start,
               "gaussian_widths_px": list(GAUSSIAN_WIDTHS), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"generalisation_{args.label}.json").write_text(json.dumps(report, indent=1) + "\n")
-    first = args.orientations[0]
-    example_figure(args.out / f"generalisation_{args.label}.png", priors[first], sources, first, args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"generalisation_{args.label}.json").write_text(json.dumps(report, indent=1) + "\n")
+    first = next(iter(priors))
+    example_figure(out / f"generalisation_{args.label}.png", priors[first], sources, first, args.seed)
     print("\n".join(family_summary(rows)))
-    print(write_markdown(args.out))
+    print(write_markdown(out, args.bundle))
 
 
 if __name__ == "__main__":

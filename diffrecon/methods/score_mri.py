@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_choice, check_integer, check_positive
 from diffrecon.methods.base import Reconstruction, Stopwatch
-from diffrecon.methods.mri_diffusion import MRIDiffusionMethod, solve_consistency, to_channels, to_complex
+from diffrecon.methods.mri_diffusion import (SCALE_QUANTILE, MRIDiffusionMethod, solve_consistency, to_channels,
+                                             to_complex)
 from diffrecon.physics.mri_coils import rss, sense_combine
 from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.priors.prior import ScoreModel
@@ -90,22 +91,27 @@ class ScoreMRI(MRIDiffusionMethod):
             reference, scale = self.reference(kspace, physics)
         y = kspace / scale
         reference = reference / scale
+        gain = torch.ones((), device=y.device)  # coil images in their own units: each scaled to about [0, 1]
         if variant in COILWISE:
             projector = MRIOperator(physics.mask)  # one coil at a time: the coil axis is a batch axis
             maps = physics.coil_maps.to(kspace.device)
             reference = maps * reference.unsqueeze(-ndim - 1)
+            gain = torch.quantile(reference.abs().flatten(1), SCALE_QUANTILE, dim=1).clamp_min(1e-6)
+            gain = gain.reshape(-1, *(1,) * ndim)
+            reference = reference / gain
         else:
             projector = physics
             reference = reference.real if variant == "real" else reference
+        measured = y / gain
 
         def project(x: torch.Tensor) -> torch.Tensor:
-            x = x + projector.A_adjoint(y - projector.A(x))
+            x = x + projector.A_adjoint(measured - projector.A(x))
             return x.real if variant == "real" else x
 
         def sense_step(x: torch.Tensor, weight: float) -> torch.Tensor:
-            combined = sense_combine(x, maps, ndim)
+            combined = sense_combine(x * gain, maps, ndim)
             combined = combined + weight * physics.A_adjoint(y - physics.A(combined))
-            return maps * combined.unsqueeze(-ndim - 1)
+            return maps * combined.unsqueeze(-ndim - 1) / gain
 
         last = self.prior.schedule.num_train_timesteps - 1
         times, sigmas = ve_timesteps(self.prior.schedule, self.steps,
@@ -137,10 +143,11 @@ class ScoreMRI(MRIDiffusionMethod):
                         x = project(to_complex(parts, ndim, phase))
                 with clock("physics"):
                     if slice_tv is not None:
-                        x = solve_consistency(x, y, projector, 1, slice_tv=slice_tv)
+                        x = solve_consistency(x, measured, projector, 1, slice_tv=slice_tv)
                     if variant == "hybrid" and i in weights:
                         x = project(sense_step(x, weights[i]))
-                self.after_step(i, x, scale)
+                self.after_step(i, x * gain, scale)
+        x = x * gain
         if variant == "ssos":
             samples, consistent, operator = rss(x, ndim) * scale, x * scale, projector
         elif variant == "hybrid":

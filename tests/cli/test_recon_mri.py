@@ -32,6 +32,20 @@ def test_each_method_runs_on_the_real_twix_data(tmp_path, twix_file, method):
         assert len(report["objective"]) == report["settings"]["iterations"]
 
 
+@pytest.mark.parametrize("method, steps", [("dds", "2"), ("score-mri", "1")])
+def test_diffusion_methods_run_on_the_real_twix_data(tmp_path, twix_file, method, steps):
+    out = tmp_path / method
+    code = main(["recon", "--method", method, "--kspace", twix_file, "--kspace-layout", "cyx",
+                 "--readout-oversampling", "2", "--acceleration", "4", "--steps", steps, "--warm-start", "0.3",
+                 "--num-samples", "2", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / f"{method}.json").read_text())
+    assert report["settings"]["steps"] == int(steps) and report["settings"]["warm_start"] == 0.3
+    assert report["num_samples"] == 2 and len(report["data_residual"]) == 2
+    assert nib.load(out / f"{method}_samples.nii.gz").shape == (160, 160, 1, 2)
+    assert nib.load(out / f"{method}_std.nii.gz").shape == (160, 160, 1)
+
+
 def test_simulated_acquisition_from_an_image(tmp_path):
     image = np.zeros((48, 48), dtype=np.float32)
     image[9:39, 12:36] = 1.0
