@@ -6,6 +6,7 @@
     nice -n 10 python scripts/train_priors.py mr-vp --resume --epochs 150              # train a finished run further
     nice -n 10 python scripts/train_priors.py pet-axial --no-export                    # keep models/ as it is
     python scripts/train_priors.py pet-axial --export-only                             # export a finished run
+    nice -n 10 python scripts/train_priors.py mr-vp-wide --no-export                   # a candidate run
 
 ``--no-export`` leaves the shipped weights alone so that a run can be measured first
 (``scripts/check_prior_generalisation.py --weights runs/.../model.pt ...``); ``--export-only`` then copies a
@@ -24,18 +25,32 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from diffrecon.priors.weights import save_weights, state_dict_of
 
 ROOT = Path(__file__).resolve().parents[1]
-# name -> (bundle, weights / run folder name, train.json overrides)
+class PriorRun(NamedTuple):
+    """A training run: its bundle, run folder name (runs/<run>), train.json overrides, further configs of the
+    bundle applied last, and the model it exports (models/model_<model>.pt; default the run name)."""
+
+    bundle: str
+    run: str
+    overrides: dict
+    configs: tuple[str, ...] = ()
+    model: str | None = None
+
+
 PRIORS = {
-    "pet-axial": ("pet_fdg_prior", "axial", {"orientation": "axial", "epochs": 80}),
-    "pet-coronal": ("pet_fdg_prior", "coronal", {"orientation": "coronal", "epochs": 80}),
-    "pet-sagittal": ("pet_fdg_prior", "sagittal", {"orientation": "sagittal", "epochs": 80}),
-    "mr-vp": ("mr_t1_prior", "vp", {"epochs": 180}),
+    "pet-axial": PriorRun("pet_fdg_prior", "axial", {"orientation": "axial", "epochs": 80}),
+    "pet-coronal": PriorRun("pet_fdg_prior", "coronal", {"orientation": "coronal", "epochs": 80}),
+    "pet-sagittal": PriorRun("pet_fdg_prior", "sagittal", {"orientation": "sagittal", "epochs": 80}),
+    "mr-vp": PriorRun("mr_t1_prior", "vp", {"epochs": 180}),
+    # candidate: the shipped MR network fine-tuned on augmented phantoms (configs/train_wide.json); measured with
+    # check_prior_generalisation.py --bundle mr_t1_prior before it may replace model_vp.pt
+    "mr-vp-wide": PriorRun("mr_t1_prior", "vp_wide", {"epochs": 60}, ("train_wide.json",), model="vp"),
 }
 
 
@@ -48,12 +63,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
     """Run (or, with ``resume``, continue) the training of prior ``name`` into bundles/<bundle>/runs/<name>/."""
-    bundle, value, overrides = PRIORS[name]
-    overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
-    bundle_root = ROOT / "bundles" / bundle
-    run_dir = bundle_root / "runs" / value
+    prior = PRIORS[name]
+    overrides = {**prior.overrides, **({"epochs": epochs} if epochs else {})}
+    bundle_root = ROOT / "bundles" / prior.bundle
+    run_dir = bundle_root / "runs" / prior.run
     run_dir.mkdir(parents=True, exist_ok=True)
     configs = [str(bundle_root / "configs" / "train.json"), str(ROOT / "bundles" / "common" / "prior_train.json")]
+    configs += [str(bundle_root / "configs" / config) for config in prior.configs]
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs),
                "--bundle_root", str(bundle_root), "--num_threads", str(threads)]
     command += [f"--{k}={v}" for k, v in overrides.items()]
@@ -68,10 +84,10 @@ def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
 
 def export(name: str) -> Path:
     """Copy the EMA weights of the finished run of prior ``name`` to its bundle's models/ with a checksum."""
-    bundle, value, _ = PRIORS[name]
-    bundle_root = ROOT / "bundles" / bundle
-    state = torch.load(bundle_root / "runs" / value / "model.pt", map_location="cpu", weights_only=True)
-    return save_weights(bundle_root / "models" / f"model_{value}.pt", state_dict_of(state))
+    prior = PRIORS[name]
+    bundle_root = ROOT / "bundles" / prior.bundle
+    state = torch.load(bundle_root / "runs" / prior.run / "model.pt", map_location="cpu", weights_only=True)
+    return save_weights(bundle_root / "models" / f"model_{prior.model or prior.run}.pt", state_dict_of(state))
 
 
 def main() -> None:

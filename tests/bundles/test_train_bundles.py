@@ -127,3 +127,18 @@ def test_finetune_from_shipped_weights(bundle, settings, weights, nifti_folder, 
     tuned = torch.load(tmp_path / "site" / "model.pt", weights_only=True)
     for name, tensor in torch.load(shipped, weights_only=True).items():
         torch.testing.assert_close(tuned[name], tensor)
+
+
+def test_mr_wide_candidate_trains_with_its_augmentation(nifti_folder, tmp_path):
+    """configs/train_wide.json (scripts/train_priors.py mr-vp-wide): the augmented pipeline runs and the run
+    fine-tunes from the weights it names (here a tiny network's, saved as the pretrained file)."""
+    overrides = tiny_overrides(nifti_folder, tmp_path / "base")
+    base = _run("mr_t1_prior", train_configs("mr_t1_prior"), **overrides)
+    pretrained = save_weights(tmp_path / "start.pt", base.parser.get_parsed_content("network_def"))
+    configs = train_configs("mr_t1_prior") + [str(BUNDLES / "mr_t1_prior" / "configs" / "train_wide.json")]
+    workflow = _run("mr_t1_prior", configs, **{**overrides, "output_dir": str(tmp_path / "wide")},
+                    pretrained_ckpt=str(pretrained))
+    assert len(workflow.parser["augmentation"]) == 5 and workflow.parser["finetune"] is True
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert math.isfinite(float(trainer.state.output[0]["loss"]))
+    assert checksum_path(tmp_path / "wide" / "model.pt").is_file()
