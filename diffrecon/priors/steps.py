@@ -89,5 +89,6 @@ def langevin_corrector(x: torch.Tensor, score: torch.Tensor, snr: float, spatial
     signal-to-noise ratio ``snr`` (Song et al. use 0.16): ε = 2 (snr ‖z‖ / ‖s‖)²."""
     dims = tuple(range(-spatial_dims, 0))
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    step = 2 * (snr * z.norm(dim=dims, keepdim=True) / score.norm(dim=dims, keepdim=True)) ** 2
+    z_norm, score_norm = (v.pow(2).sum(dims, keepdim=True).sqrt() for v in (z, score))  # any number of dims
+    step = 2 * (snr * z_norm / score_norm) ** 2
     return x + step * score + (2 * step).sqrt() * z

@@ -130,15 +130,17 @@ def test_warm_start_takes_the_requested_steps_only(brain, mr_priors):
     assert result.report["settings"]["warm_start"] == 0.3
 
 
-def test_volumes_are_coupled_along_z_by_slice_tv(mr_priors):
+@pytest.mark.parametrize("make", [lambda prior, weight: DDS(prior["vp"], steps=3, slice_tv=weight, progress=False),
+                                  lambda prior, weight: ScoreMRI(prior["ve"], steps=3, warm_start=0.3,
+                                                                 slice_tv=weight, progress=False)])
+def test_volumes_are_coupled_along_z_by_slice_tv(make, mr_priors):
     volume = torch.zeros(16, 16, 6)
     volume[4:12, 4:12, :] = 1.0
     mask = sampling_mask("random", (16, 16, 6), 3, center_fraction=0.2, seed=0).mask
     kspace, operator = simulate_kspace(volume, mask, snr_db=15, seed=0)
     jumps = {}
     for weight in (0.0, 0.05):
-        result = DDS(mr_priors["vp"], steps=3, gamma=10, slice_tv=weight, progress=False)(
-            kspace, operator, generator=torch.Generator().manual_seed(0))
+        result = make(mr_priors, weight)(kspace, operator, generator=torch.Generator().manual_seed(0))
         assert result.mean.shape == (16, 16, 6)
         jumps[weight] = float(slice_difference(result.mean).abs().mean())
     assert jumps[0.05] < 0.7 * jumps[0.0]
