@@ -166,6 +166,7 @@ def plot_curve(lines: list[dict], path: Path) -> None:
         if not line["network_evaluations"]:
             continue
         label = f"{line['source']} {line['mask']} {line['method']} {line.get('variant') or ''}".strip()
+        label += f", {line['num_samples']} sample{'s' if line['num_samples'] > 1 else ''}"
         warm = line["settings"].get("warm_start")
         label += f" warm {warm}" if warm else ""
         curves.setdefault(label, {}).setdefault(line["network_evaluations"], []).append(line["psnr_db"])
