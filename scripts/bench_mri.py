@@ -17,7 +17,7 @@ Per line: PSNR, SSIM, NRMSE of the magnitude against the reference (whole image;
 maximum), network evaluations (NFE, sequential, per sample) and 2D images through the network, seconds
 (network, physics, all), the data residual. The table ends with the time of one network evaluation of one
 128 x 128 image and one A + Aᴴ of 8-coil data measured in the same run. ``--curve`` plots PSNR against NFE for
-every diffusion method and variant with several step counts.
+every diffusion method and variant with several step counts (one-sample runs).
 """
 from __future__ import annotations
 
@@ -33,11 +33,12 @@ from diffrecon.data.demo_cases import simulated_mri_case
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.cases import load_mri_case
 from diffrecon.methods import build_method
-from diffrecon.methods.registry import required_inputs
+from diffrecon.methods.registry import method_parameters, required_inputs
 from diffrecon.metrics import nrmse, psnr, ssim
 from diffrecon.pipeline import method_inputs
 
 TWIX = Path(__file__).resolve().parents[2] / "shared/data/twix_gre_siemens/gre_kspace_cha_lin_col.npy"
+FLOOR_DB = 10.0  # the curve's lowest PSNR; runs below it are marked, not drawn to scale
 FIGURES = ("psnr_db", "ssim", "nrmse", "network_evaluations", "network_images", "seconds", "seconds_network",
            "seconds_physics")
 
@@ -155,7 +156,8 @@ def unit_costs(threads: int) -> str:
 
 
 def plot_curve(lines: list[dict], path: Path) -> None:
-    """PSNR against NFE per (data, mask, method, variant) of the diffusion runs with several step counts."""
+    """PSNR against NFE per (data, mask, method, variant, warm start) of the one-sample diffusion runs with
+    several step counts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,21 +165,24 @@ def plot_curve(lines: list[dict], path: Path) -> None:
 
     curves: dict[str, dict[int, list[float]]] = {}
     for line in lines:
-        if not line["network_evaluations"]:
+        if not line["network_evaluations"] or line["num_samples"] != 1:
             continue
         label = f"{line['source']} {line['mask']} {line['method']} {line.get('variant') or ''}".strip()
-        label += f", {line['num_samples']} sample{'s' if line['num_samples'] > 1 else ''}"
-        warm = line["settings"].get("warm_start")
+        warm = line["settings"].get("warm_start", method_parameters(line["method"])["warm_start"].default)
         label += f" warm {warm}" if warm else ""
         curves.setdefault(label, {}).setdefault(line["network_evaluations"], []).append(line["psnr_db"])
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(curves.items()):
         if len(points) > 1:
             nfe = sorted(points)
-            axes.plot(nfe, [np.mean(points[n]) for n in nfe], marker="o", label=label)
+            psnr_db = np.array([np.mean(points[n]) for n in nfe])
+            line, = axes.plot(nfe, np.maximum(psnr_db, FLOOR_DB), marker="o", label=label)
+            below = psnr_db < FLOOR_DB  # diverged runs: drawn at the floor with a downward marker
+            axes.plot(np.asarray(nfe)[below], np.full(below.sum(), FLOOR_DB), "v", color=line.get_color(),
+                      markersize=10)
     axes.set_xscale("log")
     axes.set_xlabel("network evaluations per sample (NFE)")
-    axes.set_ylabel("PSNR (dB)")
+    axes.set_ylabel(f"PSNR (dB); ▼: below {FLOOR_DB:g} dB (diverged)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
