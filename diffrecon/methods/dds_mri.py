@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_at_least, check_integer, check_positive
-from diffrecon.methods.base import Reconstruction, Stopwatch
+from diffrecon.methods.base import Reconstruction
 from diffrecon.methods.mri_diffusion import MRIDiffusionMethod, solve_consistency, to_channels, to_complex
 from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.priors.prior import ScoreModel
@@ -63,16 +63,10 @@ class DDS(MRIDiffusionMethod):
 
     def reconstruct(self, data: torch.Tensor, physics: MRIOperator, num_samples: int,
                     generator: torch.Generator | None) -> Reconstruction:
-        kspace = physics.check_kspace(data)
-        score = self.score_model(physics)
+        start = self.prepare(data, physics)
+        kspace, score, clock, scale = start.kspace, start.score, start.clock, start.scale
         ndim = physics.ndim
-        clock = Stopwatch(kspace.device)
-        with clock("physics"):
-            reference, scale = self.reference(kspace, physics)
-        kspace_units = kspace / scale
-        reference = reference / scale
-        if self.real_valued:
-            reference = reference.real
+        reference = start.reference.real if self.real_valued else start.reference
         schedule = self.prior.schedule
         phase = self.phase(reference, ndim)
         channels = to_channels(reference, ndim, phase)
@@ -87,7 +81,7 @@ class DDS(MRIDiffusionMethod):
                     predicted = score.predict_noise(x, t)
                     denoised = to_complex(score.tweedie(x, t, predicted), ndim, phase)
                 with clock("physics"):
-                    image = solve_consistency(denoised, kspace_units, physics, self.cg_iterations, 1 / self.gamma,
+                    image = solve_consistency(denoised, start.measured, physics, self.cg_iterations, 1 / self.gamma,
                                               denoised, slice_tv)
                 self.after_step(step, image, scale)
                 x = ddim_step(to_channels(image, ndim, phase), predicted, schedule, t, t_prev, self.eta, generator)

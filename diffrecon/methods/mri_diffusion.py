@@ -13,6 +13,7 @@ Chung et al. 2023; the 3D solver of DDS).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -126,9 +127,23 @@ def solve_consistency(start: torch.Tensor, kspace: torch.Tensor, operator: MRIOp
 
 def data_residual(images: torch.Tensor, kspace: torch.Tensor, operator: MRIOperator) -> list[float]:
     """‖A x − y‖ / ‖y‖ of each image of the batch ``images`` (n, *spatial)."""
-    difference = operator.A(images) - operator.apply_mask(kspace)
+    measured = operator.apply_mask(kspace)
+    difference = operator.A(images) - measured
     dims = tuple(range(1, difference.ndim))
-    return (difference.abs().pow(2).sum(dims).sqrt() / operator.apply_mask(kspace).abs().pow(2).sum().sqrt()).tolist()
+    return (difference.abs().pow(2).sum(dims).sqrt() / measured.abs().pow(2).sum().sqrt()).tolist()
+
+
+@dataclass
+class Prepared:
+    """The start of a call: measured k-space (as given and divided by the scale), the reference image in prior
+    units, the scale, the score for the image size and the stopwatch of the call."""
+
+    kspace: torch.Tensor
+    measured: torch.Tensor
+    reference: torch.Tensor
+    scale: float
+    score: ScoreModel
+    clock: Stopwatch
 
 
 class MRIDiffusionMethod(Method):
@@ -212,17 +227,22 @@ class MRIDiffusionMethod(Method):
             return self.prior
         return TriPlanarScore({"axial": self.prior}, chunk_size=self.chunk_size)
 
-    def reference(self, kspace: torch.Tensor, operator: MRIOperator) -> tuple[torch.Tensor, float]:
-        """The reference image (zero-filled for one coil, CG-SENSE for several) and the scale s of the data."""
-        if operator.coil_maps is None:
-            image = zero_filled(kspace, operator).image
-        else:
-            image = cg_sense(kspace, operator, REFERENCE_CG_ITERATIONS).image
+    def prepare(self, data: torch.Tensor, operator: MRIOperator) -> Prepared:
+        """What every call starts from (module notes): the checked k-space, the prior for its image size, and
+        the reference image (zero-filled for one coil, CG-SENSE for several) with the scale s it sets."""
+        kspace = operator.check_kspace(data)
+        score = self.score_model(operator)
+        clock = Stopwatch(kspace.device)
+        with clock("physics"):
+            if operator.coil_maps is None:
+                image = zero_filled(kspace, operator).image
+            else:
+                image = cg_sense(kspace, operator, REFERENCE_CG_ITERATIONS).image
         magnitude = image.abs().flatten().float()
         scale = float(torch.quantile(magnitude[:: max(1, magnitude.numel() // 1_000_000)], SCALE_QUANTILE))
         if not scale > 0:
             raise InputError("kspace: the reference image is zero everywhere; nothing was measured")
-        return image, scale
+        return Prepared(kspace, kspace / scale, image / scale, scale, score, clock)
 
     def phase(self, reference: torch.Tensor, ndim: int) -> torch.Tensor | None:
         """e^{iφ} the prior's images are demodulated by (None for real images or without phase correction)."""

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_choice, check_integer, check_positive
-from diffrecon.methods.base import Reconstruction, Stopwatch
+from diffrecon.methods.base import Reconstruction
 from diffrecon.methods.mri_diffusion import (SCALE_QUANTILE, MRIDiffusionMethod, solve_consistency, to_channels,
                                              to_complex)
 from diffrecon.physics.mri_coils import rss, sense_combine
@@ -85,15 +85,11 @@ class ScoreMRI(MRIDiffusionMethod):
 
     def reconstruct(self, data: torch.Tensor, physics: MRIOperator, num_samples: int,
                     generator: torch.Generator | None) -> Reconstruction:
-        kspace = physics.check_kspace(data)
         variant = self.variant_for(physics)
-        score = self.score_model(physics)
+        start = self.prepare(data, physics)
+        kspace, y, reference, scale = start.kspace, start.measured, start.reference, start.scale
+        score, clock = start.score, start.clock
         ndim = physics.ndim
-        clock = Stopwatch(kspace.device)
-        with clock("physics"):
-            reference, scale = self.reference(kspace, physics)
-        y = kspace / scale
-        reference = reference / scale
         gain = torch.ones((), device=y.device)  # coil images in their own units: each scaled to about [0, 1]
         if variant in COILWISE:
             projector = MRIOperator(physics.mask)  # one coil at a time: the coil axis is a batch axis
