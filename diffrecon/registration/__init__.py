@@ -1,1 +1,2 @@
-"""diffrecon.registration (see DESIGN.md for this layer's role)."""
+"""diffrecon.registration: ANTs (antspyx) registration of MR images, warping of other images with it, quality
+control, and personalised pseudo-PET training sets (:mod:`.pseudo_pet`)."""
