@@ -18,8 +18,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -228,3 +229,25 @@ def check_command_line(argv: Sequence[str]) -> None:
         tracked = DEFAULT_EXP_MGMT_SETTINGS.get(str(tracking)) or ConfigParser.load_config_files(tracking)
         config.update({k: v for k, v in tracked["configs"].items() if k not in config})
     check_settings(config, arguments)
+
+
+def run_bundle(config_files: Sequence[str | Path], bundle_root: str | Path, settings: Mapping[str, object],
+               log: str | Path) -> None:
+    """Run ``python -m monai.bundle run`` in a subprocess with ``config_files`` (later ones override earlier
+    ones), ``bundle_root`` and ``settings`` (each as ``--name=value``), appending the command and its output to
+    ``log``: what the training scripts and the personalised-prior pipeline run for a training config.
+
+    Raises:
+        RuntimeError: the run failed; the message names the log and quotes its last lines.
+    """
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(p) for p in config_files]),
+               "--bundle_root", str(bundle_root)] + [f"--{name}={value}" for name, value in settings.items()]
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as stream:
+        stream.write("$ " + " ".join(command) + "\n")
+        stream.flush()
+        status = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT).returncode
+    if status:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"bundle run failed (exit status {status}); log {log}:\n{tail}")

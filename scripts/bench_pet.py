@@ -90,9 +90,11 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(text) for text in path.read_text().splitlines()] if path.is_file() else []
 
 
-def run(case, name: str, settings: dict, num_samples: int, seed: int) -> tuple[dict, np.ndarray]:
-    """One reconstruction of ``case`` and its figures."""
-    inputs = method_inputs(name, case) if required_inputs(name) else {}
+def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str | Path | None = None
+        ) -> tuple[dict, np.ndarray]:
+    """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
+    the shipped one)."""
+    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
     method = build_method(name, **inputs, **settings)
     method.progress = False
     start = time.perf_counter()

@@ -21,17 +21,17 @@ bundles/<bundle>/runs/<name>/checkpoints/checkpoint_epoch=<n>.pt. ``--resume`` c
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from diffrecon.priors.weights import save_weights, state_dict_of
+from diffrecon.bundle import run_bundle
+from diffrecon.priors.weights import latest_checkpoint, save_weights, state_dict_of
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 class PriorRun(NamedTuple):
     """A training run: its bundle, run folder name (runs/<run>), train.json overrides, further configs of the
     bundle applied last, and the model it exports (models/model_<model>.pt; default the run name)."""
@@ -54,13 +54,6 @@ PRIORS = {
 }
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """Newest ``checkpoint_epoch=<n>.pt`` in ``folder``."""
-    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_epoch=*.pt")
-             if (m := re.search(r"epoch=(\d+)", p.name))]
-    return max(found)[1] if found else None
-
-
 def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
     """Run (or, with ``resume``, continue) the training of prior ``name`` into bundles/<bundle>/runs/<name>/."""
     prior = PRIORS[name]
@@ -70,16 +63,11 @@ def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     configs = [str(bundle_root / "configs" / "train.json"), str(ROOT / "bundles" / "common" / "prior_train.json")]
     configs += [str(bundle_root / "configs" / config) for config in prior.configs]
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs),
-               "--bundle_root", str(bundle_root), "--num_threads", str(threads)]
-    command += [f"--{k}={v}" for k, v in overrides.items()]
+    settings = {"num_threads": threads, **overrides}
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
     if checkpoint is not None:
-        command += ["--resume_ckpt", str(checkpoint)]
-    with open(run_dir / "train.log", "a") as log:
-        log.write("$ " + " ".join(command) + "\n")
-        log.flush()
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
+        settings["resume_ckpt"] = checkpoint
+    run_bundle(configs, bundle_root, settings, run_dir / "train.log")
 
 
 def export(name: str) -> Path:

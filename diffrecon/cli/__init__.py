@@ -11,7 +11,7 @@ import sys
 from diffrecon.checks import InputError
 
 # Sub-command modules in diffrecon/cli/, in the order `diffrecon --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "simulate", "recon", "dicom2nifti", "export")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "simulate", "recon", "personalise", "dicom2nifti", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,13 +2,16 @@
 when no data are given)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffrecon.data.phantoms import make_subject
 from diffrecon.io.cases import Case, load_mri_case
+from diffrecon.io.nifti import save_nifti
 from diffrecon.physics.geometry import ImageGrid, get_preset
 from diffrecon.physics.pet_simulation import simulate_pet
 
@@ -48,3 +51,20 @@ def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 
                          center_fraction=center_fraction, seed=noise_seed, device=device)
     info = {**case.info, "phantom_seed": seed, "coils": coils, "snr_db": snr_db, "phase": phase}
     return replace(case, affine=grid.affine, info=info)
+
+
+def phantom_subject_folders(folder: str | Path, seeds: Sequence[int], preset: str = "demo",
+                            split: str | None = "train") -> Path:
+    """Phantom subjects ``seeds`` of ``split`` on the ``preset`` grid as a folder of other subjects for a
+    personalised prior (:func:`diffrecon.registration.pseudo_pet.find_subjects`): ``<seed>/mr.nii.gz`` (T1),
+    ``pet.nii.gz`` (FDG, no lesions) and ``labels.nii.gz``; subjects already written are kept."""
+    folder = Path(folder)
+    grid = get_preset(preset).grid
+    for seed in seeds:
+        subject_dir = folder / f"subject_{int(seed):05d}"
+        if (subject_dir / "labels.nii.gz").is_file():  # written last
+            continue
+        subject = make_subject(int(seed), grid, split=split)
+        for name, image in (("mr", subject.t1), ("pet", subject.fdg), ("labels", subject.labels.astype(np.float32))):
+            save_nifti(subject_dir / f"{name}.nii.gz", image, grid.affine)
+    return folder

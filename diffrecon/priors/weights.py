@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -78,3 +79,10 @@ def load_weights(network: nn.Module, path: str | Path, verify: bool = True) -> n
         raise InputError(f"weights {str(path)!r} do not fit this network (different channels or levels?): "
                          f"{' '.join(str(error).split())[:400]}") from error
     return network
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """Newest ``checkpoint_epoch=<n>.pt`` (MONAI's CheckpointSaver) in ``folder``, or None."""
+    found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint_epoch=*.pt")
+             if (m := re.search(r"epoch=(\d+)", p.name))]
+    return max(found)[1] if found else None

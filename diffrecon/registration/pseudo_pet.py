@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_integer
 from diffrecon.io.nifti import load_nifti, save_nifti
+from diffrecon.io.records import read_record, write_record
 from diffrecon.registration.images import Image, check_same_frame, read_image
 from diffrecon.registration.qc import save_overlay
 from diffrecon.registration.register import dice, register, resample, warp
@@ -158,18 +159,14 @@ def build_pseudo_pet_set(target: Target, subjects: list[SubjectFiles], out: str 
               "rejected": {q["subject"]: q["reason"] for q in quality if not q["accepted"]},
               "mixtures": [[accepted[i] for i in members] for _, members in mixed],
               "images": sorted(p.name for p in images.iterdir()), "quality": quality}
-    (out / "qc.json").write_text(json.dumps(quality, indent=1))
-    (out / (SET_RECORD + ".partial")).write_text(json.dumps(record, indent=1))
-    (out / (SET_RECORD + ".partial")).replace(out / SET_RECORD)
+    write_record(out / "qc.json", quality)
+    write_record(out / SET_RECORD, record)  # last: marks the set complete
     return record
 
 
 def read_set(out: str | Path) -> dict[str, Any] | None:
     """The record of the finished set in ``out``, or None."""
-    try:
-        return json.loads((Path(out) / SET_RECORD).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_record(Path(out) / SET_RECORD)
 
 
 def mixture_images(images: list[np.ndarray], count: int, sizes: tuple[int, int],

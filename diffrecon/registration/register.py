@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from diffrecon.checks import InputError, check_choice
+from diffrecon.io.records import read_record, write_record
 from diffrecon.registration.images import Image, from_ants, to_ants
 
 # type_of_transform values of ants.registration offered here (rigid and affine alone, or followed by SyN)
@@ -135,20 +136,17 @@ def register(fixed: Image, moving: Image, folder: str | Path, transform: str = "
     record = Registration([str(folder / name) for name in transforms], settings, before, {}, 0.0, key)
     after = similarity(fixed, warp(moving, record, fixed))
     registration = Registration(record.transforms, settings, before, after, time.perf_counter() - start, key)
-    payload = {**asdict(registration), "transforms": transforms}
-    (folder / (RECORD + ".partial")).write_text(json.dumps(payload, indent=1))
-    (folder / (RECORD + ".partial")).replace(folder / RECORD)  # the record is written last: it marks completion
+    write_record(folder / RECORD, {**asdict(registration), "transforms": transforms})  # last: marks completion
     return registration
 
 
 def load_registration(folder: str | Path) -> Registration | None:
     """The finished registration recorded in ``folder``, or None (none, incomplete or its files missing)."""
     folder = Path(folder)
-    try:
-        payload = json.loads((folder / RECORD).read_text())
-        paths = [str(folder / name) for name in payload["transforms"]]
-    except (OSError, ValueError, KeyError):
+    payload = read_record(folder / RECORD)
+    if not isinstance(payload, dict) or "transforms" not in payload:
         return None
+    paths = [str(folder / name) for name in payload["transforms"]]
     if not all(Path(path).is_file() for path in paths):
         return None
     return Registration(**{**payload, "transforms": paths})
