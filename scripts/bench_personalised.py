@@ -130,19 +130,21 @@ def registration_check(folder: Path) -> dict[str, dict]:
     from diffrecon.registration.register import register, resample, warp
 
     spm, brains = SHARED / "spm12_templates_mr_pet", SHARED / "sirf_registration_t1t2"
-    pairs = {"spm12 T1 template -> single-subject T1": (spm / "single_subj_T1.nii", spm / "T1.nii", "SyNRA"),
-             "BRAINS T1 year 2 -> year 1 (same subject)": (brains / "test.nii.gz", brains / "test2.nii.gz", "Rigid"),
-             "BRAINS T2 -> T1 (multimodal)": (brains / "test.nii.gz", brains / "standard.nii.gz", "Affine")}
+    pairs = [("spm12 T1 template -> single-subject T1", spm / "single_subj_T1.nii", spm / "T1.nii", "SyNRA"),
+             ("BRAINS T1 year 2 -> year 1", brains / "test.nii.gz", brains / "test2.nii.gz", "Rigid"),
+             ("BRAINS T1 year 2 -> year 1", brains / "test.nii.gz", brains / "test2.nii.gz", "SyNRA"),
+             ("BRAINS T2 -> T1 (multimodal)", brains / "test.nii.gz", brains / "standard.nii.gz", "SyNRA")]
     report = {}
-    for label, (fixed_path, moving_path, transform) in pairs.items():
+    for label, fixed_path, moving_path, transform in pairs:
         fixed, moving = read_image(fixed_path, "fixed"), read_image(moving_path, "moving")
-        slug = "".join(c if c.isalnum() else "_" for c in label)[:40]
+        label = f"{label} ({transform})"
+        slug = "".join(c if c.isalnum() else "_" for c in label)[:50]
         registration = register(fixed, moving, folder / slug, transform)
         save_overlay(folder / f"{slug}.png", fixed.array, resample(moving, fixed), warp(moving, registration, fixed),
-                     f"{label} ({transform}): correlation {registration.before['correlation']:.3f} -> "
+                     f"{label}: correlation {registration.before['correlation']:.3f} -> "
                      f"{registration.after['correlation']:.3f}")
-        report[label] = {"transform": transform, "before": registration.before, "after": registration.after,
-                         "seconds": registration.seconds}
+        report[label] = {"before": registration.before, "after": registration.after,
+                         "passes_qc": registration.improved, "seconds": registration.seconds}
         if "spm12" in label:
             pet = read_image(spm / "PET.nii", "SPM12 PET template")
             pseudo = warp(pet, registration, fixed)

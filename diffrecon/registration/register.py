@@ -53,12 +53,15 @@ class Registration:
 
 def similarity(fixed: Image, moving_on_fixed: np.ndarray) -> dict[str, float]:
     """Correlation and Mattes mutual information (nats; higher is more similar) of the fixed image and a moving
-    image already on its grid, over the voxels where either has signal (above 5% of its maximum)."""
+    image already on its grid, over the voxels where either has signal (above 5% of its maximum); both 0 when
+    the moving image has no signal there (fields of view that do not overlap)."""
     import ants
 
     a, b = np.asarray(fixed.array, dtype=np.float64), np.asarray(moving_on_fixed, dtype=np.float64)
+    if b.max() <= b.min() or a.max() <= a.min():
+        return {"correlation": 0.0, "mutual_information": 0.0}
     mask = (a > 0.05 * a.max()) | (b > 0.05 * b.max())
-    correlation = float(np.corrcoef(a[mask], b[mask])[0, 1]) if mask.sum() > 2 else 0.0
+    correlation = float(np.corrcoef(a[mask], b[mask])[0, 1])
     information = -float(ants.image_similarity(to_ants(fixed), to_ants(moving_on_fixed, fixed.affine),
                                                "MattesMutualInformation"))
     return {"correlation": correlation if np.isfinite(correlation) else 0.0, "mutual_information": information}

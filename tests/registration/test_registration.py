@@ -145,3 +145,16 @@ def test_mr_and_pet_on_different_frames_of_reference_are_refused(phantoms, tmp_p
     with pytest.raises(InputError, match="different frames of reference"):
         check_same_frame(read_image(tmp_path / "mr", "MR"), read_image(tmp_path / "other", "PET"), "subject x")
     assert mr.frame_of_reference_uid
+
+
+def test_subjects_may_be_given_as_dicom_series_folders(phantoms, tmp_path):
+    subject = phantoms[0]
+    folder = tmp_path / "subjects" / "dicom_subject"
+    write_dicom_series(subject.t1, GRID.affine, folder / "mr", modality="MR", method_description="T1")
+    write_dicom_series(subject.fdg, GRID.affine, folder / "pet", modality="PT", method_description="FDG",
+                       source=load_dicom_series(folder / "mr"))
+    (found,) = find_subjects(tmp_path / "subjects")
+    mr, pet, labels = found.read()
+    assert labels is None and mr.frame_of_reference == pet.frame_of_reference
+    np.testing.assert_allclose(mr.affine, GRID.affine, atol=1e-3)
+    np.testing.assert_allclose(pet.array, subject.fdg, rtol=1e-3, atol=1e-3 * subject.fdg.max())
