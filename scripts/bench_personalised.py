@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="registration processes")
     parser.add_argument("--work", default="bench_personalised_work", help="folder for subjects and priors")
     parser.add_argument("--out", help="JSON lines file (appended; done configurations skipped)")
+    parser.add_argument("--figure", help="PNG: the first target's reference and the mean images of every run")
     parser.add_argument("--registration-check", help="register the real images instead, figures to this folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,6 +69,8 @@ def main() -> None:
     subjects = find_subjects(phantom_subject_folders(work / "subjects", subject_seeds("train", args.subjects),
                                                      args.preset))
     done = {line["key"] for line in read_lines(out)}
+    shown: dict[str, np.ndarray] = {}  # the first target's images, for --figure
+    first = subject_seeds(args.split, 1)[0]
     for seed in subject_seeds(args.split, args.targets):
         case = simulated_pet_case(seed, args.preset, args.count_level, lesions=3, lesion_kinds="mixed",
                                   split=args.split)
@@ -88,7 +91,10 @@ def main() -> None:
                                             progress=False, **personalisation)
                     build_seconds = time.perf_counter() - start
                 prior = prior_dir
-            line, _ = run(case, name, settings, args.num_samples, 0, prior)
+            line, image = run(case, name, settings, args.num_samples, 0, prior)
+            if args.figure and seed == first:
+                shown.setdefault("reference", np.asarray(case.reference))
+                shown[f"{name} ({which})" if name.startswith("pet-") else name] = image
             line.update(key=key, seed=seed, prior=which, personalisation=personalisation if prior else None,
                         prior_build_seconds=build_seconds if prior else 0.0)
             with out.open("a") as stream:
@@ -97,6 +103,11 @@ def main() -> None:
                   f"{line['crc_hot_lesions']:.2f} cold {line['crc_cold_lesions']:.2f} ({line['seconds']:.1f} s)",
                   flush=True)
     print(summarise(read_lines(out)))
+    if args.figure and shown:
+        from diffrecon.io.figures import save_panel
+
+        save_panel(args.figure, shown, f"{args.split} subject {first}, {args.count_level} counts: mean images",
+                   cmap="gray_r")
 
 
 def target_of(case) -> Target:

@@ -1,9 +1,15 @@
 """The personalised-prior bundle through ``python -m monai.bundle run`` on its built-in demo (3D phantom target,
 training-split phantoms as the other subjects) with tiny settings: the prior, its QC and the reconstruction are
-written; a rerun reuses the finished stages; a bad method name is refused in one line before any work."""
+written; killed during the fine-tuning, a rerun continues from the checkpoint without registering again; a
+finished run reuses every stage; a bad method name is refused in one line before any work."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import nibabel as nib
 
@@ -12,7 +18,7 @@ from tests.bundles.test_bundle_files import REQUIRED
 from tests.bundles.test_pet_diffusion_bundles import run_bundle
 
 BUNDLE = "pet_personalised"
-TINY = ["--demo_subjects", "2", "--mixtures", "1", "--orientations", "['axial']", "--epochs", "1", "--workers", "1",
+TINY = ["--demo_subjects", "2", "--mixtures", "1", "--orientations", "['axial']", "--epochs", "2", "--workers", "1",
         "--threads", "1", "--num_samples", "1", "--chunk_size", "8",
         "--method_settings", "{'steps': 2, 'lam': 0.05, 'warm_start': 0.3}"]
 
@@ -23,9 +29,28 @@ def test_metadata_and_docs():
     assert (BUNDLES / BUNDLE / "LICENSE").is_file() and (BUNDLES / BUNDLE / "docs" / "README.md").is_file()
 
 
-def test_demo_builds_the_prior_reconstructs_and_reuses_finished_stages(tmp_path):
+def test_demo_resumes_after_a_kill_and_reuses_finished_stages(tmp_path):
+    configs = BUNDLES / BUNDLE / "configs"
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs / "inference.json"),
+               "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(BUNDLES / BUNDLE),
+               "--output_dir", str(tmp_path), *TINY]
+    checkpoint = tmp_path / "prior" / "runs" / "axial" / "checkpoints" / "checkpoint_epoch=1.pt"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # interrupted during the fine-tuning's second epoch
+    process.wait()
+    assert checkpoint.is_file() and not (tmp_path / "prior" / "personalised.json").exists()
+    registration = tmp_path / "prior" / "pseudo_pet" / "registrations" / "subject_00000" / "registration.json"
+    stamp = os.stat(registration).st_mtime_ns
+
     done = run_bundle(BUNDLE, "--output_dir", str(tmp_path), *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert os.stat(registration).st_mtime_ns == stamp  # registrations were not redone
+    log = tmp_path / "prior" / "runs" / "axial" / "train.log"
+    commands = [line for line in log.read_text().splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 and "--resume_ckpt=" in commands[1] and "checkpoint_epoch=1" in commands[1]
     record = json.loads((tmp_path / "prior" / "personalised.json").read_text())
     assert record["fine_tuned"] == ["axial"] and len(record["set"]["accepted"]) == 2
     assert all(q["after"]["correlation"] > q["before"]["correlation"] for q in record["quality"])
@@ -33,7 +58,7 @@ def test_demo_builds_the_prior_reconstructs_and_reuses_finished_stages(tmp_path)
     report = json.loads((tmp_path / "pet-dds.json").read_text())
     assert report["network_evaluations"] == 2 and report["phantom_seed"] == 20000
     assert nib.load(tmp_path / "pet-dds.nii.gz").shape == (64, 72, 56)
-    log = tmp_path / "prior" / "runs" / "axial" / "train.log"
+
     before = log.read_text()
     again = run_bundle(BUNDLE, "--output_dir", str(tmp_path), *TINY)
     assert again.returncode == 0, again.stderr[-3000:]
