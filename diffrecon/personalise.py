@@ -64,9 +64,13 @@ def personalise(target: Target, subjects: list[SubjectFiles], out: str | Path, *
     """
     out = check_output_dir("out", out)
     base_root = bundle_path(base)
-    orientations = list(orientations or slice_orientations(target.pet_grid.array.shape))
+    usable = slice_orientations(target.pet_grid.array.shape)
+    orientations = list(orientations or usable)
     for name in orientations:
         check_choice("orientation", name, ORIENTATIONS)
+        if name not in usable:
+            raise InputError(f"orientation {name!r}: the PET grid {target.pet_grid.array.shape} has no {name} slices "
+                             f"of two voxels each way; it takes {', '.join(usable)}")
     epochs = check_integer("epochs", epochs)
     check_positive("learning_rate", learning_rate)
     base_models = _base_models(base_root)

@@ -86,3 +86,10 @@ def test_the_target_needs_an_mr(tmp_path):
     with pytest.raises(InputError, match="target MR"):
         personalised_target(pet_grid_image(case=case), case=case)
     assert json.dumps(pet_grid_image("demo").array.shape) == "[64, 72, 56]"
+
+
+def test_orientations_the_grid_does_not_have_are_refused(inputs, tmp_path):
+    _, target, subjects = inputs
+    flat = pet_grid_image("demo2d")
+    with pytest.raises(InputError, match="orientation 'coronal': the PET grid \\(64, 72, 1\\) has no coronal"):
+        personalise(type(target)(target.mr, flat), subjects, tmp_path / "p", **{**TINY, "orientations": ["coronal"]})
