@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from diffrecon.checks import InputError, check_integer
+from diffrecon.checks import InputError, check_choice, check_integer
 from diffrecon.io.nifti import load_nifti, save_nifti
 from diffrecon.io.records import read_record, write_record
 from diffrecon.registration.images import Image, check_same_frame, read_image
 from diffrecon.registration.qc import save_overlay
-from diffrecon.registration.register import dice, register, resample, warp
+from diffrecon.registration.register import TRANSFORMS, dice, register, resample, warp
 from diffrecon.transforms.intensity import emission_mean
 
 ROLES = ("mr", "pet", "labels")  # labels optional
@@ -127,6 +127,7 @@ def build_pseudo_pet_set(target: Target, subjects: list[SubjectFiles], out: str 
         raise InputError(f"mixture_sizes is {tuple(mixture_sizes)}; expected (smallest, largest) with "
                          "1 <= smallest <= largest")
     workers = check_integer("workers", workers)
+    check_choice("transform", transform, TRANSFORMS)
     check_same_frame(target.mr, target.pet_grid, "target")
     for subject in subjects:  # every image readable and paired before the long work
         subject.read()

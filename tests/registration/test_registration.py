@@ -118,6 +118,8 @@ def test_mixtures_are_convex_sums_of_normalised_images_deterministic_by_seed():
 def test_subject_folders_and_set_sizes_are_checked_before_registering(phantoms, tmp_path):
     write_subject(tmp_path / "subjects" / "a", phantoms[0])
     target = target_of(phantoms[20000])
+    with pytest.raises(InputError, match="unknown transform 'BSpline'"):
+        build_pseudo_pet_set(target, find_subjects(tmp_path / "subjects"), tmp_path / "s", transform="BSpline")
     with pytest.raises(InputError, match="size is 3 but only 1 subject"):
         build_pseudo_pet_set(target, find_subjects(tmp_path / "subjects"), tmp_path / "s", size=3, progress=False)
     (tmp_path / "subjects" / "b").mkdir()
