@@ -24,7 +24,7 @@ import torch
 from diffrecon.bundle import PACKAGED_BUNDLES, bundle_path, run_bundle
 from diffrecon.checks import InputError, check_choice, check_integer, check_output_dir, check_positive
 from diffrecon.io.records import read_record, write_record
-from diffrecon.priors.weights import checksum_path, latest_checkpoint, save_weights, state_dict_of
+from diffrecon.priors.weights import checksum_path, latest_checkpoint, save_weights, sha256, state_dict_of
 from diffrecon.registration.pseudo_pet import SubjectFiles, Target, build_pseudo_pet_set
 from diffrecon.transforms.slicing import ORIENTATIONS
 
@@ -87,7 +87,9 @@ def personalise(target: Target, subjects: list[SubjectFiles], out: str | Path, *
     for name in ORIENTATIONS:
         model = out / "models" / base_models[name]
         if name in orientations:
-            key = hashlib.sha256(json.dumps([record["key"], training, name], sort_keys=True).encode()).hexdigest()
+            base_weights = sha256(base_root / "models" / base_models[name])  # a new base prior retrains
+            key = hashlib.sha256(json.dumps([record["key"], training, name, base_weights],
+                                            sort_keys=True).encode()).hexdigest()
             _finetune(base_root, out / "pseudo_pet" / "images", out / "runs" / name, model, name, key, training,
                       threads)
         else:
