@@ -93,3 +93,13 @@ def test_orientations_the_grid_does_not_have_are_refused(inputs, tmp_path):
     flat = pet_grid_image("demo2d")
     with pytest.raises(InputError, match="orientation 'coronal': the PET grid \\(64, 72, 1\\) has no coronal"):
         personalise(type(target)(target.mr, flat), subjects, tmp_path / "p", **{**TINY, "orientations": ["coronal"]})
+
+
+def test_recon_takes_the_personalised_prior_folder(built, tmp_path):
+    from diffrecon.cli import main
+
+    assert main(["simulate", "--seed", "20000", "--count-level", "1%", "--out", str(tmp_path / "sim")]) == 0
+    assert main(["recon", "--method", "pet-dds", "--prior", str(built), "--sinogram", str(tmp_path / "sim"),
+                 "--steps", "1", "--out", str(tmp_path / "recon")]) == 0
+    report = json.loads((tmp_path / "recon" / "pet-dds.json").read_text())
+    assert report["prior"] == str(built) and report["network_evaluations"] == 1

@@ -84,7 +84,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> None:
     from diffrecon.io.results import as_volume
-    from diffrecon.pipeline import method_inputs, reconstruct_case
+    from diffrecon.pipeline import DEFAULT_PRIORS, method_inputs, reconstruct_case
 
     modality = METHODS[args.method].modality
     if modality == "MR" and args.export_source_dicom:
@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> None:
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
     case = LOADERS[modality].load(args, images=[key for key in inputs if key != "prior"])
     method = build_method(args.method, **options, **method_inputs(args.method, case, args.prior))
+    if "prior" in inputs:  # which prior bundle made the result, in its report
+        case.info["prior"] = str(args.prior or DEFAULT_PRIORS[modality])
     result, written = reconstruct_case(case, method, args.out, num_samples=args.num_samples, seed=args.seed)
     summary = ", ".join(f"{key} NRMSE {m['nrmse']:.4f}" for key, m in written.get("metrics", {}).items())
     print(f"wrote {args.method}.nii.gz, .png and .json in {args.out}" + (f" ({summary})" if summary else ""))
