@@ -82,7 +82,14 @@ def load_weights(network: nn.Module, path: str | Path, verify: bool = True) -> n
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    """Newest ``checkpoint_epoch=<n>.pt`` (MONAI's CheckpointSaver) in ``folder``, or None."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("checkpoint_epoch=*.pt")
-             if (m := re.search(r"epoch=(\d+)", p.name))]
-    return max(found)[1] if found else None
+    """Newest readable ``checkpoint_epoch=<n>.pt`` (MONAI's CheckpointSaver) in ``folder``, or None. MONAI writes
+    checkpoints in place, so a run killed while saving leaves a truncated newest file: it is skipped."""
+    found = sorted(((int(m.group(1)), p) for p in Path(folder).glob("checkpoint_epoch=*.pt")
+                    if (m := re.search(r"epoch=(\d+)", p.name))), reverse=True)
+    for _, path in found:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # truncated or foreign file: torch raises EOFError, RuntimeError, UnpicklingError...
+            continue
+        return path
+    return None

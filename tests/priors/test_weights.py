@@ -38,3 +38,15 @@ def test_corrupted_missing_and_mismatched(tmp_path, tiny_unet):
     checksum_path(path).unlink()
     with pytest.raises(InputError, match="checksum"):
         load_weights(_unet(), path)
+
+
+def test_latest_checkpoint_skips_a_checkpoint_truncated_by_a_kill(tmp_path):
+    from diffrecon.priors.weights import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) is None
+    torch.save({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint_epoch=1.pt")
+    torch.save({"model": {"w": torch.ones(3)}}, tmp_path / "checkpoint_epoch=2.pt")
+    assert latest_checkpoint(tmp_path).name == "checkpoint_epoch=2.pt"
+    whole = (tmp_path / "checkpoint_epoch=2.pt").read_bytes()
+    (tmp_path / "checkpoint_epoch=10.pt").write_bytes(whole[: len(whole) // 2])  # killed while saving
+    assert latest_checkpoint(tmp_path).name == "checkpoint_epoch=2.pt"
