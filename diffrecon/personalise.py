@@ -84,6 +84,7 @@ def personalise(target: Target, subjects: list[SubjectFiles], out: str | Path, *
                                   progress=progress)
     training = {"epochs": epochs, "learning_rate": float(learning_rate), "from_scratch": bool(from_scratch),
                 "seed": int(seed), "base": str(base_root)}
+    (out / "models").mkdir(exist_ok=True)
     for name in ORIENTATIONS:
         model = out / "models" / base_models[name]
         if name in orientations:

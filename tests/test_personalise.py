@@ -18,7 +18,7 @@ from diffrecon.priors.weights import sha256
 from diffrecon.registration.pseudo_pet import find_subjects
 
 BASE = "pet_fdg_prior"
-TINY = {"orientations": ["axial"], "mixtures": 1, "epochs": 1, "workers": 1, "threads": 1, "progress": False}
+TINY = {"orientations": ["sagittal"], "mixtures": 1, "epochs": 1, "workers": 1, "threads": 1, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,11 @@ def test_a_complete_prior_bundle_with_only_the_asked_orientation_fine_tuned(buil
     from diffrecon.bundle import bundle_path
 
     base = bundle_path(BASE) / "models"
-    assert sha256(built / "models" / "model_axial.pt") != sha256(base / "model_axial.pt")
-    for name in ("coronal", "sagittal"):
+    assert sha256(built / "models" / "model_sagittal.pt") != sha256(base / "model_sagittal.pt")
+    for name in ("axial", "coronal"):  # copied, the first before any fine-tuning
         assert sha256(built / "models" / f"model_{name}.pt") == sha256(base / f"model_{name}.pt")
     record = read_personalised(built)
-    assert record["fine_tuned"] == ["axial"] and record["set"]["accepted"] == ["subject_00000", "subject_00001"]
+    assert record["fine_tuned"] == ["sagittal"] and record["set"]["accepted"] == ["subject_00000", "subject_00001"]
     assert len(record["set"]["images"]) == 3  # two pseudo-PET images and one mixture
     prior = load_volume_prior(built, inputs[0].physics.grid.shape)
     assert prior.predict_noise(torch.zeros(1, *inputs[0].physics.grid.shape), 100).shape == (1, 64, 72, 56)
@@ -52,19 +52,19 @@ def test_a_complete_prior_bundle_with_only_the_asked_orientation_fine_tuned(buil
 def test_finished_stages_are_skipped_and_an_interrupted_fine_tuning_resumes(built, inputs):
     _, target, subjects = inputs
     registration = built / "pseudo_pet" / "registrations" / "subject_00000" / "registration.json"
-    stamps = os.stat(registration).st_mtime_ns, os.stat(built / "runs" / "axial" / "train.log").st_mtime_ns
+    stamps = os.stat(registration).st_mtime_ns, os.stat(built / "runs" / "sagittal" / "train.log").st_mtime_ns
     personalise(target, subjects, built, **TINY)  # complete: nothing is redone
-    assert (os.stat(registration).st_mtime_ns, os.stat(built / "runs" / "axial" / "train.log").st_mtime_ns) == stamps
+    assert (os.stat(registration).st_mtime_ns, os.stat(built / "runs" / "sagittal" / "train.log").st_mtime_ns) == stamps
     # interrupted after the last checkpoint, before the model was written and exported
-    for path in (built / "personalised.json", built / "models" / "model_axial.pt", built / "runs" / "axial" / "model.pt",
-                 built / "runs" / "axial" / "done.json"):
+    for path in (built / "personalised.json", built / "models" / "model_sagittal.pt", built / "runs" / "sagittal" / "model.pt",
+                 built / "runs" / "sagittal" / "done.json"):
         path.unlink()
     personalise(target, subjects, built, **TINY)
     assert os.stat(registration).st_mtime_ns == stamps[0]
-    commands = [line for line in (built / "runs" / "axial" / "train.log").read_text().splitlines()
+    commands = [line for line in (built / "runs" / "sagittal" / "train.log").read_text().splitlines()
                 if line.startswith("$ ")]
     assert len(commands) == 2 and "--resume_ckpt=" in commands[1]
-    assert (built / "models" / "model_axial.pt").is_file() and read_personalised(built) is not None
+    assert (built / "models" / "model_sagittal.pt").is_file() and read_personalised(built) is not None
 
 
 def test_bad_settings_are_refused_before_any_registration(inputs, tmp_path):
