@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 # RDP strength for the demo's activity units at 1% counts, chosen on training subjects 0 and 1 with
 # `python scripts/tune_demo_rdp.py --count-level 1% --betas 0.1 0.3 1 4 16`: lowest brain NRMSE (0.222 vs
