@@ -7,6 +7,7 @@
     nice -n 10 python scripts/train_priors.py pet-axial --no-export                    # keep models/ as it is
     python scripts/train_priors.py pet-axial --export-only                             # export a finished run
     nice -n 10 python scripts/train_priors.py mr-vp-wide --no-export                   # a candidate run
+    nice -n 10 python scripts/train_priors.py mr-vp-shapes --no-export                 # ... fine-tuned further
 
 ``--no-export`` leaves the shipped weights alone so that a run can be measured first
 (``scripts/check_prior_generalisation.py --weights runs/.../model.pt ...``); ``--export-only`` then copies a
@@ -51,6 +52,12 @@ PRIORS = {
     # candidate: the shipped MR network fine-tuned on augmented phantoms (configs/train_wide.json); measured with
     # check_prior_generalisation.py --bundle mr_t1_prior before it may replace model_vp.pt
     "mr-vp-wide": PriorRun("mr_t1_prior", "vp_wide", {"epochs": 60}, ("train_wide.json",), model="vp"),
+    # candidates: a finished run above fine-tuned with 30% of its slices replaced by generic objects
+    # (configs/train_shapes.json, diffrecon.transforms.RandShapesd)
+    "mr-vp-shapes": PriorRun("mr_t1_prior", "vp_shapes", {"epochs": 30}, ("train_wide.json", "train_shapes.json"),
+                             model="vp"),
+    **{f"pet-{o}-shapes": PriorRun("pet_fdg_prior", f"{o}_shapes", {"orientation": o, "epochs": 30},
+                                   ("train_shapes.json",), model=o) for o in ("axial", "coronal", "sagittal")},
 }
 
 

@@ -129,16 +129,27 @@ def test_finetune_from_shipped_weights(bundle, settings, weights, nifti_folder, 
         torch.testing.assert_close(tuned[name], tensor)
 
 
-def test_mr_wide_candidate_trains_with_its_augmentation(nifti_folder, tmp_path):
-    """configs/train_wide.json (scripts/train_priors.py mr-vp-wide): the augmented pipeline runs and the run
-    fine-tunes from the weights it names (here a tiny network's, saved as the pretrained file)."""
-    overrides = tiny_overrides(nifti_folder, tmp_path / "base")
-    base = _run("mr_t1_prior", train_configs("mr_t1_prior"), **overrides)
+# (bundle, train.json settings, candidate configs of scripts/train_priors.py, number of augmentations, of slice
+# transforms)
+CANDIDATES = [("mr_t1_prior", {}, ["train_wide.json"], 5, 1),
+              ("mr_t1_prior", {}, ["train_wide.json", "train_shapes.json"], 5, 2),
+              ("pet_fdg_prior", {"orientation": "axial"}, ["train_shapes.json"], 8, 1)]
+
+
+@pytest.mark.parametrize("bundle, settings, candidate, augmentations, slice_transforms", CANDIDATES)
+def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, augmentations, slice_transforms,
+                                                nifti_folder, tmp_path):
+    """The candidate configs (scripts/train_priors.py mr-vp-wide, mr-vp-shapes, pet-<orientation>-shapes): the
+    augmented pipeline runs and the run fine-tunes from the weights it names (here a tiny network's, saved as the
+    pretrained file)."""
+    overrides = {**tiny_overrides(nifti_folder, tmp_path / "base"), **settings}
+    base = _run(bundle, train_configs(bundle), **overrides)
     pretrained = save_weights(tmp_path / "start.pt", base.parser.get_parsed_content("network_def"))
-    configs = train_configs("mr_t1_prior") + [str(BUNDLES / "mr_t1_prior" / "configs" / "train_wide.json")]
-    workflow = _run("mr_t1_prior", configs, **{**overrides, "output_dir": str(tmp_path / "wide")},
+    configs = train_configs(bundle) + [str(BUNDLES / bundle / "configs" / name) for name in candidate]
+    workflow = _run(bundle, configs, **{**overrides, "output_dir": str(tmp_path / "candidate")},
                     pretrained_ckpt=str(pretrained))
-    assert len(workflow.parser["augmentation"]) == 5 and workflow.parser["finetune"] is True
+    assert len(workflow.parser["augmentation"]) == augmentations and workflow.parser["finetune"] is True
+    assert len(workflow.parser["slice_transforms"]) == slice_transforms
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
-    assert checksum_path(tmp_path / "wide" / "model.pt").is_file()
+    assert checksum_path(tmp_path / "candidate" / "model.pt").is_file()

@@ -1,0 +1,94 @@
+"""Generic piecewise-smooth objects mixed into the phantom slices a prior trains on.
+
+A prior that has seen only brain phantoms paints phantom anatomy into whatever it denoises: on real brains and on
+a geometric test object it denoises worse than a Gaussian filter (``scripts/check_prior_generalisation.py``).
+:class:`RandShapesd` replaces a fraction of the training slices by random objects (an ellipse or rounded
+rectangle, optionally a rim, inner ellipses, blocks, bars and spots of random levels, a smooth texture and a
+random blur), so the network also learns edges and smooth regions that are not anatomy. Our choice; the fraction
+is a setting of the bundles' training configs.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import convert_to_dst_type
+from scipy.ndimage import gaussian_filter
+
+NdarrayOrTensor = np.ndarray | torch.Tensor
+
+
+def _region(y: np.ndarray, x: np.ndarray, centre: np.ndarray, axes: np.ndarray, angle: float,
+            power: float) -> np.ndarray:
+    """Mask of a rotated superellipse ``|u/a|^p + |v/b|^p <= 1`` (p = 2: ellipse; large p: rounded rectangle)."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    u = ((x - centre[1]) * cos + (y - centre[0]) * sin) / axes[1]
+    v = (-(x - centre[1]) * sin + (y - centre[0]) * cos) / axes[0]
+    return np.abs(u) ** power + np.abs(v) ** power <= 1.0
+
+
+def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState) -> np.ndarray:
+    """A random non-negative 2D object of ``shape`` (rows, columns), float32, on a zero background."""
+    y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    size = min(shape)
+    centre = np.asarray(shape, dtype=np.float64) / 2 + rng.uniform(-0.05, 0.05, 2) * size
+    axes = rng.uniform(0.28, 0.46, 2) * size
+    angle, power = rng.uniform(0, np.pi), rng.choice([2.0, 2.0, rng.uniform(2.5, 8.0)])
+    outer = _region(y, x, centre, axes, angle, power)
+    margin = 5  # pixels of background around the object, as around a head, also after the blur below
+    while outer[:margin].any() or outer[-margin:].any() or outer[:, :margin].any() or outer[:, -margin:].any():
+        axes *= 0.9
+        outer = _region(y, x, centre, axes, angle, power)
+    image = outer.astype(np.float64)
+    if rng.uniform() < 0.5:  # a rim: scalp and skull, or a phantom's wall
+        thickness = rng.uniform(0.02, 0.08) * size
+        inner = _region(y, x, centre, np.maximum(axes - thickness, 1.0), angle, power)
+        image[outer & ~inner] = rng.uniform(0.0, 2.0)
+    for _ in range(rng.randint(0, 16)):
+        kind = rng.choice(["ellipse", "block", "bar", "spot"])
+        scale = {"ellipse": (0.05, 0.45), "block": (0.05, 0.4), "bar": (0.05, 0.5), "spot": (0.01, 0.05)}[kind]
+        part_axes = rng.uniform(*scale, 2) * axes.min()
+        if kind == "bar":
+            part_axes[0] = rng.uniform(0.01, 0.04) * size
+        part_centre = centre + rng.uniform(-0.6, 0.6, 2) * axes
+        part_power = rng.uniform(4.0, 10.0) if kind in ("block", "bar") else 2.0
+        part = _region(y, x, part_centre, np.maximum(part_axes, 0.7), rng.uniform(0, np.pi), part_power) & outer
+        image[part] = rng.uniform(0.0, 3.0)
+    texture = gaussian_filter(rng.standard_normal(shape), rng.uniform(2.0, 15.0))
+    texture /= texture.std() + 1e-12
+    image *= np.clip(1.0 + rng.uniform(0.0, 0.3) * texture, 0.0, None)
+    image = gaussian_filter(image, rng.uniform(0.0, 2.5))
+    return np.clip(image, 0.0, None).astype(np.float32)
+
+
+class RandShapesd(RandomizableTransform, MapTransform):
+    """With probability ``prob``, replace each key's 2D channel-first slice (C, H, W) by a random object of the same
+    shape (:func:`random_shapes_image`, one per channel) scaled to the slice's mean over its foreground (voxels
+    above 5% of its maximum), so the bundle's intensity convention holds."""
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.25, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        self.randomize(None)
+        d = dict(data)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            values = np.asarray(torch.as_tensor(d[key]).detach().cpu(), dtype=np.float32)
+            if values.ndim != 3:
+                raise ValueError(f"RandShapesd expects channel-first 2D slices (C, H, W), got {values.shape} "
+                                 f"for key {key!r}; place it after the slicer")
+            shapes = []
+            for channel in values:
+                target = float(channel[channel > 0.05 * channel.max()].mean()) if channel.max() > 0 else 1.0
+                generated = random_shapes_image(channel.shape, self.R)
+                while generated.max() <= 0:  # every part drawn at level 0: draw again
+                    generated = random_shapes_image(channel.shape, self.R)
+                shapes.append(generated * target / float(generated[generated > 0.05 * generated.max()].mean()))
+            d[key] = convert_to_dst_type(np.stack(shapes), d[key])[0]
+        return d

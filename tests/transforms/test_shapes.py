@@ -1,0 +1,49 @@
+"""Generic objects mixed into training slices (RandShapesd)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffrecon.transforms import RandShapesd, random_shapes_image
+
+
+def _slice() -> torch.Tensor:
+    image = torch.zeros(1, 40, 48)
+    image[0, 10:30, 12:36] = 2.5
+    return image
+
+
+def test_random_objects_vary_are_non_negative_and_sit_inside_the_field_of_view():
+    rng = np.random.RandomState(0)
+    images = [random_shapes_image((40, 48), rng) for _ in range(20)]
+    for image in images:
+        assert image.shape == (40, 48) and image.dtype == np.float32 and image.min() >= 0 and image.max() > 0
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        assert border.max() < 0.05 * image.max()  # an object on a background, as the head in a slice
+    assert min(np.abs(a - b).max() for a, b in zip(images, images[1:])) > 0
+
+
+def test_replaced_slices_keep_shape_type_and_foreground_mean():
+    transform = RandShapesd("image", prob=1.0).set_random_state(1)
+    for _ in range(10):
+        out = transform({"image": _slice(), "label": 3})["image"]
+        assert isinstance(out, torch.Tensor) and out.shape == (1, 40, 48) and out.min() >= 0
+        assert not torch.equal(out, _slice())
+        foreground = out[out > 0.05 * out.max()]
+        assert float(foreground.mean()) == pytest.approx(2.5, rel=1e-4)
+
+
+def test_probability_zero_keeps_the_slice_and_a_seed_repeats_the_draw():
+    original = _slice()
+    assert torch.equal(RandShapesd("image", prob=0.0)({"image": original})["image"], original)
+    first = RandShapesd("image", prob=0.5).set_random_state(7)
+    second = RandShapesd("image", prob=0.5).set_random_state(7)
+    draws = [(first({"image": _slice()})["image"], second({"image": _slice()})["image"]) for _ in range(8)]
+    assert all(torch.equal(a, b) for a, b in draws)
+    assert 0 < sum(not torch.equal(a, _slice()) for a, _ in draws) < 8
+
+
+def test_a_volume_is_refused_with_where_to_place_the_transform():
+    with pytest.raises(ValueError, match="after the slicer"):
+        RandShapesd("image", prob=1.0)({"image": torch.ones(1, 8, 8, 8)})
