@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_nonnegative, check_shape
 from diffrecon.classical.penalties import Penalty
-from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, subset_views
+from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_likelihood, subset_views
 
 # δ of the preconditioner floor as a fraction of the image's mean activity in the field of view
 PRECONDITIONER_FLOOR = 1e-2
@@ -59,7 +59,8 @@ def map_em(measured: torch.Tensor, model: PETAcquisitionModel, penalty: Penalty,
 
 def em_ascent_step(image: torch.Tensor, measured: torch.Tensor, model: PETAcquisitionModel,
                    views: Sequence[int] | None = None, *, penalty: Penalty | None = None, n_subsets: int = 1,
-                   relaxation: float = 1.0, fov_mask: torch.Tensor | None = None) -> torch.Tensor:
+                   relaxation: float = 1.0, fov_mask: torch.Tensor | None = None,
+                   expected: torch.Tensor | None = None) -> torch.Tensor:
     """One EM-preconditioned ascent step on the Poisson log-likelihood of the views ``views`` minus a penalty.
 
     Without a penalty and with unit relaxation this is the (OS)EM update x / s_m · A_mᵀ(y / ȳ). With a
@@ -77,6 +78,8 @@ def em_ascent_step(image: torch.Tensor, measured: torch.Tensor, model: PETAcquis
         n_subsets: M, the number of subsets the caller cycles through; each step takes 1/M of the penalty.
         relaxation: step size α (1 is the full EM step).
         fov_mask: voxels to reconstruct (nx, ny, nz); default every voxel the scanner sees.
+        expected: ȳ of ``image`` on ``views`` when the caller has it (e.g. from a log-likelihood), which saves
+            the forward projection.
 
     Returns:
         The next images (B, nx, ny, nz).
@@ -87,7 +90,8 @@ def em_ascent_step(image: torch.Tensor, measured: torch.Tensor, model: PETAcquis
     mask = _fov_mask(model, fov_mask)
     sensitivity = model.sensitivity(views)
     data = measured if views is None else measured[..., list(views), :]
-    gradient = model.adjoint(data_ratio(data, model.forward(image, views)), views) - sensitivity
+    expected = model.forward(image, views) if expected is None else expected
+    gradient = model.adjoint(data_ratio(data, expected), views) - sensitivity
     if penalty is None:
         preconditioner = torch.where(sensitivity > 0, image / sensitivity.clamp_min(1e-12), 0.0)
     else:
@@ -131,12 +135,14 @@ def reconstruct_pet(measured: torch.Tensor, model: PETAcquisitionModel, iteratio
     image = _initial_image(model, data, mask, initial)
     result = PETReconstruction(image)
     bar = tqdm(range(int(iterations)), desc=description, disable=not progress, leave=False)
+    expected = None  # ȳ of the image on all views, from the last log-likelihood: MLEM's next step reuses it
     for iteration in bar:
         step = relaxation / (1 + relaxation_decay * iteration)
         for views in subsets:
             image = em_ascent_step(image, data, model, views, penalty=penalty, n_subsets=len(subsets),
-                                   relaxation=step, fov_mask=mask)
-        log_likelihood = model.log_likelihood(image, data).sum().item()
+                                   relaxation=step, fov_mask=mask, expected=expected if len(subsets) == 1 else None)
+        expected = model.forward(image)
+        log_likelihood = poisson_log_likelihood(data, expected).sum().item()
         result.log_likelihood.append(log_likelihood)
         if penalty is not None:
             result.objective.append(log_likelihood - penalty.value(image).sum().item())

@@ -23,7 +23,7 @@ import torch
 from diffrecon.checks import InputError, check_integer
 from diffrecon.classical.pet import em_ascent_step, mlem
 from diffrecon.methods.pet_diffusion import PETDiffusionMethod
-from diffrecon.physics.pet import PETAcquisitionModel
+from diffrecon.physics.pet import PETAcquisitionModel, poisson_log_likelihood
 from diffrecon.priors.prior import ScoreModel
 
 
@@ -68,11 +68,13 @@ class PETLiSch(PETDiffusionMethod):
         target = context["targets"][step]
         taken = 0
         while True:
-            below = model.log_likelihood(activity, data) < target
+            expected = model.forward(activity)  # for the likelihood and for the EM step that may follow
+            below = poisson_log_likelihood(data, expected) < target
             if not below.any() or taken == self.max_ascent_steps:
                 break
             activity = activity.clone()
-            activity[below] = em_ascent_step(activity[below], data, model, relaxation=self.step_size)
+            activity[below] = em_ascent_step(activity[below], data, model, relaxation=self.step_size,
+                                             expected=expected[below])
             taken += 1
         context["ascent_steps"].append(taken)
         if below.any():

@@ -113,9 +113,8 @@ class PETAcquisitionModel:
     def log_likelihood(self, image: torch.Tensor, measured: torch.Tensor,
                        views: Sequence[int] | None = None) -> torch.Tensor:
         """Poisson log-likelihood Σ y log ȳ − ȳ (constant log y! dropped), one value per batch item."""
-        expected = self.forward(image, views)
         data = measured if views is None else measured[..., list(views), :]
-        return (torch.xlogy(data, expected) - expected).flatten(-3).sum(-1)
+        return poisson_log_likelihood(data, self.forward(image, views))
 
     def gradient(self, image: torch.Tensor, measured: torch.Tensor,
                  views: Sequence[int] | None = None) -> torch.Tensor:
@@ -123,6 +122,11 @@ class PETAcquisitionModel:
         expected = self.forward(image, views)
         data = measured if views is None else measured[..., list(views), :]
         return self.adjoint(data_ratio(data, expected) - 1, views)
+
+
+def poisson_log_likelihood(measured: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """Σ y log ȳ − ȳ over the last three (sinogram) axes, for callers that already have ȳ."""
+    return (torch.xlogy(measured, expected) - expected).flatten(-3).sum(-1)
 
 
 def data_ratio(measured: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
