@@ -9,7 +9,14 @@ cold, that no training subject has):
     python scripts/bench_pet.py --split test --preset demo --count-level 1% --subjects 5 --noise-seeds 0 1 2 \\
         --runs "$(cat tuned_runs.json)" --out bench.jsonl --images bench_images
 
-Diffusion methods get the shipped pet_fdg_prior fitted to the grid (three orientations in 3D, the axial prior
+Out of the priors' family (evaluation only): ``--real`` scans, instead of phantoms, the real FDG brain base and the
+SPM12 PET template on the demo grid (placed as scripts/check_prior_generalisation.py places them; μ-map: water in
+the head) and scores NRMSE over the brain, PSNR and SSIM:
+
+    python scripts/bench_pet.py --split test --preset demo --count-level 1% --real --runs "$(cat tuned_runs.json)" \
+        --out real.jsonl [--prior candidate_prior_bundle]
+
+Diffusion methods get the shipped pet_fdg_prior (or ``--prior``, a prior bundle folder) fitted to the grid (three orientations in 3D, the axial prior
 for one slice) and draw ``--num-samples`` samples whose mean is scored. Per line: NRMSE (brain), PSNR, SSIM,
 CRC of hot and cold lesions, white-matter CoV, network evaluations, seconds (network, physics, all) and the
 process's peak memory so far. With ``--images``, the images are kept (float16) so the table adds bias and
@@ -27,15 +34,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffrecon.data.demo_cases import simulated_pet_case
-from diffrecon.data.phantoms import make_subject
+from check_prior_generalisation import fdg_source, spm_pet_source
+from scipy.ndimage import binary_fill_holes
+
+from diffrecon.data.demo_cases import scanned_pet_case, simulated_pet_case
 from diffrecon.data.splits import subject_seeds
 from diffrecon.methods import build_method
 from diffrecon.methods.registry import required_inputs
-from diffrecon.metrics import bias_and_variance, phantom_metrics
+from diffrecon.data.phantoms import MU_SOFT_TISSUE, make_subject
+from diffrecon.metrics import bias_and_variance, nrmse, phantom_metrics, psnr, ssim
 from diffrecon.physics.geometry import get_preset
 from diffrecon.pipeline import method_inputs
 
+# out-of-family brains (scripts/check_prior_generalisation.py; evaluation only, never trained on)
+REAL_BRAINS = {"fdg_sts001": fdg_source, "spm12_pet": spm_pet_source}
 FIGURES = ("nrmse", "psnr_db", "ssim", "crc_hot_lesions", "crc_cold_lesions", "white_matter_cov", "seconds",
            "seconds_network", "seconds_physics", "network_evaluations")
 
@@ -53,6 +65,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON lines file (appended; done configurations skipped)")
     parser.add_argument("--images", help="folder to keep each mean image (for bias and variance)")
+    parser.add_argument("--real", action="store_true", help="instead of phantoms, the real brains out of the "
+                        "priors' family (REAL_BRAINS; evaluation only): NRMSE over the brain, PSNR, SSIM")
+    parser.add_argument("--prior", help="prior bundle folder for the diffusion methods (default: the shipped "
+                        "pet_fdg_prior); part of each configuration's key")
     parser.add_argument("--pll-curve", help="PNG: NRMSE against the log-likelihood, MLEM iterations beside "
                                             "PET-LiSch's K (runs of mlem and pet-lisch with several iterations)")
     args = parser.parse_args()
@@ -60,17 +76,22 @@ def main() -> None:
     out = Path(args.out)
     done = {line["key"] for line in read_lines(out)}
     runs = json.loads(args.runs)
-    for seed in subject_seeds(args.split, args.subjects):
+    if args.real and args.preset != "demo":
+        parser.error("--real needs --preset demo (the real volumes are resampled to the demo grid)")
+    subjects = REAL_BRAINS if args.real else subject_seeds(args.split, args.subjects)
+    for seed in subjects:
         for noise_seed in args.noise_seeds:
             case = None
             for name, settings in runs:
-                key = json.dumps([args.preset, args.count_level, seed, noise_seed, name, settings, args.num_samples])
+                key = json.dumps([args.preset, args.count_level, seed, noise_seed, name, settings, args.num_samples,
+                                  *([args.prior] if args.prior else [])])
                 if key in done:
                     continue
                 if case is None:
-                    case = simulated_pet_case(seed, args.preset, args.count_level, lesions=3, lesion_kinds="mixed",
-                                              noise_seed=noise_seed, split=args.split)
-                line, image = run(case, name, settings, args.num_samples, noise_seed)
+                    case = (real_brain_case(seed, args.count_level, noise_seed) if args.real else
+                            simulated_pet_case(seed, args.preset, args.count_level, lesions=3, lesion_kinds="mixed",
+                                               noise_seed=noise_seed, split=args.split))
+                line, image = run(case, name, settings, args.num_samples, noise_seed, args.prior)
                 line.update(key=key, seed=seed, noise_seed=noise_seed)
                 if args.images:
                     Path(args.images).mkdir(parents=True, exist_ok=True)
@@ -79,7 +100,7 @@ def main() -> None:
                 with out.open("a") as stream:
                     stream.write(json.dumps(line) + "\n")
                 print(f"{seed} {noise_seed} {name} {settings}: NRMSE {line['nrmse']:.4f} "
-                      f"CRC hot {line['crc_hot_lesions']:.2f} ({line['seconds']:.1f} s)", flush=True)
+                      f"CRC hot {line.get('crc_hot_lesions', np.nan):.2f} ({line['seconds']:.1f} s)", flush=True)
     print(unit_costs(args.preset, args.threads))
     print(summarise(read_lines(out)))
     if args.pll_curve:
@@ -103,15 +124,29 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str
     seconds = time.perf_counter() - start
     image = result.mean.cpu().numpy()
     report = result.report
-    line = {"method": name, "settings": settings, "num_samples": num_samples,
-            **phantom_metrics(image, case.reference, case.images["labels"], case.images["lesions"],
-                              case.images["white_matter"]),
+    truth = np.asarray(case.reference)
+    figures = (phantom_metrics(image, truth, case.images["labels"], case.images["lesions"],
+                               case.images["white_matter"]) if "labels" in case.images else
+               {"psnr_db": psnr(image, truth), "ssim": ssim(image, truth),
+                "nrmse": nrmse(image, truth, case.images["brain"])})
+    line = {"method": name, "settings": settings, "num_samples": num_samples, **figures,
             "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
             "seconds_network": report.get("seconds_network", 0.0), "seconds_physics": report.get("seconds_physics"),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "log_likelihood": float(np.mean(report.get("final_log_likelihood") or report["log_likelihood"][-1:])),
             **{k: report[k] for k in ("likelihood_steps", "capped_steps") if k in report}}
     return line, image
+
+
+def real_brain_case(name: str, count_level: str, noise_seed: int):
+    """A real brain PET volume of ``REAL_BRAINS`` on the demo grid (as scripts/check_prior_generalisation.py
+    places it) scanned on the demo scanner; μ-map: water in the head. Its "brain" image holds the scored voxels
+    (the FDG series: its brain slices only)."""
+    source = REAL_BRAINS[name]()
+    head = np.stack([binary_fill_holes(plane) for plane in np.moveaxis(source.volume > 0.02, 2, 0)], axis=2)
+    mu_map = np.where(head, MU_SOFT_TISSUE, 0.0).astype(np.float32)
+    return scanned_pet_case(source.volume, mu_map, "demo", count_level, noise_seed=noise_seed,
+                            images={"brain": source.scored}, info={"source": source.name})
 
 
 def unit_costs(preset: str, threads: int) -> str:
@@ -138,11 +173,11 @@ def summarise(lines: list[dict]) -> str:
     groups: dict[str, list[dict]] = {}
     for line in lines:
         key = json.loads(line["key"])
-        groups.setdefault(json.dumps([key[0], key[1], key[4], key[5], key[6]]), []).append(line)
+        groups.setdefault(json.dumps([key[0], key[1], key[4], key[5], key[6], *key[7:]]), []).append(line)
     rows = ["| preset, counts, method, settings, samples | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | "
             "bias | variance | NFE | s (network, physics) |", "|---" * 12 + "|"]
     for group, members in sorted(groups.items(), key=lambda item: np.mean([m["nrmse"] for m in item[1]])):
-        mean = {k: float(np.nanmean([m.get(k) or 0.0 for m in members])) for k in FIGURES}
+        mean = {k: float(np.nanmean([(m[k] or 0.0) if k in m else np.nan for m in members])) for k in FIGURES}
         bias, variance = bias_variance(members)
         rows.append(f"| {group} | {len(members)} | {mean['nrmse']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
                     f"{mean['crc_hot_lesions']:.2f} | {mean['crc_cold_lesions']:.2f} | "

@@ -179,7 +179,12 @@ def out_of_family_sources(bundle: str) -> list[Source]:
     if bundle == "mr_t1_prior":
         volumes = [(SPM_T1, "SPM12 single-subject T1 (real, 2 mm)"), *((p, n) for n, p in BRAINS_T1.items())]
         return [centred_source(p, n, MR_GRID, per_slice_max) for p, n in volumes] + [twix_source()]
-    return [fdg_source(), centred_source(SPM_PET, "SPM12 PET template (H2-15O)", default_grid(), normalised)]
+    return [fdg_source(), spm_pet_source()]
+
+
+def spm_pet_source() -> Source:
+    """The SPM12 PET template on the prior's grid, centred."""
+    return centred_source(SPM_PET, "SPM12 PET template (H2-15O)", default_grid(), normalised)
 
 
 def slice_stacks(source: Source, orientation: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,14 +22,23 @@ def simulated_pet_case(seed: int = 20000, preset: str = "demo2d", count_level: s
     """Phantom subject ``seed`` of ``split`` (refused if it belongs to another) with ``lesions`` lesions,
     scanned on ``preset`` at ``count_level`` as ``diffrecon simulate`` does; the case's reference is the true
     activity, its images the T1 ("mr"), the μ-map and the lesion masks, and the model includes the PSF."""
+    subject = make_subject(seed, get_preset(preset).grid, lesions=lesions, lesion_kinds=lesion_kinds, split=split)
+    images = {"mr": subject.t1, "lesions": subject.lesion_masks, "white_matter": subject.white_matter,
+              "labels": subject.labels}
+    return scanned_pet_case(subject.fdg, subject.mu_map, preset, count_level, psf_fwhm, noise_seed, images,
+                            {"phantom_seed": seed}, device)
+
+
+def scanned_pet_case(activity: np.ndarray, mu_map: np.ndarray, preset: str = "demo", count_level: str = "10%",
+                     psf_fwhm: float = 4.5, noise_seed: int = 0, images: dict | None = None, info: dict | None = None,
+                     device: str | torch.device = "cpu") -> Case:
+    """Any activity and μ-map on ``preset``'s grid (e.g. a real PET image resampled to it) scanned at
+    ``count_level`` with the PSF; the case's reference is ``activity``, its images the μ-map and ``images``."""
     grid = get_preset(preset).grid
-    subject = make_subject(seed, grid, lesions=lesions, lesion_kinds=lesion_kinds, split=split)
-    scan = simulate_pet(torch.as_tensor(subject.fdg), torch.as_tensor(subject.mu_map), get_preset(preset).scanner,
-                        grid, count_level=count_level, psf_fwhm_mm=psf_fwhm, seed=noise_seed, device=device)
-    info = {"scanner": preset, "grid": list(grid.shape), "phantom_seed": seed, "count_level": count_level}
-    images = {"mr": subject.t1, "mu_map": subject.mu_map, "lesions": subject.lesion_masks,
-              "white_matter": subject.white_matter, "labels": subject.labels}
-    return Case(scan.measured, scan.model, grid.affine, subject.fdg, images, info)
+    scan = simulate_pet(torch.as_tensor(activity), torch.as_tensor(mu_map), get_preset(preset).scanner, grid,
+                        count_level=count_level, psf_fwhm_mm=psf_fwhm, seed=noise_seed, device=device)
+    info = {"scanner": preset, "grid": list(grid.shape), **(info or {}), "count_level": count_level}
+    return Case(scan.measured, scan.model, grid.affine, activity, {**(images or {}), "mu_map": mu_map}, info)
 
 
 def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 4.0, mask: str = "random",
