@@ -53,8 +53,9 @@ PRIORS = {
     # check_prior_generalisation.py --bundle mr_t1_prior before it may replace model_vp.pt
     "mr-vp-wide": PriorRun("mr_t1_prior", "vp_wide", {"epochs": 60}, ("train_wide.json",), model="vp"),
     # candidates: a finished run fine-tuned with 30% of its slices replaced by generic objects
-    # (configs/train_shapes.json, diffrecon.transforms.RandShapesd): MR from mr-vp-wide; every PET orientation from
-    # the finished pet-axial run (a 2D denoiser of the wide population, then fine-tuned on its own slices)
+    # (configs/train_shapes.json, diffrecon.transforms.RandShapesd; PET coronal and sagittal slices also cut at a
+    # random height, RandAxialEdged): MR from mr-vp-wide; every PET orientation from the finished pet-axial run
+    # (a 2D denoiser of the wide population, then fine-tuned on its own slices)
     "mr-vp-shapes": PriorRun("mr_t1_prior", "vp_shapes", {"epochs": 30}, ("train_wide.json", "train_shapes.json"),
                              model="vp"),
     **{f"pet-{o}-shapes": PriorRun("pet_fdg_prior", f"{o}_shapes", {"orientation": o, "epochs": 30},

@@ -1,5 +1,5 @@
 """MONAI transforms for PET/MRI data (see DESIGN.md): intensity normalisation and augmentation,
-generic objects mixed into training slices, and slice sampling in any orientation.
+generic objects and field-of-view edges in training slices, and slice sampling in any orientation.
 Datasets built from them live in ``diffrecon.data.datasets``."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from diffrecon.transforms.intensity import (EmissionNormalize, EmissionNormalize
                                             MagnitudeNormalized, RandHalo, RandHalod, RandIntensityFactor,
                                             RandIntensityFactord, RandResolution, RandResolutiond, emission_mean,
                                             gaussian_blur)
-from diffrecon.transforms.shapes import RandShapesd, random_shapes_image
+from diffrecon.transforms.shapes import RandAxialEdged, RandShapesd, random_shapes_image
 from diffrecon.transforms.slicing import ORIENTATIONS, RandSliced, foreground_slices, take_slice
 
 __all__ = ["ORIENTATIONS", "EmissionNormalize", "EmissionNormalized", "MagnitudeNormalize", "MagnitudeNormalized",
            "RandHalo", "RandHalod", "RandIntensityFactor", "RandIntensityFactord", "RandResolution", "RandResolutiond",
-           "RandShapesd", "RandSliced", "emission_mean", "foreground_slices", "gaussian_blur", "random_shapes_image",
+           "RandAxialEdged", "RandShapesd", "RandSliced", "emission_mean", "foreground_slices", "gaussian_blur", "random_shapes_image",
            "take_slice"]

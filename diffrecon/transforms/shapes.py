@@ -1,15 +1,17 @@
-"""Generic piecewise-smooth objects mixed into the phantom slices a prior trains on.
+"""Training-slice augmentations for priors that must work beyond the phantoms: generic objects, and the edge of
+an axial field of view.
 
 A prior that has seen only brain phantoms paints phantom anatomy into whatever it denoises: on real brains and on
 a geometric test object it denoises worse than a Gaussian filter (``scripts/check_prior_generalisation.py``).
 :class:`RandShapesd` replaces a fraction of the training slices by random objects (an ellipse or rounded
 rectangle, optionally a rim, inner ellipses, blocks, bars and spots of random levels, a smooth texture and a
-random blur), so the network also learns edges and smooth regions that are not anatomy. Our choice; the fraction
-is a setting of the bundles' training configs.
+random blur), so the network also learns edges and smooth regions that are not anatomy. :class:`RandAxialEdged`
+zeroes a coronal or sagittal slice beyond a random height, as a whole-body PET series whose field of view ends
+inside the head shows it. Our choices; their probabilities are settings of the bundles' training configs.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +19,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scipy.ndimage import gaussian_filter
+
+from diffrecon.transforms.intensity import _uniform_range
 
 NdarrayOrTensor = np.ndarray | torch.Tensor
 
@@ -30,8 +34,10 @@ def _region(y: np.ndarray, x: np.ndarray, centre: np.ndarray, axes: np.ndarray, 
     return np.abs(u) ** power + np.abs(v) ** power <= 1.0
 
 
-def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState) -> np.ndarray:
-    """A random non-negative 2D object of ``shape`` (rows, columns), float32, on a zero background."""
+def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState,
+                        spot_levels: tuple[float, float] = (0.0, 8.0)) -> np.ndarray:
+    """A random non-negative 2D object of ``shape`` (rows, columns), float32, on a zero background; its parts have
+    levels in [0, 3] times the object's, its small spots in ``spot_levels`` (real PET has foci far hotter)."""
     y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
     size = min(shape)
     centre = np.asarray(shape, dtype=np.float64) / 2 + rng.uniform(-0.05, 0.05, 2) * size
@@ -49,14 +55,14 @@ def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState) -> n
         image[outer & ~inner] = rng.uniform(0.0, 2.0)
     for _ in range(rng.randint(0, 16)):
         kind = rng.choice(["ellipse", "block", "bar", "spot"])
-        scale = {"ellipse": (0.05, 0.45), "block": (0.05, 0.4), "bar": (0.05, 0.5), "spot": (0.01, 0.05)}[kind]
+        scale = {"ellipse": (0.05, 0.45), "block": (0.05, 0.4), "bar": (0.05, 0.5), "spot": (0.04, 0.15)}[kind]
         part_axes = rng.uniform(*scale, 2) * axes.min()
         if kind == "bar":
             part_axes[0] = rng.uniform(0.01, 0.04) * size
         part_centre = centre + rng.uniform(-0.6, 0.6, 2) * axes
         part_power = rng.uniform(4.0, 10.0) if kind in ("block", "bar") else 2.0
         part = _region(y, x, part_centre, np.maximum(part_axes, 0.7), rng.uniform(0, np.pi), part_power) & outer
-        image[part] = rng.uniform(0.0, 3.0)
+        image[part] = rng.uniform(*(spot_levels if kind == "spot" else (0.0, 3.0)))
     texture = gaussian_filter(rng.standard_normal(shape), rng.uniform(2.0, 15.0))
     texture /= texture.std() + 1e-12
     image *= np.clip(1.0 + rng.uniform(0.0, 0.3) * texture, 0.0, None)
@@ -66,12 +72,14 @@ def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState) -> n
 
 class RandShapesd(RandomizableTransform, MapTransform):
     """With probability ``prob``, replace each key's 2D channel-first slice (C, H, W) by a random object of the same
-    shape (:func:`random_shapes_image`, one per channel) scaled to the slice's mean over its foreground (voxels
-    above 5% of its maximum), so the bundle's intensity convention holds."""
+    shape (:func:`random_shapes_image` with ``spot_levels``, one per channel) scaled to the slice's mean over its
+    foreground (voxels above 5% of its maximum), so the bundle's intensity convention holds."""
 
-    def __init__(self, keys: KeysCollection, prob: float = 0.25, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, prob: float = 0.25, spot_levels: Sequence[float] = (0.0, 8.0),
+                 allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
+        self.spot_levels = _uniform_range("spot_levels", spot_levels)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         self.randomize(None)
@@ -86,9 +94,40 @@ class RandShapesd(RandomizableTransform, MapTransform):
             shapes = []
             for channel in values:
                 target = float(channel[channel > 0.05 * channel.max()].mean()) if channel.max() > 0 else 1.0
-                generated = random_shapes_image(channel.shape, self.R)
+                generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
                 while generated.max() <= 0:  # every part drawn at level 0: draw again
-                    generated = random_shapes_image(channel.shape, self.R)
+                    generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
                 shapes.append(generated * target / float(generated[generated > 0.05 * generated.max()].mean()))
             d[key] = convert_to_dst_type(np.stack(shapes), d[key])[0]
+        return d
+
+
+class RandAxialEdged(RandomizableTransform, MapTransform):
+    """With probability ``prob``, zero a coronal or sagittal slice (C, rows, z) beyond a random height: the
+    fraction ``keep_range`` of its foreground's z extent is kept, from below or from above (even odds)."""
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.25, keep_range: Sequence[float] = (0.2, 0.8),
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.keep_range = _uniform_range("keep_range", keep_range)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        self.randomize(None)
+        d = dict(data)
+        if not self._do_transform:
+            return d
+        keep, from_below = self.R.uniform(*self.keep_range), self.R.uniform() < 0.5
+        for key in self.key_iterator(d):
+            values = np.asarray(torch.as_tensor(d[key]).detach().cpu(), dtype=np.float32)
+            if values.ndim != 3:
+                raise ValueError(f"RandAxialEdged expects channel-first 2D slices (C, rows, z), got {values.shape} "
+                                 f"for key {key!r}; place it after the slicer")
+            heights = np.flatnonzero((np.abs(values) > 0.1 * np.abs(values).max()).any(axis=(0, 1)))
+            if not len(heights):
+                continue
+            low, high = heights[0], heights[-1]
+            z = np.arange(values.shape[-1])
+            kept = z <= low + keep * (high - low) if from_below else z >= high - keep * (high - low)
+            d[key] = convert_to_dst_type(values * kept, d[key])[0]
         return d

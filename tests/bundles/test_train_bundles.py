@@ -133,7 +133,8 @@ def test_finetune_from_shipped_weights(bundle, settings, weights, nifti_folder, 
 # transforms)
 CANDIDATES = [("mr_t1_prior", {}, ["train_wide.json"], 5, 1),
               ("mr_t1_prior", {}, ["train_wide.json", "train_shapes.json"], 5, 2),
-              ("pet_fdg_prior", {"orientation": "axial"}, ["train_shapes.json"], 8, 1)]
+              ("pet_fdg_prior", {"orientation": "axial"}, ["train_shapes.json"], 8, 1),
+              ("pet_fdg_prior", {"orientation": "coronal"}, ["train_shapes.json"], 8, 2)]
 
 
 @pytest.mark.parametrize("bundle, settings, candidate, augmentations, slice_transforms", CANDIDATES)
@@ -149,7 +150,7 @@ def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, aug
     workflow = _run(bundle, configs, **{**overrides, "output_dir": str(tmp_path / "candidate")},
                     pretrained_ckpt=str(pretrained))
     assert len(workflow.parser["augmentation"]) == augmentations and workflow.parser["finetune"] is True
-    assert len(workflow.parser["slice_transforms"]) == slice_transforms
+    assert len(workflow.parser.get_parsed_content("slice_transforms")) == slice_transforms
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
     assert checksum_path(tmp_path / "candidate" / "model.pt").is_file()

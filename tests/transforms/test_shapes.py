@@ -1,11 +1,12 @@
-"""Generic objects mixed into training slices (RandShapesd)."""
+"""Training-slice augmentations beyond the phantoms (RandShapesd, RandAxialEdged)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from diffrecon.transforms import RandShapesd, random_shapes_image
+from diffrecon.checks import InputError
+from diffrecon.transforms import RandAxialEdged, RandShapesd, random_shapes_image
 
 
 def _slice() -> torch.Tensor:
@@ -47,3 +48,30 @@ def test_probability_zero_keeps_the_slice_and_a_seed_repeats_the_draw():
 def test_a_volume_is_refused_with_where_to_place_the_transform():
     with pytest.raises(ValueError, match="after the slicer"):
         RandShapesd("image", prob=1.0)({"image": torch.ones(1, 8, 8, 8)})
+
+
+def test_hot_spot_levels_widen_the_dynamic_range_and_are_checked():
+    def peak_over_mean(levels):
+        rng = np.random.RandomState(3)
+        images = [random_shapes_image((48, 48), rng, levels) for _ in range(40)]
+        return np.mean([image.max() / image[image > 0.05 * image.max()].mean() for image in images])
+
+    assert peak_over_mean((4.0, 8.0)) > 1.3 * peak_over_mean((0.0, 3.0))
+    with pytest.raises(InputError, match="spot_levels"):
+        RandShapesd("image", spot_levels=(8.0, 4.0))
+
+
+def test_axial_edge_zeroes_one_side_of_the_slice_and_keeps_the_rest():
+    image = torch.zeros(1, 10, 40)
+    image[0, 2:8, 5:35] = 1.0 + torch.arange(30.0) / 30  # foreground from z = 5 to 34
+    transform = RandAxialEdged("image", prob=1.0, keep_range=(0.5, 0.5)).set_random_state(0)
+    sides = set()
+    for _ in range(12):
+        out = transform({"image": image})["image"]
+        kept = torch.nonzero(out[0].sum(0)).flatten()
+        assert kept.numel() in (15, 16) and torch.equal(out[0][:, kept], image[0][:, kept])
+        sides.add(int(kept[0]) == 5)
+    assert sides == {True, False}  # cut from above and from below
+    assert torch.equal(RandAxialEdged("image", prob=0.0)({"image": image})["image"], image)
+    with pytest.raises(ValueError, match="after the slicer"):
+        RandAxialEdged("image", prob=1.0)({"image": torch.ones(1, 4, 4, 4)})
