@@ -70,64 +70,74 @@ def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState,
     return np.clip(image, 0.0, None).astype(np.float32)
 
 
-class RandShapesd(RandomizableTransform, MapTransform):
+class _RandSliceTransformd(RandomizableTransform, MapTransform):
+    """Shared frame of the random slice transforms: with probability ``prob`` a sample is drawn (:meth:`draw`) and
+    every key's channel-first 2D slice (C, rows, columns) is changed by :meth:`apply`; the type is kept."""
+
+    def __init__(self, keys: KeysCollection, prob: float, allow_missing_keys: bool) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+
+    def draw(self) -> None:
+        """Draw what one sample shares across its keys."""
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        self.randomize(None)
+        d = dict(data)
+        if not self._do_transform:
+            return d
+        self.draw()
+        for key in self.key_iterator(d):
+            values = np.asarray(torch.as_tensor(d[key]).detach().cpu(), dtype=np.float32)
+            if values.ndim != 3:
+                raise ValueError(f"{type(self).__name__} expects channel-first 2D slices (C, rows, columns), got "
+                                 f"{values.shape} for key {key!r}; place it after the slicer")
+            d[key] = convert_to_dst_type(self.apply(values), d[key])[0]
+        return d
+
+
+class RandShapesd(_RandSliceTransformd):
     """With probability ``prob``, replace each key's 2D channel-first slice (C, H, W) by a random object of the same
     shape (:func:`random_shapes_image` with ``spot_levels``, one per channel) scaled to the slice's mean over its
     foreground (voxels above 5% of its maximum), so the bundle's intensity convention holds."""
 
     def __init__(self, keys: KeysCollection, prob: float = 0.25, spot_levels: Sequence[float] = (0.0, 8.0),
                  allow_missing_keys: bool = False) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.spot_levels = _uniform_range("spot_levels", spot_levels)
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        self.randomize(None)
-        d = dict(data)
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            values = np.asarray(torch.as_tensor(d[key]).detach().cpu(), dtype=np.float32)
-            if values.ndim != 3:
-                raise ValueError(f"RandShapesd expects channel-first 2D slices (C, H, W), got {values.shape} "
-                                 f"for key {key!r}; place it after the slicer")
-            shapes = []
-            for channel in values:
-                target = float(channel[channel > 0.05 * channel.max()].mean()) if channel.max() > 0 else 1.0
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        shapes = []
+        for channel in values:
+            target = float(channel[channel > 0.05 * channel.max()].mean()) if channel.max() > 0 else 1.0
+            generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
+            while generated.max() <= 0:  # every part drawn at level 0: draw again
                 generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
-                while generated.max() <= 0:  # every part drawn at level 0: draw again
-                    generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
-                shapes.append(generated * target / float(generated[generated > 0.05 * generated.max()].mean()))
-            d[key] = convert_to_dst_type(np.stack(shapes), d[key])[0]
-        return d
+            shapes.append(generated * target / float(generated[generated > 0.05 * generated.max()].mean()))
+        return np.stack(shapes)
 
 
-class RandAxialEdged(RandomizableTransform, MapTransform):
+class RandAxialEdged(_RandSliceTransformd):
     """With probability ``prob``, zero a coronal or sagittal slice (C, rows, z) beyond a random height: the
     fraction ``keep_range`` of its foreground's z extent is kept, from below or from above (even odds)."""
 
     def __init__(self, keys: KeysCollection, prob: float = 0.25, keep_range: Sequence[float] = (0.2, 0.8),
                  allow_missing_keys: bool = False) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.keep_range = _uniform_range("keep_range", keep_range)
+        self.keep, self.from_below = 1.0, True
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        self.randomize(None)
-        d = dict(data)
-        if not self._do_transform:
-            return d
-        keep, from_below = self.R.uniform(*self.keep_range), self.R.uniform() < 0.5
-        for key in self.key_iterator(d):
-            values = np.asarray(torch.as_tensor(d[key]).detach().cpu(), dtype=np.float32)
-            if values.ndim != 3:
-                raise ValueError(f"RandAxialEdged expects channel-first 2D slices (C, rows, z), got {values.shape} "
-                                 f"for key {key!r}; place it after the slicer")
-            heights = np.flatnonzero((np.abs(values) > 0.1 * np.abs(values).max()).any(axis=(0, 1)))
-            if not len(heights):
-                continue
-            low, high = heights[0], heights[-1]
-            z = np.arange(values.shape[-1])
-            kept = z <= low + keep * (high - low) if from_below else z >= high - keep * (high - low)
-            d[key] = convert_to_dst_type(values * kept, d[key])[0]
-        return d
+    def draw(self) -> None:
+        self.keep, self.from_below = self.R.uniform(*self.keep_range), self.R.uniform() < 0.5
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        heights = np.flatnonzero((np.abs(values) > 0.1 * np.abs(values).max()).any(axis=(0, 1)))
+        if not len(heights):
+            return values
+        low, high = heights[0], heights[-1]
+        z = np.arange(values.shape[-1])
+        extent = self.keep * (high - low)
+        return values * (z <= low + extent if self.from_below else z >= high - extent)
