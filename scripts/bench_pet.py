@@ -13,15 +13,15 @@ Out of the priors' family (evaluation only): ``--real`` scans, instead of phanto
 SPM12 PET template on the demo grid (placed as scripts/check_prior_generalisation.py places them; μ-map: water in
 the head) and scores NRMSE over the brain, PSNR and SSIM:
 
-    python scripts/bench_pet.py --split test --preset demo --count-level 1% --real --runs "$(cat tuned_runs.json)" \
+    python scripts/bench_pet.py --split test --preset demo --count-level 1% --real --runs "$(cat tuned_runs.json)" \\
         --out real.jsonl [--prior candidate_prior_bundle]
 
-Diffusion methods get the shipped pet_fdg_prior (or ``--prior``, a prior bundle folder) fitted to the grid (three orientations in 3D, the axial prior
-for one slice) and draw ``--num-samples`` samples whose mean is scored. Per line: NRMSE (brain), PSNR, SSIM,
-CRC of hot and cold lesions, white-matter CoV, network evaluations, seconds (network, physics, all) and the
-process's peak memory so far. With ``--images``, the images are kept (float16) so the table adds bias and
-variance across noise realisations. The table also gives the time of one network evaluation and one forward +
-back projection measured in the same run, to compare wall time with NFE x network + projections.
+Diffusion methods get the shipped pet_fdg_prior (or ``--prior``, a prior bundle folder) fitted to the grid (three
+orientations in 3D, the axial prior for one slice) and draw ``--num-samples`` samples whose mean is scored. Per
+line: NRMSE (brain), PSNR, SSIM, CRC of hot and cold lesions, white-matter CoV, network evaluations, seconds
+(network, physics, all) and the process's peak memory so far. With ``--images``, the images are kept (float16) so
+the table adds bias and variance across noise realisations. The table also gives the time of one network evaluation
+and one forward + back projection measured in the same run, to compare wall time with NFE x network + projections.
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ from check_prior_generalisation import fdg_source, spm_pet_source
 from scipy.ndimage import binary_fill_holes
 
 from diffrecon.data.demo_cases import scanned_pet_case, simulated_pet_case
+from diffrecon.data.phantoms import MU_SOFT_TISSUE, make_subject
 from diffrecon.data.splits import subject_seeds
 from diffrecon.methods import build_method
 from diffrecon.methods.registry import required_inputs
-from diffrecon.data.phantoms import MU_SOFT_TISSUE, make_subject
 from diffrecon.metrics import bias_and_variance, nrmse, phantom_metrics, psnr, ssim
 from diffrecon.physics.geometry import get_preset
 from diffrecon.pipeline import method_inputs
