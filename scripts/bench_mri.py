@@ -12,6 +12,9 @@ only: it is never used to tune).
         --runs '[["tv", {"lam": 0.003}], ["dds", {"gamma": 10}]]' --out tune_mri.jsonl
     python scripts/bench_mri.py --split test --subjects 5 --masks random:4 random:8 gaussian2d:8 poisson:8 \\
         --twix 4 8 --runs "$(cat tuned_mri_runs.json)" --out bench_mri.jsonl --curve psnr_steps.png
+        [--prior candidate_prior_bundle]
+
+Diffusion methods use the shipped mr_t1_prior or ``--prior`` (a prior bundle folder, part of each key).
 
 Per line: PSNR, SSIM, NRMSE of the magnitude against the reference (whole image; PSNR over the reference's
 maximum), network evaluations (NFE, sequential, per sample) and 2D images through the network, seconds
@@ -56,6 +59,8 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON lines file (appended; done configurations skipped)")
+    parser.add_argument("--prior", help="prior bundle folder for the diffusion methods (default: the shipped "
+                        "mr_t1_prior); part of each configuration's key")
     parser.add_argument("--curve", help="PNG: PSNR against NFE of the diffusion runs")
     args = parser.parse_args()
     if args.twix and args.split != "test":
@@ -69,12 +74,13 @@ def main() -> None:
     for source, seed, mask in cases:
         case = None
         for name, settings in runs:
-            key = json.dumps([source, seed, mask, args.center_fraction, name, settings, args.num_samples])
+            key = json.dumps([source, seed, mask, args.center_fraction, name, settings, args.num_samples,
+                              *([args.prior] if args.prior else [])])
             if key in done:
                 continue
             if case is None:
                 case = load_case(source, seed, mask, args.center_fraction, args.split)
-            line = run(case, name, settings, args.num_samples)
+            line = run(case, name, settings, args.num_samples, args.prior)
             line.update(key=key, source=source, seed=seed, mask=mask)
             with out.open("a") as stream:
                 stream.write(json.dumps(line) + "\n")
@@ -99,9 +105,10 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(text) for text in path.read_text().splitlines()] if path.is_file() else []
 
 
-def run(case, name: str, settings: dict, num_samples: int) -> dict:
-    """One reconstruction of ``case`` and its figures."""
-    inputs = method_inputs(name, case) if required_inputs(name) else {}
+def run(case, name: str, settings: dict, num_samples: int, prior: str | None = None) -> dict:
+    """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle folder;
+    default the shipped one)."""
+    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
     method = build_method(name, **inputs, **settings)
     method.progress = False
     start = time.perf_counter()
@@ -124,7 +131,7 @@ def summarise(lines: list[dict]) -> str:
     groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for line in lines:
         key = json.loads(line["key"])
-        run_name = json.dumps([key[4], key[5], key[6]])
+        run_name = json.dumps(key[4:])  # method, settings, samples[, prior]
         groups.setdefault((line["source"], line["mask"]), {}).setdefault(run_name, []).append(line)
     rows = ["| data, mask | method, settings, samples | n | PSNR | SSIM | NRMSE | NFE | network images | "
             "s (network, physics) |", "|---" * 9 + "|"]
