@@ -8,6 +8,7 @@
     python scripts/train_priors.py pet-axial --export-only                             # export a finished run
     nice -n 10 python scripts/train_priors.py mr-vp-wide --no-export                   # a candidate run
     nice -n 10 python scripts/train_priors.py mr-vp-shapes --no-export                 # ... fine-tuned further
+    nice -n 10 python scripts/train_priors.py pet-coronal-shapes-own --no-export       # PET candidates
 
 ``--no-export`` leaves the shipped weights alone so that a run can be measured first
 (``scripts/check_prior_generalisation.py --weights runs/.../model.pt ...``); ``--export-only`` then copies a
@@ -60,6 +61,11 @@ PRIORS = {
                              model="vp"),
     **{f"pet-{o}-shapes": PriorRun("pet_fdg_prior", f"{o}_shapes", {"orientation": o, "epochs": 30},
                                    ("train_shapes.json",), model=o) for o in ("axial", "coronal", "sagittal")},
+    # candidates: the same, but coronal and sagittal fine-tuned from their own orientation's finished run
+    # (pet-coronal, pet-sagittal) instead of the axial one (configs/train_shapes_own.json)
+    **{f"pet-{o}-shapes-own": PriorRun("pet_fdg_prior", f"{o}_shapes_own", {"orientation": o, "epochs": 30},
+                                       ("train_shapes.json", "train_shapes_own.json"), model=o)
+       for o in ("coronal", "sagittal")},
 }
 
 

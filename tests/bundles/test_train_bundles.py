@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from diffrecon.checks import InputError
 from diffrecon.priors.weights import checksum_path, save_weights, state_dict_of
@@ -155,3 +155,16 @@ def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, aug
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
     assert checksum_path(tmp_path / "candidate" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("orientation", ["coronal", "sagittal"])
+def test_own_orientation_candidate_starts_from_its_orientations_run(orientation):
+    """configs/train_shapes_own.json (scripts/train_priors.py pet-<orientation>-shapes-own) fine-tunes from the
+    finished run of its own orientation, not the axial one that train_shapes.json names."""
+    root = BUNDLES / "pet_fdg_prior"
+    parser = ConfigParser()
+    parser.read_config(train_configs("pet_fdg_prior") + [str(root / "configs" / name) for name in
+                                                          ("train_shapes.json", "train_shapes_own.json")])
+    parser.update({"bundle_root": str(root), "orientation": orientation})
+    assert parser.get_parsed_content("pretrained_ckpt") == str(root / "runs" / orientation / "model.pt")
+    assert parser.get_parsed_content("model_name") == f"{orientation}_shapes_own"
