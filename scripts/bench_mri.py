@@ -6,13 +6,17 @@ ESPIRiT as for measured data) of the validation split (tuning) or the test split
 ``--masks`` given as KIND:R (random = uniform random lines, gaussian1d, gaussian2d, poisson, equispaced); and
 with ``--twix``, the real 2-coil Siemens GRE scan (../shared/data/twix_gre_siemens, 160 x 160 after removing
 the readout oversampling) undersampled retrospectively, its fully sampled RSS image the reference (evaluation
-only: it is never used to tune).
+only: it is never used to tune). With ``--real``, real brain T1 images out of the prior's family take the
+phantoms' place (evaluation only): the central axial slice of the SPM12 single-subject T1 and of the two BRAINS T1
+scans, placed on the prior's grid as scripts/check_prior_generalisation.py places them, then scanned as the
+phantoms (phase, coils, noise, masks).
 
     python scripts/bench_mri.py --split validation --subjects 3 --masks random:4 random:8 \\
         --runs '[["tv", {"lam": 0.003}], ["dds", {"gamma": 10}]]' --out tune_mri.jsonl
     python scripts/bench_mri.py --split test --subjects 5 --masks random:4 random:8 gaussian2d:8 poisson:8 \\
         --twix 4 8 --runs "$(cat tuned_mri_runs.json)" --out bench_mri.jsonl --curve psnr_steps.png
         [--prior candidate_prior_bundle]
+    python scripts/bench_mri.py --split test --real --masks random:4 random:8 --runs ... --out real.jsonl
 
 Diffusion methods use the shipped mr_t1_prior or ``--prior`` (a prior bundle folder, part of each key).
 
@@ -32,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffrecon.data.demo_cases import simulated_mri_case
+from check_prior_generalisation import BRAINS_T1, MR_GRID, SPM_T1, centred_source, per_slice_max
+
+from diffrecon.data.demo_cases import scanned_mri_case, simulated_mri_case
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.cases import load_mri_case
 from diffrecon.methods import build_method
@@ -41,6 +47,8 @@ from diffrecon.metrics import nrmse, psnr, ssim
 from diffrecon.pipeline import method_inputs
 
 TWIX = Path(__file__).resolve().parents[2] / "shared/data/twix_gre_siemens/gre_kspace_cha_lin_col.npy"
+REAL_T1 = {"spm12_t1": SPM_T1, "brains_test": BRAINS_T1["BRAINS T1 test (real, 4 mm)"],
+           "brains_test2": BRAINS_T1["BRAINS T1 test2 (real, 4 mm)"]}  # evaluation only, never tuned on
 FLOOR_DB = 10.0  # the curve's lowest PSNR; runs below it are marked, not drawn to scale
 FIGURES = ("psnr_db", "ssim", "nrmse", "network_evaluations", "network_images", "seconds", "seconds_network",
            "seconds_physics")
@@ -54,6 +62,8 @@ def main() -> None:
     parser.add_argument("--masks", nargs="*", default=["random:4", "random:8"], help="KIND:R for the phantoms")
     parser.add_argument("--twix", type=float, nargs="*", default=[], help="accelerations of the real twix scan "
                                                                           "(random lines; test split only)")
+    parser.add_argument("--real", action="store_true", help="real brain T1 slices (REAL_T1) instead of the "
+                        "phantoms, scanned alike; evaluation only")
     parser.add_argument("--center-fraction", type=float, default=0.08)
     parser.add_argument("--runs", required=True, help="JSON list of [method, settings] pairs")
     parser.add_argument("--num-samples", type=int, default=1)
@@ -63,13 +73,15 @@ def main() -> None:
                         "mr_t1_prior); part of each configuration's key")
     parser.add_argument("--curve", help="PNG: PSNR against NFE of the diffusion runs")
     args = parser.parse_args()
-    if args.twix and args.split != "test":
-        parser.error("--twix is evaluation data: use it with --split test only")
+    if (args.twix or args.real) and args.split != "test":
+        parser.error("--twix and --real are evaluation data: use them with --split test only")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     done = {line["key"] for line in read_lines(out)}
     runs = json.loads(args.runs)
-    cases = [("phantom", seed, mask) for mask in args.masks for seed in subject_seeds(args.split, args.subjects)]
+    subjects = [("real", name) for name in REAL_T1] if args.real else [
+        ("phantom", seed) for seed in subject_seeds(args.split, args.subjects)]
+    cases = [(source, seed, mask) for mask in args.masks for source, seed in subjects]
     cases += [("twix", 0, f"random:{r:g}") for r in args.twix]
     for source, seed, mask in cases:
         case = None
@@ -92,11 +104,16 @@ def main() -> None:
         plot_curve(read_lines(out), Path(args.curve))
 
 
-def load_case(source: str, seed: int, mask: str, center_fraction: float, split: str):
+def load_case(source: str, seed: int | str, mask: str, center_fraction: float, split: str):
     kind, _, acceleration = mask.partition(":")
     if source == "twix":
         return load_mri_case(TWIX, layout="cyx", readout_oversampling=2, mask=kind, acceleration=float(acceleration),
                              center_fraction=center_fraction, seed=0)
+    if source == "real":
+        volume = centred_source(REAL_T1[seed], seed, MR_GRID, per_slice_max).volume
+        magnitude = volume[..., MR_GRID.shape[2] // 2]
+        return scanned_mri_case(magnitude, list(REAL_T1).index(seed), mask=kind, acceleration=float(acceleration),
+                                center_fraction=center_fraction)
     return simulated_mri_case(seed, mask=kind, acceleration=float(acceleration), center_fraction=center_fraction,
                               split=split)
 

@@ -45,21 +45,30 @@ def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 
                        center_fraction: float = 0.08, snr_db: float = 30.0, phase: float = 1.0, noise_seed: int = 0,
                        split: str | None = "test", device: str | torch.device = "cpu") -> Case:
     """The central axial T1 slice (128 x 128, 1.5 mm, as the MR prior's images) of phantom subject ``seed`` of
-    ``split``, given a smooth phase (a random low-order field of up to about ``phase`` radians; 0 for a real
-    image), scanned with ``coils`` birdcage coils at ``snr_db`` and undersampled by ``mask`` with
-    ``acceleration`` (:func:`diffrecon.io.cases.load_mri_case`, coil maps by ESPIRiT as for measured data);
-    the reference is the magnitude image."""
+    ``split``, scanned as :func:`scanned_mri_case` describes; the reference is the magnitude image."""
     grid = ImageGrid((128, 128, 1), (1.5, 1.5, 1.5))
     magnitude = torch.as_tensor(make_subject(seed, grid, split=split).t1[..., 0])
+    case = scanned_mri_case(magnitude, seed, coils, acceleration, mask, center_fraction, snr_db, phase, noise_seed,
+                            device)
+    return replace(case, affine=grid.affine, info={**case.info, "phantom_seed": seed})
+
+
+def scanned_mri_case(magnitude: torch.Tensor, seed: int, coils: int = 8, acceleration: float = 4.0,
+                     mask: str = "random", center_fraction: float = 0.08, snr_db: float = 30.0, phase: float = 1.0,
+                     noise_seed: int = 0, device: str | torch.device = "cpu") -> Case:
+    """A magnitude image (rows, cols) given a smooth phase (a random low-order field, drawn from ``seed``, of up
+    to about ``phase`` radians; 0 for a real image), scanned with ``coils`` birdcage coils at ``snr_db`` and
+    undersampled by ``mask`` with ``acceleration`` (:func:`diffrecon.io.cases.load_mri_case`, coil maps by
+    ESPIRiT as for measured data); the reference is the magnitude image."""
+    magnitude = torch.as_tensor(magnitude, dtype=torch.float32)
     rng = np.random.default_rng([seed, noise_seed, 7])
-    x, y = torch.meshgrid(torch.linspace(-1, 1, 128), torch.linspace(-1, 1, 128), indexing="ij")
+    x, y = torch.meshgrid(*(torch.linspace(-1, 1, n) for n in magnitude.shape), indexing="ij")
     terms = torch.stack([x, y, x * y, x ** 2 - 0.5, y ** 2 - 0.5])
     field = (torch.as_tensor(rng.uniform(-1, 1, len(terms)), dtype=torch.float32)[:, None, None] * terms).sum(0)
     image = magnitude * torch.exp(1j * float(phase) * field / field.abs().max().clamp_min(1e-6))
     case = load_mri_case(image=image, coils=coils, snr_db=snr_db, mask=mask, acceleration=acceleration,
                          center_fraction=center_fraction, seed=noise_seed, device=device)
-    info = {**case.info, "phantom_seed": seed, "coils": coils, "snr_db": snr_db, "phase": phase}
-    return replace(case, affine=grid.affine, info=info)
+    return replace(case, info={**case.info, "coils": coils, "snr_db": snr_db, "phase": phase})
 
 
 def phantom_subject_folders(folder: str | Path, seeds: Sequence[int], preset: str = "demo",
