@@ -27,9 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from train_priors import PRIORS  # noqa: E402  (same names as the training command)
 
-# name -> (bundle, model, slice orientation); mr-ve is the VE form of the mr-vp network
-CHECKS = {**{name: (bundle, value, overrides.get("orientation", "axial"))
-             for name, (bundle, value, overrides) in PRIORS.items()}, "mr-ve": ("mr_t1_prior", "ve", "axial")}
+# name -> (bundle, shipped model, slice orientation), one per shipped model (the base runs; candidate runs
+# export to the same models); mr-ve is the VE form of the mr-vp network
+CHECKS = {**{name: (run.bundle, run.model or run.run, run.overrides.get("orientation", "axial"))
+             for name, run in PRIORS.items() if not run.configs}, "mr-ve": ("mr_t1_prior", "ve", "axial")}
 
 GRIDS = {"pet_fdg_prior": ("fdg", None, None, {"axial": (64, 72), "coronal": (64, 56), "sagittal": (72, 56)}),
          "mr_t1_prior": ("t1", (128, 128, 112), (1.5, 1.5, 1.5), {"axial": (128, 128)})}
