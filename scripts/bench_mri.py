@@ -29,6 +29,7 @@ every diffusion method and variant with several step counts (one-sample runs).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -110,12 +111,17 @@ def load_case(source: str, seed: int | str, mask: str, center_fraction: float, s
         return load_mri_case(TWIX, layout="cyx", readout_oversampling=2, mask=kind, acceleration=float(acceleration),
                              center_fraction=center_fraction, seed=0)
     if source == "real":
-        volume = centred_source(REAL_T1[seed], seed, MR_GRID, per_slice_max).volume
-        magnitude = volume[..., MR_GRID.shape[2] // 2]
-        return scanned_mri_case(magnitude, list(REAL_T1).index(seed), mask=kind, acceleration=float(acceleration),
-                                center_fraction=center_fraction)
+        return scanned_mri_case(real_t1_slice(seed), list(REAL_T1).index(seed), mask=kind,
+                                acceleration=float(acceleration), center_fraction=center_fraction)
     return simulated_mri_case(seed, mask=kind, acceleration=float(acceleration), center_fraction=center_fraction,
                               split=split)
+
+
+@functools.cache
+def real_t1_slice(name: str) -> np.ndarray:
+    """The central axial slice of real T1 volume ``name`` of ``REAL_T1`` on the prior's grid (read once per
+    run, whatever the number of masks)."""
+    return centred_source(REAL_T1[name], name, MR_GRID, per_slice_max).volume[..., MR_GRID.shape[2] // 2]
 
 
 def read_lines(path: Path) -> list[dict]:

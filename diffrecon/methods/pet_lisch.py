@@ -66,12 +66,12 @@ class PETLiSch(PETDiffusionMethod):
         return f"{super().description()} K={self.iterations}"
 
     def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float) -> dict[str, Any]:
+        views = subset_views(model.projector.n_views, self.subsets)  # refuses too many subsets before MLEM runs
         curve = mlem(data, model, self.iterations, progress=False).log_likelihood
         n = len(self.timesteps)
         positions = [1 + (self.iterations - 1) * i / max(n - 1, 1) for i in range(n)]
         targets = [_interpolate(curve, k) for k in positions]
-        return {"mlem_log_likelihood": curve, "targets": targets, "ascent_steps": [], "capped": [],
-                "views": subset_views(model.projector.n_views, self.subsets)}
+        return {"mlem_log_likelihood": curve, "targets": targets, "ascent_steps": [], "capped": [], "views": views}
 
     def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
                    context: dict[str, Any]) -> torch.Tensor:

@@ -110,6 +110,7 @@ def test_a_known_image_is_recovered_from_noiseless_data(name, settings):
 @pytest.mark.parametrize("build,message", [
     (lambda p: PETLiSch(p, steps=0), "steps must be an integer >= 1, got 0"),
     (lambda p: PETLiSch(p, iterations=0), "iterations must be an integer >= 1, got 0"),
+    (lambda p: PETLiSch(p, subsets=0), "subsets must be an integer >= 1, got 0"),
     (lambda p: PETLiSch(p, step_size=-0.5), "step_size must be in"),
     (lambda p: PETDDS(p, lam=-1.0), "lam must be a finite number >= 0"),
     (lambda p: PETDDS(p, warm_start=1.5), "warm_start must be None or a fraction"),
@@ -140,3 +141,7 @@ def test_bad_data_and_unfit_priors_are_refused_before_sampling(scan, volume_prio
     coarse.voxel_size_mm = (2.0, 2.0, 2.0)
     with pytest.raises(InputError, match=r"voxels of \(3.0, 3.0, 3.0\) mm; the prior was trained at \(2.0"):
         PETLiSch(coarse)(measured, model)
+    views = model.projector.n_views
+    too_many = rf"n_subsets must be between 1 and the number of views \({views}\), got {views + 1}"
+    with pytest.raises(InputError, match=too_many):
+        PETLiSch(volume_prior, subsets=views + 1)(measured, model)
