@@ -22,7 +22,7 @@ from diffrecon.checks import check_at_least, check_integer
 from diffrecon.classical.penalties import AnchorPenalty, PenaltySum, RelativeDifferencePenalty
 from diffrecon.classical.pet import em_ascent_step
 from diffrecon.methods.pet_diffusion import PETDiffusionMethod
-from diffrecon.physics.pet import PETAcquisitionModel, subset_views
+from diffrecon.physics.pet import PETAcquisitionModel
 from diffrecon.priors.prior import ScoreModel
 
 
@@ -42,13 +42,12 @@ class PETDDS(PETDiffusionMethod):
                  subsets: int = 8, rdp_z: float = 0.0, eta: float = 0.1, warm_start: float | None = None,
                  final_time: float = 0.1, osem_iterations: int = 2, osem_subsets: int = 8,
                  progress: bool = True) -> None:
-        super().__init__(prior, steps, eta, warm_start, final_time, osem_iterations, osem_subsets, progress)
+        super().__init__(prior, steps, eta, warm_start, final_time, subsets, osem_iterations, osem_subsets, progress)
         self.lam, self.rdp_z = check_at_least("lam", lam), check_at_least("rdp_z", rdp_z)
-        self.ascent_steps, self.subsets = check_integer("ascent_steps", ascent_steps), check_integer("subsets", subsets)
+        self.ascent_steps = check_integer("ascent_steps", ascent_steps)
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "lam": self.lam, "ascent_steps": self.ascent_steps, "subsets": self.subsets,
-                "rdp_z": self.rdp_z}
+        return {**super().settings(), "lam": self.lam, "ascent_steps": self.ascent_steps, "rdp_z": self.rdp_z}
 
     def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float) -> dict[str, Any]:
         sensitivity = model.sensitivity()
@@ -57,8 +56,7 @@ class PETDDS(PETDiffusionMethod):
         if self.rdp_z > 0:
             grid = model.grid
             rdp = RelativeDifferencePenalty(self.rdp_z * unit, grid.shape, grid.voxel_size_mm, neighbourhood=2)
-        return {"views": subset_views(model.projector.n_views, self.subsets), "anchor": self.lam * unit / scale,
-                "rdp": rdp}
+        return {"anchor": self.lam * unit / scale, "rdp": rdp}
 
     def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
                    context: dict[str, Any]) -> torch.Tensor:

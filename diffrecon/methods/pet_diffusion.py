@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from diffrecon.checks import InputError, check_at_least, check_integer
 from diffrecon.classical.pet import osem
 from diffrecon.methods.base import Method, Reconstruction, Stopwatch, summarize_samples
-from diffrecon.physics.pet import PETAcquisitionModel
+from diffrecon.physics.pet import PETAcquisitionModel, subset_views
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.schedules import VPSchedule
 from diffrecon.priors.steps import ddim_step, ddim_timesteps
@@ -48,6 +48,15 @@ def check_prior_fits(prior: ScoreModel, model: PETAcquisitionModel, tolerance: f
                              "mm: reconstruct on a grid of that voxel size (e.g. --grid with a NIfTI image of it)")
 
 
+def views_in_subsets(subsets: int, model: PETAcquisitionModel) -> list[list[int]]:
+    """The model's views split into ``subsets`` subsets; refuses more subsets than views, naming the methods'
+    ``subsets`` setting."""
+    n_views = model.projector.n_views
+    if subsets > n_views:
+        raise InputError(f"subsets must be at most the number of views of the scanner ({n_views}), got {subsets}")
+    return subset_views(n_views, subsets)
+
+
 class PETDiffusionMethod(Method):
     """Base of the diffusion PET methods; subclasses implement :meth:`consistent` (and may :meth:`prepare`).
 
@@ -58,6 +67,7 @@ class PETDiffusionMethod(Method):
         warm_start: None to start from noise at the last timestep; a fraction f in (0, 1) to start at timestep
             f T from the noised OSEM image (SDEdit/CCDF), which needs far fewer steps.
         final_time: fraction of T where sampling stops; the last step's consistent estimate is the result.
+        subsets: view subsets of the method's EM steps.
         osem_iterations, osem_subsets: the OSEM image that sets the scale (and the warm start).
         progress: show a progress bar with the mean log-likelihood.
     """
@@ -65,7 +75,7 @@ class PETDiffusionMethod(Method):
     modality = "PT"
 
     def __init__(self, prior: ScoreModel, steps: int, eta: float, warm_start: float | None, final_time: float,
-                 osem_iterations: int, osem_subsets: int, progress: bool) -> None:
+                 subsets: int, osem_iterations: int, osem_subsets: int, progress: bool) -> None:
         if not isinstance(prior, ScoreModel):
             raise InputError(f"prior must be a diffrecon.priors.ScoreModel, got {type(prior).__name__}")
         self.prior = prior
@@ -79,6 +89,7 @@ class PETDiffusionMethod(Method):
         self.final_time = check_at_least("final_time", final_time)
         if self.final_time >= (self.warm_start or 1.0):
             raise InputError(f"final_time ({final_time}) must be below the start ({self.warm_start or 1.0})")
+        self.subsets = check_integer("subsets", subsets)
         self.osem_iterations = check_integer("osem_iterations", osem_iterations)
         self.osem_subsets = check_integer("osem_subsets", osem_subsets)
         self.progress = bool(progress)
@@ -100,7 +111,7 @@ class PETDiffusionMethod(Method):
 
     def settings(self) -> dict[str, Any]:
         return {"steps": self.steps, "eta": self.eta, "warm_start": self.warm_start, "final_time": self.final_time,
-                "osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets}
+                "subsets": self.subsets, "osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets}
 
     def description(self) -> str:
         start = "" if self.warm_start is None else f" warm start {self.warm_start:g}"
@@ -108,7 +119,7 @@ class PETDiffusionMethod(Method):
 
     def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float) -> dict[str, Any]:
         """Work done once before sampling (e.g. PET-LiSch's MLEM likelihood curve): the context that
-        :meth:`consistent` gets at every step and :meth:`summary` at the end."""
+        :meth:`consistent` gets at every step and :meth:`summary` at the end, beside "views" (the view subsets)."""
         return {}
 
     def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
@@ -125,12 +136,13 @@ class PETDiffusionMethod(Method):
                     generator: torch.Generator | None) -> Reconstruction:
         data = physics.check_data(data, "measured sinogram")
         check_prior_fits(self.prior, physics)
+        views = views_in_subsets(self.subsets, physics)
         clock = Stopwatch(data.device)
         with clock("physics"):
             reference = osem(data, physics, self.osem_iterations, self.osem_subsets, progress=False).image
         scale = emission_mean(reference)
         with clock("physics"):
-            context = self.prepare(data, physics, scale)
+            context = {"views": views, **self.prepare(data, physics, scale)}
         schedule = self.prior.schedule
         shape = (num_samples, *physics.grid.shape)
         noise = torch.randn(shape, generator=generator, device=data.device)

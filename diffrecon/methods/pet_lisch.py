@@ -30,7 +30,7 @@ import torch
 from diffrecon.checks import InputError, check_integer
 from diffrecon.classical.pet import em_ascent_step, mlem
 from diffrecon.methods.pet_diffusion import PETDiffusionMethod
-from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_likelihood, subset_views
+from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_likelihood
 from diffrecon.priors.prior import ScoreModel
 
 
@@ -50,28 +50,26 @@ class PETLiSch(PETDiffusionMethod):
                  step_size: float = 1.0, max_ascent_steps: int = 10, eta: float = 0.1, warm_start: float | None = 0.3,
                  final_time: float = 0.0, osem_iterations: int = 2, osem_subsets: int = 8,
                  progress: bool = True) -> None:
-        super().__init__(prior, steps, eta, warm_start, final_time, osem_iterations, osem_subsets, progress)
+        super().__init__(prior, steps, eta, warm_start, final_time, subsets, osem_iterations, osem_subsets, progress)
         self.iterations = check_integer("iterations", iterations)
-        self.subsets = check_integer("subsets", subsets)
         if not 0 < step_size <= 2:
             raise InputError(f"step_size must be in (0, 2], got {step_size!r}")
         self.step_size = float(step_size)
         self.max_ascent_steps = check_integer("max_ascent_steps", max_ascent_steps)
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "iterations": self.iterations, "subsets": self.subsets,
-                "step_size": self.step_size, "max_ascent_steps": self.max_ascent_steps}
+        return {**super().settings(), "iterations": self.iterations, "step_size": self.step_size,
+                "max_ascent_steps": self.max_ascent_steps}
 
     def description(self) -> str:
         return f"{super().description()} K={self.iterations}"
 
     def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float) -> dict[str, Any]:
-        views = subset_views(model.projector.n_views, self.subsets)  # refuses too many subsets before MLEM runs
         curve = mlem(data, model, self.iterations, progress=False).log_likelihood
         n = len(self.timesteps)
         positions = [1 + (self.iterations - 1) * i / max(n - 1, 1) for i in range(n)]
         targets = [_interpolate(curve, k) for k in positions]
-        return {"mlem_log_likelihood": curve, "targets": targets, "ascent_steps": [], "capped": [], "views": views}
+        return {"mlem_log_likelihood": curve, "targets": targets, "ascent_steps": [], "capped": []}
 
     def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
                    context: dict[str, Any]) -> torch.Tensor:
