@@ -62,17 +62,18 @@ def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule |
 
 def triplanar_prior(network: nn.Module, weights: Mapping[str, str | Path], schedule: VPSchedule | VESchedule,
                     chunk_size: int = 16, voxel_size_mm: Sequence[float] | None = None,
-                    device: str | torch.device = "cpu") -> TriPlanarScore:
+                    device: str | torch.device = "cpu",
+                    orientation_weights: Mapping[str, float] | None = None) -> TriPlanarScore:
     """The tri-planar score of slice priors that share one architecture: a copy of ``network`` per orientation
     with that orientation's weights (``weights``: orientation -> weights file); ``voxel_size_mm`` as in
-    :func:`bundle_prior`.
+    :func:`bundle_prior`; ``orientation_weights`` as the ``weights`` of :class:`TriPlanarScore`.
 
     Raises:
         InputError: an unknown orientation, or missing, corrupted or mismatched weights.
     """
     priors = {name: bundle_prior(copy.deepcopy(network), path, schedule, voxel_size_mm=voxel_size_mm, device=device)
               for name, path in weights.items()}
-    return TriPlanarScore(priors, chunk_size)
+    return TriPlanarScore(priors, chunk_size, orientation_weights)
 
 
 def bundle_config(bundle: str | Path, config: str = "inference.json", **settings: object):

@@ -55,14 +55,16 @@ class TriPlanarScore(ScoreModel):
     """Average of perpendicular 2D priors over a volume: each slices the (..., x, y, z) volume in its
     orientation (axial: (z, x, y), coronal: (y, x, z), sagittal: (x, y, z), as
     ``diffrecon.transforms.slicing.ORIENTATIONS``), predicts the noise of every slice, and the three noise
-    fields are averaged.
+    fields are averaged (with ``weights``, a weighted mean: e.g. to lean on the orientation whose prior is best).
 
     Args:
         priors: orientation name -> 2D prior (or :class:`PatchwisePrior`); all share one schedule.
         chunk_size: slices per network call (memory use scales with it, not with the volume's slice count).
+        weights: orientation name -> weight >= 0 (normalised to sum 1); None for the plain mean.
     """
 
-    def __init__(self, priors: Mapping[str, DiffusionPrior | PatchwisePrior], chunk_size: int = 16) -> None:
+    def __init__(self, priors: Mapping[str, DiffusionPrior | PatchwisePrior], chunk_size: int = 16,
+                 weights: Mapping[str, float] | None = None) -> None:
         super().__init__()
         if not priors:
             raise InputError("priors is empty; expected at least one of 'axial', 'coronal', 'sagittal'")
@@ -76,6 +78,7 @@ class TriPlanarScore(ScoreModel):
         if int(chunk_size) < 1:
             raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
         self.priors = nn.ModuleDict(dict(priors))
+        self.weights = _normalised_weights(weights, list(priors))
         self.schedule = next(iter(priors.values())).schedule
         self.chunk_size = int(chunk_size)
         self.spatial_dims = 3
@@ -95,7 +98,7 @@ class TriPlanarScore(ScoreModel):
                                  f"{tuple(volume.shape[-3:])}: {error}") from None
 
     def predict_noise(self, volume: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
-        """Mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one time."""
+        """(Weighted) mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one time."""
         if volume.ndim < 3:
             raise InputError(f"volume has shape {tuple(volume.shape)}; expected (..., x, y, z)")
         check_finite("volume", volume)
@@ -107,6 +110,20 @@ class TriPlanarScore(ScoreModel):
             stack = torch.movedim(volume, axis, -3)  # (..., n_slices, rows, cols)
             flat = stack.reshape(-1, *stack.shape[-2:])
             noise = torch.cat([prior.predict_noise(chunk, timesteps) for chunk in flat.split(self.chunk_size)])
-            total += torch.movedim(noise.reshape(stack.shape), -3, axis)
-        return total / len(self.priors)
+            total += self.weights[name] * torch.movedim(noise.reshape(stack.shape), -3, axis)
+        return total
 
+
+
+def _normalised_weights(weights: Mapping[str, float] | None, names: Sequence[str]) -> dict[str, float]:
+    """Weights per orientation of ``names`` summing to 1 (equal when ``weights`` is None)."""
+    if weights is None:
+        return {name: 1 / len(names) for name in names}
+    if set(weights) != set(names):
+        raise InputError(f"weights has orientations {sorted(weights)}; expected exactly those of the priors, "
+                         f"{sorted(names)}")
+    values = {name: float(weights[name]) for name in names}
+    if any(not value >= 0 for value in values.values()) or sum(values.values()) <= 0:
+        raise InputError(f"weights must be >= 0 with a positive sum, got {values}")
+    total = sum(values.values())
+    return {name: value / total for name, value in values.items()}

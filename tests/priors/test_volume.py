@@ -29,6 +29,19 @@ def test_triplanar_chunking_does_not_change_result(tiny_unet):
     assert whole.shape == volume.shape
 
 
+def test_triplanar_weights_give_the_weighted_mean_of_the_orientations(tiny_unet):
+    priors = {name: DiffusionPrior(tiny_unet, VPSchedule()) for name in ("axial", "coronal", "sagittal")}
+    volume = torch.randn(1, 8, 12, 16)
+    alone = {name: TriPlanarScore({name: prior}).predict_noise(volume, 100) for name, prior in priors.items()}
+    weighted = TriPlanarScore(priors, weights={"axial": 2.0, "coronal": 1.0, "sagittal": 1.0}).predict_noise(volume, 100)
+    expected = (2 * alone["axial"] + alone["coronal"] + alone["sagittal"]) / 4
+    torch.testing.assert_close(weighted, expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="weights has orientations"):
+        TriPlanarScore(priors, weights={"axial": 1.0})
+    with pytest.raises(InputError, match="weights must be >= 0 with a positive sum"):
+        TriPlanarScore(priors, weights={"axial": 1.0, "coronal": -1.0, "sagittal": 0.0})
+
+
 def test_triplanar_bad_input(tiny_unet):
     prior = DiffusionPrior(tiny_unet, VPSchedule())
     with pytest.raises(InputError, match="orientation 'transverse'"):
