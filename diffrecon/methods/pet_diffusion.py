@@ -48,15 +48,6 @@ def check_prior_fits(prior: ScoreModel, model: PETAcquisitionModel, tolerance: f
                              "mm: reconstruct on a grid of that voxel size (e.g. --grid with a NIfTI image of it)")
 
 
-def views_in_subsets(subsets: int, model: PETAcquisitionModel) -> list[list[int]]:
-    """The model's views split into ``subsets`` subsets; refuses more subsets than views, naming the methods'
-    ``subsets`` setting."""
-    n_views = model.projector.n_views
-    if subsets > n_views:
-        raise InputError(f"subsets must be at most the number of views of the scanner ({n_views}), got {subsets}")
-    return subset_views(n_views, subsets)
-
-
 class PETDiffusionMethod(Method):
     """Base of the diffusion PET methods; subclasses implement :meth:`consistent` (and may :meth:`prepare`).
 
@@ -136,7 +127,7 @@ class PETDiffusionMethod(Method):
                     generator: torch.Generator | None) -> Reconstruction:
         data = physics.check_data(data, "measured sinogram")
         check_prior_fits(self.prior, physics)
-        views = views_in_subsets(self.subsets, physics)
+        views = subset_views(physics.projector.n_views, self.subsets, "subsets")  # before any computation
         clock = Stopwatch(data.device)
         with clock("physics"):
             reference = osem(data, physics, self.osem_iterations, self.osem_subsets, progress=False).image

@@ -146,10 +146,11 @@ def attenuation_factors(projector: PETProjector, mu_map: torch.Tensor) -> torch.
     return torch.exp(-projector.forward(mu_map))
 
 
-def subset_views(n_views: int, n_subsets: int) -> list[list[int]]:
-    """Split views into ``n_subsets`` interleaved subsets, ordered so consecutive subsets are far apart."""
+def subset_views(n_views: int, n_subsets: int, name: str = "n_subsets") -> list[list[int]]:
+    """Split views into ``n_subsets`` interleaved subsets, ordered so consecutive subsets are far apart; ``name``
+    is the caller's name for the subset count in the error message."""
     if not 1 <= n_subsets <= n_views:
-        raise InputError(f"n_subsets must be between 1 and the number of views ({n_views}), got {n_subsets}")
+        raise InputError(f"{name} must be between 1 and the number of views ({n_views}), got {n_subsets}")
     bits = max(1, (n_subsets - 1).bit_length())
     order = sorted(range(n_subsets), key=lambda k: (int(f"{k:0{bits}b}"[::-1], 2), k))
     return [list(range(k, n_views, n_subsets)) for k in order]

@@ -98,7 +98,8 @@ class TriPlanarScore(ScoreModel):
                                  f"{tuple(volume.shape[-3:])}: {error}") from None
 
     def predict_noise(self, volume: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
-        """(Weighted) mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one time."""
+        """(Weighted) mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one
+        time."""
         if volume.ndim < 3:
             raise InputError(f"volume has shape {tuple(volume.shape)}; expected (..., x, y, z)")
         check_finite("volume", volume)
@@ -114,7 +115,6 @@ class TriPlanarScore(ScoreModel):
         return total
 
 
-
 def _normalised_weights(weights: Mapping[str, float] | None, names: Sequence[str]) -> dict[str, float]:
     """Weights per orientation of ``names`` summing to 1 (equal when ``weights`` is None)."""
     if weights is None:
@@ -123,7 +123,7 @@ def _normalised_weights(weights: Mapping[str, float] | None, names: Sequence[str
         raise InputError(f"weights has orientations {sorted(weights)}; expected exactly those of the priors, "
                          f"{sorted(names)}")
     values = {name: float(weights[name]) for name in names}
-    if any(not value >= 0 for value in values.values()) or sum(values.values()) <= 0:
-        raise InputError(f"weights must be >= 0 with a positive sum, got {values}")
     total = sum(values.values())
+    if any(not value >= 0 for value in values.values()) or not total > 0:
+        raise InputError(f"weights must be >= 0 with a positive sum, got {values}")
     return {name: value / total for name, value in values.items()}

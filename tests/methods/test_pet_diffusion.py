@@ -142,7 +142,7 @@ def test_bad_data_and_unfit_priors_are_refused_before_sampling(scan, volume_prio
     with pytest.raises(InputError, match=r"voxels of \(3.0, 3.0, 3.0\) mm; the prior was trained at \(2.0"):
         PETLiSch(coarse)(measured, model)
     views = model.projector.n_views
-    too_many = rf"subsets must be at most the number of views of the scanner \({views}\), got {views + 1}"
+    too_many = rf"^subsets must be between 1 and the number of views \({views}\), got {views + 1}$"
     for method in (PETLiSch, PETDDS):
         with pytest.raises(InputError, match=too_many):
             method(volume_prior, subsets=views + 1)(measured, model)

@@ -33,7 +33,8 @@ def test_triplanar_weights_give_the_weighted_mean_of_the_orientations(tiny_unet)
     priors = {name: DiffusionPrior(tiny_unet, VPSchedule()) for name in ("axial", "coronal", "sagittal")}
     volume = torch.randn(1, 8, 12, 16)
     alone = {name: TriPlanarScore({name: prior}).predict_noise(volume, 100) for name, prior in priors.items()}
-    weighted = TriPlanarScore(priors, weights={"axial": 2.0, "coronal": 1.0, "sagittal": 1.0}).predict_noise(volume, 100)
+    weights = {"axial": 2.0, "coronal": 1.0, "sagittal": 1.0}
+    weighted = TriPlanarScore(priors, weights=weights).predict_noise(volume, 100)
     expected = (2 * alone["axial"] + alone["coronal"] + alone["sagittal"]) / 4
     torch.testing.assert_close(weighted, expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(InputError, match="weights has orientations"):
