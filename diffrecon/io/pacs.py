@@ -189,12 +189,14 @@ def _in_flight(report: TransferReport, items: list[_Instance]) -> None:
 
 
 # ---------------------------------------------------------------- DIMSE (pynetdicom)
-def _associate(target: DimseTarget, contexts: list[str]):
-    """An established association; ``assoc.peer_aborted`` records an A-ABORT sent on purpose by the PACS."""
+def _request_association(target: DimseTarget, contexts: list[str]):
+    """One association request. ``assoc.peer_aborted`` records an A-ABORT sent on purpose by the PACS,
+    ``assoc.connected`` whether the TCP connection (and TLS handshake) was made."""
     from pynetdicom import AE, evt
     from pynetdicom.pdu_primitives import A_ABORT
 
     aborted: list[bool] = []
+    connected: list[bool] = []
 
     def on_receive(event) -> None:
         if isinstance(event.primitive, A_ABORT) and event.primitive.abort_source == 0:  # service user, not network
@@ -211,8 +213,19 @@ def _associate(target: DimseTarget, contexts: list[str]):
             context.load_cert_chain(target.tls_cert, target.tls_key)
         tls = (context, target.host)
     assoc = ae.associate(target.host, target.port, ae_title=target.called_aet, tls_args=tls,
-                         evt_handlers=[(evt.EVT_ACSE_RECV, on_receive)])
-    assoc.peer_aborted = aborted
+                         evt_handlers=[(evt.EVT_ACSE_RECV, on_receive),
+                                       (evt.EVT_CONN_OPEN, lambda event: connected.append(True))])
+    assoc.peer_aborted, assoc.connected = aborted, connected
+    return assoc
+
+
+def _associate(target: DimseTarget, contexts: list[str]):
+    """An established association (see :func:`_request_association`). A request that connected but ended with
+    neither acceptance nor rejection is asked once more: a PACS closing the connection right after its
+    rejection can reach us as an abort, and the second answer tells a refusal from a lost connection."""
+    assoc = _request_association(target, contexts)
+    if assoc.connected and not (assoc.is_established or assoc.is_rejected):
+        assoc = _request_association(target, contexts)
     if assoc.is_rejected:
         raise PacsError(f"PACS {target} rejected the association: check the called AE title "
                         f"{target.called_aet!r} (--pacs-called-aet) and that the calling AE title "

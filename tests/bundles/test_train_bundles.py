@@ -94,16 +94,17 @@ def test_finetune_with_corrupted_weights_fails_clearly(nifti_folder, tmp_path):
 def test_multi_gpu_overlay_with_two_cpu_processes(bundle, nifti_folder, tmp_path):
     root = BUNDLES / bundle
     out = tmp_path / "ddp"
-    logs = tmp_path / "rank_logs"  # one stdout per rank: the two ranks' prints can interleave on one stream
+    logs = tmp_path / "rank_logs"  # one stdout and stderr per rank: the two ranks' prints can interleave on one stream
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-               "--log-dir", str(logs), "--redirects", "1", "-m", "monai.bundle", "run", "--config_file",
+               "--log-dir", str(logs), "--redirects", "3", "-m", "monai.bundle", "run", "--config_file",
                str(train_configs(bundle, "multi_gpu_train.json")),
                "--bundle_root", str(root)]
     command += _command_line({**tiny_overrides(nifti_folder, out), "val_dataset_dir": str(nifti_folder)})
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    log = result.stdout + result.stderr + "".join(path.read_text() for path in sorted(logs.rglob("stdout.log")))
-    assert result.returncode == 0, log[-4000:]
+    # the ranks' own stdout and stderr first, torchrun's summary (which rank failed, how) last
+    log = "".join(path.read_text() for path in sorted(logs.rglob("std*.log"))) + result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
     # 3 images, 2 ranks, batch 2: each rank trains one iteration on its half of the data
     assert "rank 0 trained 1 iterations" in log and "rank 1 trained 1 iterations" in log, log[-3000:]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint_epoch=1.pt"]

@@ -2,9 +2,11 @@
 counts after a lost connection, resume."""
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import re
+import socket
 import threading
 
 import numpy as np
@@ -84,6 +86,31 @@ def test_check_target_refuses_early_naming_the_option(orthanc):  # noqa: F811
             check_target(_stow(url="http://127.0.0.1:8043/dicom-web"))
     with pytest.raises(InputError, match="target is str; expected DimseTarget or StowTarget"):
         check_target("pacs:104")
+
+
+def test_association_closed_without_answer_is_asked_once_more():
+    """A listener that closes every connection unanswered: asked twice (a PACS may close right after its
+    rejection), then reported as no association, naming host and port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10.0)
+    connections = []
+
+    def close_unanswered() -> None:
+        with contextlib.suppress(OSError):  # the listener closed, or no more connections came
+            while True:
+                connection, _ = listener.accept()
+                connections.append(connection)
+                connection.close()
+
+    thread = threading.Thread(target=close_unanswered, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(PacsError, match=r"cannot open an association .*--pacs-host, --pacs-port"):
+            check_target(_dimse(port=listener.getsockname()[1]))
+    finally:
+        listener.close()
+        thread.join(timeout=15.0)
+    assert len(connections) == 2
 
 
 @pytest.mark.integration
