@@ -8,9 +8,9 @@ Defaults follow the reference implementation (50 DDIM steps, η = 0.1, sampling 
 ascent steps per diffusion step) where it has them. The reference has no unit-free λ (its best values span
 0.025-400 with the data's units), so ours is relative: λ = ``lam`` · mean sensitivity / scale, which puts the
 anchor's curvature at ``lam`` times the EM curvature of a voxel at the image's mean activity in any units;
-``rdp_z`` is relative the same way. Both are our choice; ``lam`` = 0.05 was tuned on validation subjects with
-``scripts/bench_pet.py`` (docs/pet_diffusion.md), where a warm start (``warm_start=0.3, steps=5``) matched or
-beat 20-50 steps from noise.
+``rdp_z`` is relative the same way. Both are our choice; ``lam`` = 0.02 was tuned on validation subjects with
+``scripts/bench_pet.py`` (docs/pet_diffusion.md; prior version 0.2.0: 0.005-0.02 within 0.5% in 3D, 0.02 and 0.05
+equal in 2D), where a warm start (``warm_start=0.3, steps=5``) matched or beat 20-50 steps from noise.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class PETDDS(PETDiffusionMethod):
 
     name = "pet-dds"
 
-    def __init__(self, prior: ScoreModel, steps: int = 50, lam: float = 0.05, ascent_steps: int = 5,
+    def __init__(self, prior: ScoreModel, steps: int = 50, lam: float = 0.02, ascent_steps: int = 5,
                  subsets: int = 8, rdp_z: float = 0.0, eta: float = 0.1, warm_start: float | None = None,
                  final_time: float = 0.1, osem_iterations: int = 2, osem_subsets: int = 8,
                  progress: bool = True) -> None:

@@ -17,9 +17,10 @@ the target instead of past it.
 
 The papers give no more detail (reference/kcl_methods.md): the iteration-index schedule, the subset EM pass with
 its line search as the likelihood step, the cap and the stopping rule are our choices, exposed as parameters. The
-defaults (K = 15, a warm start at 0.3 T from the noised OSEM image with 5 steps, passes over 8 subsets) were tuned
+defaults (K = 25, a warm start at 0.3 T from the noised OSEM image with 5 steps, passes over 8 subsets) were tuned
 on validation subjects with ``scripts/bench_pet.py`` (docs/pet_diffusion.md): the warm start as good as 20 steps
-from noise at a quarter of the network evaluations, 8 subsets as good as 1 at half the time.
+from noise at a quarter of the network evaluations, 8 subsets as good as 1 at half the time, K = 25 the smallest
+K within 0.5% of the best in 3D with prior version 0.2.0 (single-slice data: K = 15 was best in 2D).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class PETLiSch(PETDiffusionMethod):
 
     name = "pet-lisch"
 
-    def __init__(self, prior: ScoreModel, steps: int = 5, iterations: int = 15, subsets: int = 8,
+    def __init__(self, prior: ScoreModel, steps: int = 5, iterations: int = 25, subsets: int = 8,
                  step_size: float = 1.0, max_ascent_steps: int = 10, eta: float = 0.1, warm_start: float | None = 0.3,
                  final_time: float = 0.0, osem_iterations: int = 2, osem_subsets: int = 8,
                  progress: bool = True) -> None:
