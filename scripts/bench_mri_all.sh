@@ -11,8 +11,8 @@ $bench --subjects 5 --masks random:4 random:8 gaussian2d:8 poisson:8 --twix 4 8 
   ["zero-filled", {}], ["cg-sense", {}], ["tv", {"lam": 0.005}], ["tv", {"lam": 0.01}],
   ["dds", {}], ["dds", {"steps": 50}], ["dds", {"steps": 10, "warm_start": 0.5}],
   ["dds", {"phase_correction": false}]]'
-# Score-MRI (hybrid at its default; SSOS) on 3 subjects, 1D masks, the Gaussian 2D mask and the twix scan
-$bench --subjects 3 --masks random:4 random:8 gaussian2d:8 --twix 4 --num-samples 2 --runs '[["score-mri", {}]]'
+# Score-MRI (hybrid at its default; SSOS) on 3 subjects, 1D masks, the 2D masks and the twix scan
+$bench --subjects 3 --masks random:4 random:8 gaussian2d:8 poisson:8 --twix 4 --num-samples 2 --runs '[["score-mri", {}]]'
 $bench --subjects 3 --masks random:4 --num-samples 1 --runs '[["score-mri", {"variant": "ssos", "steps": 50, "warm_start": null}]]'
 # PSNR against NFE: one subject, one sample each
 $bench --subjects 1 --masks random:4 --num-samples 1 --curve "$out/psnr_nfe.png" --runs '[
