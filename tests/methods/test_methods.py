@@ -15,6 +15,7 @@ from diffrecon.methods.registry import method_parameters
 from diffrecon.physics.mri_coils import birdcage_maps
 from diffrecon.physics.mri_masks import sampling_mask
 from diffrecon.physics.mri_simulation import simulate_kspace
+from diffrecon.physics.psf import GaussianPSF
 from diffrecon.physics.pet_simulation import simulate_pet
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
 
@@ -70,6 +71,24 @@ def test_osem_method_is_the_classical_function(pet_case):
     torch.testing.assert_close(result.mean, direct.image)
     assert result.report["log_likelihood"] == direct.log_likelihood
     assert result.report["description"] == "OSEM 2 iterations x 4 subsets"
+
+
+def test_osem_post_filter_is_a_normalised_gaussian_blur(pet_case):
+    """The post-filter is the Gaussian of that FWHM, normalised by its blur of ones (edge slices keep their
+    level, as does the total activity)."""
+    measured, model, truth = pet_case
+    plain = build_method("osem", iterations=2, subsets=4, progress=False)(measured, model)
+    filtered = build_method("osem", iterations=2, subsets=4, progress=False, post_filter_mm=8.0)(measured, model)
+    blur = GaussianPSF(8.0, model.grid.voxel_size_mm)
+    torch.testing.assert_close(filtered.mean, blur(plain.mean) / blur(torch.ones_like(plain.mean)))
+    inside = truth > 0.5 * truth.max()
+    edge = inside[..., 0]  # the first slice: an unnormalised blur would take a third of its activity
+    assert float(filtered.mean[..., 0][edge].mean()) == pytest.approx(float(plain.mean[..., 0][edge].mean()), rel=0.1)
+    assert float(filtered.mean.sum()) == pytest.approx(float(plain.mean.sum()), rel=0.02)
+    assert filtered.report["settings"]["post_filter_mm"] == 8.0
+    assert filtered.report["description"] == "OSEM 2 iterations x 4 subsets, 8 mm Gaussian post-filter"
+    with pytest.raises(InputError, match="post_filter_mm must be a finite number >= 0, got -1"):
+        build_method("osem", post_filter_mm=-1)
 
 
 def test_registry_refuses_unknown_and_missing_options():
