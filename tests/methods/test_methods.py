@@ -15,8 +15,8 @@ from diffrecon.methods.registry import method_parameters
 from diffrecon.physics.mri_coils import birdcage_maps
 from diffrecon.physics.mri_masks import sampling_mask
 from diffrecon.physics.mri_simulation import simulate_kspace
-from diffrecon.physics.psf import GaussianPSF
 from diffrecon.physics.pet_simulation import simulate_pet
+from diffrecon.physics.psf import GaussianPSF
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
 
 
