@@ -253,17 +253,21 @@ def format_row(row: dict) -> str:
 
 def family_summary(rows: list[dict]) -> list[str]:
     """Per orientation: the worst in-family ratio (mean over the phantoms' slices per level) and the worst
-    out-of-family source ratio, against the targets (< 1 out of family at every level, <= 0.85 in family)."""
+    out-of-family source ratio, against the targets (< 1 out of family at every level, <= 0.85 in family). Beside
+    it, not part of the targets, the worst out-of-family ratio of the slice-mean MSEs, which a slice with a tiny
+    Gaussian-filter error cannot dominate as it can the mean of per-slice ratios."""
     lines = []
     for orientation in dict.fromkeys(r["orientation"] for r in rows):
         mine = [r for r in rows if r["orientation"] == orientation]
         inside = [r for r in mine if r["family"] == "in"]
         in_levels = [np.average([r["levels"][k]["mean_ratio"] for r in inside], weights=[r["slices"] for r in inside])
                      for k in range(len(RATIOS))]
-        worst_out = max(level["mean_ratio"] for r in mine if r["family"] == "out" for level in r["levels"])
+        outside = [level for r in mine if r["family"] == "out" for level in r["levels"]]
+        worst_out = max(level["mean_ratio"] for level in outside)
+        worst_pooled = max(level["mse_tweedie"] / level["mse_gaussian"] for level in outside)
         met = worst_out < 1 and max(in_levels) <= 0.85
         lines.append(f"| {orientation} | {' / '.join(f'{v:.3f}' for v in in_levels)} | {worst_out:.3f} | "
-                     f"{'met' if met else 'not met'} |")
+                     f"{worst_pooled:.3f} | {'met' if met else 'not met'} |")
     return lines
 
 
@@ -303,8 +307,8 @@ def write_markdown(folder: Path, bundle: str) -> Path:
                   f"`{report['command']}` ({report['date']}, {report['seconds']:.0f} s)", "",
                   f"| prior | source | slices | {levels} |", "|---|---|---|---|---|---|"]
         lines += [format_row(row) for row in report["rows"]]
-        lines += ["", "| prior | in family (phantoms, per level) | worst out of family | targets |",
-                  "|---|---|---|---|"]
+        lines += ["", "| prior | in family (phantoms, per level) | worst out of family | worst out of family, "
+                  "ratio of the mean MSEs | targets |", "|---|---|---|---|---|"]
         lines += family_summary(report["rows"]) + [""]
         figure = path.with_suffix(".png")
         if figure.is_file():
