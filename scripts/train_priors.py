@@ -70,6 +70,11 @@ PRIORS = {
     **{f"pet-{o}-shapes-own": PriorRun("pet_fdg_prior", f"{o}_shapes_own", {"orientation": o, "epochs": 30},
                                        ("train_shapes.json", "train_shapes_own.json"), model=o)
        for o in ("coronal", "sagittal")},
+    # candidates: the shipped 0.2.0 runs fine-tuned further with half of the slices generic objects, half of the
+    # coronal and sagittal ones cut at a random height, and blur up to 15 mm FWHM (configs/train_generic.json)
+    **{f"pet-{o}-generic": PriorRun("pet_fdg_prior", f"{o}_generic", {"orientation": o, "epochs": 20},
+                                    ("train_shapes.json", "train_generic.json"), model=o)
+       for o in ("axial", "coronal", "sagittal")},
 }
 
 
