@@ -59,8 +59,8 @@ PRIORS = {
     # (a 2D denoiser of the wide population, then fine-tuned on its own slices)
     "mr-vp-shapes": PriorRun("mr_t1_prior", "vp_shapes", {"epochs": 30}, ("train_wide.json", "train_shapes.json"),
                              model="vp"),
-    # candidate: mr-vp-shapes fine-tuned further with half of the slices generic objects and blur up to 9 mm
-    # FWHM (configs/train_generic.json), for the real images at high noise where mr-vp-shapes is still above 1
+    # candidate: mr-vp-shapes fine-tuned further with half of the slices generic objects, 40% of those cut by the
+    # image edge (a field of view tighter than the object), and blur up to 9 mm FWHM (configs/train_generic.json)
     "mr-vp-generic": PriorRun("mr_t1_prior", "vp_generic", {"epochs": 25},
                               ("train_wide.json", "train_shapes.json", "train_generic.json"), model="vp"),
     **{f"pet-{o}-shapes": PriorRun("pet_fdg_prior", f"{o}_shapes", {"orientation": o, "epochs": 30},

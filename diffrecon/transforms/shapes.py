@@ -20,6 +20,7 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
 from scipy.ndimage import gaussian_filter
 
+from diffrecon.checks import InputError
 from diffrecon.transforms.intensity import _uniform_range
 
 NdarrayOrTensor = np.ndarray | torch.Tensor
@@ -35,17 +36,20 @@ def _region(y: np.ndarray, x: np.ndarray, centre: np.ndarray, axes: np.ndarray, 
 
 
 def random_shapes_image(shape: tuple[int, int], rng: np.random.RandomState,
-                        spot_levels: tuple[float, float] = (0.0, 8.0)) -> np.ndarray:
+                        spot_levels: tuple[float, float] = (0.0, 8.0), cut: bool = False) -> np.ndarray:
     """A random non-negative 2D object of ``shape`` (rows, columns), float32, on a zero background; its parts have
-    levels in [0, 3] times the object's, its small spots in ``spot_levels`` (real PET has foci far hotter)."""
+    levels in [0, 3] times the object's, its small spots in ``spot_levels`` (real PET has foci far hotter). With
+    ``cut``, the object is larger (0.45-0.7 of the field of view per half axis) and the image edge cuts it, as a
+    field of view set tighter than the object (a test object filling the scanner's, a body or a large head)."""
     y, x = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
     size = min(shape)
     centre = np.asarray(shape, dtype=np.float64) / 2 + rng.uniform(-0.05, 0.05, 2) * size
-    axes = rng.uniform(0.28, 0.46, 2) * size
+    axes = rng.uniform(*((0.45, 0.7) if cut else (0.28, 0.46)), 2) * size
     angle, power = rng.uniform(0, np.pi), rng.choice([2.0, 2.0, rng.uniform(2.5, 8.0)])
     outer = _region(y, x, centre, axes, angle, power)
     margin = 5  # pixels of background around the object, as around a head, also after the blur below
-    while outer[:margin].any() or outer[-margin:].any() or outer[:, :margin].any() or outer[:, -margin:].any():
+    while not cut and (outer[:margin].any() or outer[-margin:].any() or outer[:, :margin].any()
+                       or outer[:, -margin:].any()):
         axes *= 0.9
         outer = _region(y, x, centre, axes, angle, power)
     image = outer.astype(np.float64)
@@ -102,20 +106,25 @@ class _RandSliceTransformd(RandomizableTransform, MapTransform):
 class RandShapesd(_RandSliceTransformd):
     """With probability ``prob``, replace each key's 2D channel-first slice (C, H, W) by a random object of the same
     shape (:func:`random_shapes_image` with ``spot_levels``, one per channel) scaled to the slice's mean over its
-    foreground (voxels above 5% of its maximum), so the bundle's intensity convention holds."""
+    foreground (voxels above 5% of its maximum), so the bundle's intensity convention holds; the fraction
+    ``cut_prob`` of these objects is cut by the image edge."""
 
     def __init__(self, keys: KeysCollection, prob: float = 0.25, spot_levels: Sequence[float] = (0.0, 8.0),
-                 allow_missing_keys: bool = False) -> None:
+                 cut_prob: float = 0.0, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, prob, allow_missing_keys)
         self.spot_levels = _uniform_range("spot_levels", spot_levels)
+        if not 0.0 <= cut_prob <= 1.0:
+            raise InputError(f"cut_prob must be a probability in [0, 1], got {cut_prob!r}")
+        self.cut_prob = float(cut_prob)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         shapes = []
         for channel in values:
             target = float(channel[channel > 0.05 * channel.max()].mean()) if channel.max() > 0 else 1.0
-            generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
+            cut = self.cut_prob > 0 and self.R.uniform() < self.cut_prob  # no draw at 0: earlier recipes repeat
+            generated = random_shapes_image(channel.shape, self.R, self.spot_levels, cut)
             while generated.max() <= 0:  # every part drawn at level 0: draw again
-                generated = random_shapes_image(channel.shape, self.R, self.spot_levels)
+                generated = random_shapes_image(channel.shape, self.R, self.spot_levels, cut)
             shapes.append(generated * target / float(generated[generated > 0.05 * generated.max()].mean()))
         return np.stack(shapes)
 

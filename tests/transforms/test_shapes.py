@@ -25,6 +25,20 @@ def test_random_objects_vary_are_non_negative_and_sit_inside_the_field_of_view()
     assert min(np.abs(a - b).max() for a, b in zip(images, images[1:])) > 0
 
 
+def test_cut_objects_reach_the_image_edge_and_the_probability_is_checked():
+    rng = np.random.RandomState(0)
+    for _ in range(10):
+        image = random_shapes_image((40, 48), rng, cut=True)
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        level = np.median(image[image > 0.05 * image.max()])
+        assert image.min() >= 0 and border.max() > 0.2 * level  # the field of view ends inside the object
+    transform = RandShapesd("image", prob=1.0, cut_prob=1.0).set_random_state(2)
+    out = transform({"image": _slice()})["image"][0]
+    assert float(torch.cat([out[0], out[-1], out[:, 0], out[:, -1]]).max()) > 0
+    with pytest.raises(InputError, match="cut_prob"):
+        RandShapesd("image", cut_prob=1.5)
+
+
 def test_replaced_slices_keep_shape_type_and_foreground_mean():
     transform = RandShapesd("image", prob=1.0).set_random_state(1)
     for _ in range(10):
