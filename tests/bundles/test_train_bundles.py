@@ -135,14 +135,17 @@ def test_finetune_from_shipped_weights(bundle, settings, weights, nifti_folder, 
 # transforms)
 CANDIDATES = [("mr_t1_prior", {}, ["train_wide.json"], 5, 1),
               ("mr_t1_prior", {}, ["train_wide.json", "train_shapes.json"], 5, 2),
+              ("mr_t1_prior", {}, ["train_wide.json", "train_shapes.json", "train_generic.json"], 5, 2),
               ("pet_fdg_prior", {"orientation": "axial"}, ["train_shapes.json"], 8, 1),
-              ("pet_fdg_prior", {"orientation": "coronal"}, ["train_shapes.json"], 8, 2)]
+              ("pet_fdg_prior", {"orientation": "coronal"}, ["train_shapes.json"], 8, 2),
+              ("pet_fdg_prior", {"orientation": "sagittal"}, ["train_shapes.json", "train_generic.json"], 8, 2)]
 
 
 @pytest.mark.parametrize("bundle, settings, candidate, augmentations, slice_transforms", CANDIDATES)
 def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, augmentations, slice_transforms,
                                                 nifti_folder, tmp_path):
-    """The candidate configs (scripts/train_priors.py mr-vp-wide, mr-vp-shapes, pet-<orientation>-shapes): the
+    """The candidate configs (scripts/train_priors.py mr-vp-wide, mr-vp-shapes, mr-vp-generic,
+    pet-<orientation>-shapes, pet-<orientation>-generic): the
     augmented pipeline runs and the run fine-tunes from the weights it names (here a tiny network's, saved as the
     pretrained file)."""
     overrides = {**tiny_overrides(nifti_folder, tmp_path / "base"), **settings}
