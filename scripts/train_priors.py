@@ -59,8 +59,8 @@ PRIORS = {
     # (a 2D denoiser of the wide population, then fine-tuned on its own slices)
     "mr-vp-shapes": PriorRun("mr_t1_prior", "vp_shapes", {"epochs": 30}, ("train_wide.json", "train_shapes.json"),
                              model="vp"),
-    # candidate: mr-vp-shapes fine-tuned further with half of the slices generic objects, 40% of those cut by the
-    # image edge (a field of view tighter than the object), and blur up to 9 mm FWHM (configs/train_generic.json)
+    # candidate (measured, not shipped: docs/mri_diffusion.md): mr-vp-shapes fine-tuned further with half of the
+    # slices generic objects, 40% of those cut by the image edge, and blur up to 9 mm FWHM (configs/train_generic.json)
     "mr-vp-generic": PriorRun("mr_t1_prior", "vp_generic", {"epochs": 25},
                               ("train_wide.json", "train_shapes.json", "train_generic.json"), model="vp"),
     **{f"pet-{o}-shapes": PriorRun("pet_fdg_prior", f"{o}_shapes", {"orientation": o, "epochs": 30},
@@ -70,8 +70,9 @@ PRIORS = {
     **{f"pet-{o}-shapes-own": PriorRun("pet_fdg_prior", f"{o}_shapes_own", {"orientation": o, "epochs": 30},
                                        ("train_shapes.json", "train_shapes_own.json"), model=o)
        for o in ("coronal", "sagittal")},
-    # candidates: the shipped 0.2.0 runs fine-tuned further with half of the slices generic objects, half of the
-    # coronal and sagittal ones cut at a random height, and blur up to 15 mm FWHM (configs/train_generic.json)
+    # candidates (measured, not shipped: docs/pet_diffusion.md): the 0.2.0 runs fine-tuned further with half of the
+    # slices generic objects, half of the coronal and sagittal ones cut at a random height, and blur up to 15 mm
+    # FWHM (configs/train_generic.json)
     **{f"pet-{o}-generic": PriorRun("pet_fdg_prior", f"{o}_generic", {"orientation": o, "epochs": 20},
                                     ("train_shapes.json", "train_generic.json"), model=o)
        for o in ("axial", "coronal", "sagittal")},
