@@ -71,7 +71,7 @@ class TV(_MRIMethod):
 
     name = "tv"
 
-    def __init__(self, lam: float = 0.01, iterations: int = 200) -> None:
+    def __init__(self, lam: float = 0.005, iterations: int = 200) -> None:
         check_positive("lam", lam)
         self.lam, self.iterations = float(lam), check_integer("iterations", iterations)
 
