@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from monai.apps.reconstruction.mri_utils import root_sum_of_squares_t
 
-from diffrecon.checks import InputError, check_finite
+from diffrecon.checks import InputError, check_finite, check_integer
 from diffrecon.physics.mri_fft import check_complex, ifft_centered
 from diffrecon.physics.mri_masks import calibration_width
 from diffrecon.physics.mri_operators import MRIOperator
@@ -61,14 +61,15 @@ def espirit_maps(kspace: torch.Tensor, calibration: int = 24, kernel_width: int 
     return torch.as_tensor(np.asarray(maps)).to(device=kspace.device, dtype=kspace.dtype)
 
 
-def sense_operator(kspace: torch.Tensor, mask: torch.Tensor, kernel_width: int = 6) -> MRIOperator:
+def sense_operator(kspace: torch.Tensor, mask: torch.Tensor, kernel_width: int | None = None) -> MRIOperator:
     """The acquisition operator for measured k-space (n_coils, *spatial): SENSE with ESPIRiT maps from the fully
     sampled centre of ``mask`` for several coils, A = M F for one coil.
 
-    The ESPIRiT kernel is at most a third of the calibration width (and at most ``kernel_width``, 3 at least): the
-    usual 6 wants a calibration region of 18 or more (24 in the ESPIRiT paper). An 8% centre of 128 lines is 10 wide;
-    there a kernel of 6 leaves 25 calibration patches for 288 unknowns and maps whose worst voxels are off by 12%,
-    which cost DDS 1.5-2.5 dB on validation phantoms against a kernel of 3 (docs/mri_diffusion.md)."""
+    ``kernel_width`` None (default) takes an ESPIRiT kernel of a third of the calibration width, from 3 to 6: the
+    usual 6 wants a calibration region of 18 or more (24 in the ESPIRiT paper). An 8% centre of 128 lines is 10
+    wide; there a kernel of 6 leaves 25 calibration patches for 288 unknowns and maps whose worst voxels are off by
+    12%, which cost DDS 1.5-2.5 dB on validation phantoms against a kernel of 3 (docs/mri_diffusion.md,
+    ``scripts/check_coil_maps.py``)."""
     check_complex("kspace", kspace, mask.dim() + 1)
     if kspace.dim() != mask.dim() + 1:
         spatial = ", ".join(map(str, mask.shape))
@@ -79,7 +80,9 @@ def sense_operator(kspace: torch.Tensor, mask: torch.Tensor, kernel_width: int =
     if width < 4:
         raise InputError(f"mask has a fully sampled centre of {width} samples; ESPIRiT coil maps need at least 4 "
                          "(raise the centre fraction)")
-    kernel = min(kernel_width, max(3, width // 3))
+    kernel = min(6, max(3, width // 3)) if kernel_width is None else check_integer("kernel_width", kernel_width)
+    if kernel >= width:
+        raise InputError(f"kernel_width {kernel} must be smaller than the fully sampled centre of {width} samples")
     # ESPIRiT zeroes the maps where the eigenvalue is below ``crop``; a small calibration region depresses every
     # eigenvalue (10 lines at R = 8 leave none above 0.95, and empty maps give an empty image), so the crop is
     # lowered until the maps cover the object (98% of the voxels of the low-resolution image above 10% of its

@@ -55,3 +55,10 @@ def test_sense_operator_maps_from_a_narrow_calibration_region_match_the_coils():
     estimated = sense_operator(kspace, mask).coil_maps
     overlap = (estimated.conj() * maps).sum(0).abs()[image.abs() > 0.5]
     assert overlap.quantile(0.01) > 0.985  # a kernel of 6 gives 0.978, of 3 0.991
+
+
+def test_sense_operator_refuses_a_kernel_as_wide_as_the_calibration_region():
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[:, 12:20] = True
+    with pytest.raises(InputError, match="kernel_width 8 must be smaller than the fully sampled centre of 8"):
+        sense_operator(torch.ones(2, 32, 32, dtype=torch.complex64) * mask, mask, kernel_width=8)
