@@ -4,9 +4,10 @@ Validation-split phantom slices scanned as in scripts/bench_mri.py (8 birdcage c
 fully sampled centre: a calibration region 10 samples wide), for each mask and each ESPIRiT kernel width: how well
 the estimated maps match the true birdcage maps (the 1st percentile over the object of |Σ_c conj(Ŝ_c) S_c|, 1 for
 maps equal up to one phase per voxel), and the PSNR of CG-SENSE and of DDS (its defaults, one sample) with those
-maps. "rule" is the width ``sense_operator`` takes by default (a third of the calibration width, 3 to 6).
+maps. "rule" is the width ``sense_operator`` takes by default (a third of the calibration width, 3 to 6); "true"
+uses the true maps (the bound that better estimation could reach).
 
-    OMP_NUM_THREADS=1 python scripts/check_coil_maps.py --out docs/mri_bench/coil_maps.jsonl
+    OMP_NUM_THREADS=1 python scripts/check_coil_maps.py --out docs/mri_bench/coil_maps.jsonl [--kernels true]
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from diffrecon.data.demo_cases import simulated_mri_case
 from diffrecon.methods import build_method
 from diffrecon.metrics import psnr
 from diffrecon.physics.mri_coils import birdcage_maps, sense_operator
+from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.pipeline import method_inputs
 
 
@@ -45,7 +47,10 @@ def main() -> None:
             for kernel in args.kernels:
                 if (subject, mask, kernel) in done:
                     continue
-                physics = sense_operator(kspace, case.physics.mask, None if kernel == "rule" else int(kernel))
+                if kernel == "true":
+                    physics = MRIOperator(case.physics.mask, true_maps)
+                else:
+                    physics = sense_operator(kspace, case.physics.mask, None if kernel == "rule" else int(kernel))
                 overlap = (physics.coil_maps.conj() * true_maps).sum(0).abs()[inside]
                 line = {"subject": subject, "mask": mask, "kernel": kernel,
                         "overlap_p1": float(overlap.quantile(0.01)), "overlap_mean": float(overlap.mean())}
