@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     method.add_argument("--bowsher-neighbours", dest="neighbours", type=int, default=None,
                         help="neighbours kept per voxel, of 26 (bowsher; default 8)")
     method.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (tv, default "
-                                                                "0.01); Tikhonov weight (cg-sense, default 0)")
+                                                                "0.005); Tikhonov weight (cg-sense, default 0)")
     method.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any other method option (a JSON value or a string), e.g. --set steps=20")
     method.add_argument("--steps", type=int, default=None, help="reverse diffusion steps = network evaluations per "
