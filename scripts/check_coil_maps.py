@@ -19,12 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffrecon.data.demo_cases import simulated_mri_case
-from diffrecon.methods import build_method
-from diffrecon.metrics import psnr
+from bench_mri import load_case, read_lines, run
+
 from diffrecon.physics.mri_coils import birdcage_maps, sense_operator
 from diffrecon.physics.mri_operators import MRIOperator
-from diffrecon.pipeline import method_inputs
 
 
 def main() -> None:
@@ -35,39 +33,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per case and kernel (resumable)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    done = {(line["subject"], line["mask"], line["kernel"]) for line in _lines(args.out)}
+    done = {(line["subject"], line["mask"], line["kernel"]) for line in read_lines(args.out)}
     for subject in args.subjects:
         for mask in args.masks:
-            kind, _, acceleration = mask.partition(":")
-            case = simulated_mri_case(subject, mask=kind, acceleration=float(acceleration), split="validation")
+            case = load_case("phantom", subject, mask, 0.08, "validation")
             true_maps = birdcage_maps(case.physics.shape, case.physics.n_coils)
             reference = np.asarray(case.reference)
             inside = torch.as_tensor(reference > 0.1 * reference.max())
-            kspace = case.data
             for kernel in args.kernels:
                 if (subject, mask, kernel) in done:
                     continue
                 if kernel == "true":
                     physics = MRIOperator(case.physics.mask, true_maps)
                 else:
-                    physics = sense_operator(kspace, case.physics.mask, None if kernel == "rule" else int(kernel))
+                    physics = sense_operator(case.data, case.physics.mask, None if kernel == "rule" else int(kernel))
                 overlap = (physics.coil_maps.conj() * true_maps).sum(0).abs()[inside]
                 line = {"subject": subject, "mask": mask, "kernel": kernel,
                         "overlap_p1": float(overlap.quantile(0.01)), "overlap_mean": float(overlap.mean())}
-                scanned = replace(case, physics=physics)
                 for name in ("cg-sense", "dds"):
-                    method = build_method(name, **method_inputs(name, scanned, None))
-                    method.progress = False
-                    result = method(kspace, physics, num_samples=1, generator=torch.Generator().manual_seed(0))
-                    line[f"psnr_{name}"] = psnr(result.mean.abs().cpu().numpy(), reference)
+                    line[f"psnr_{name}"] = run(replace(case, physics=physics), name, {}, num_samples=1)["psnr_db"]
                 with args.out.open("a") as stream:
                     stream.write(json.dumps(line) + "\n")
                 print(json.dumps(line), flush=True)
-    print(_table(_lines(args.out), args.kernels))
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(text) for text in path.read_text().splitlines()] if path.is_file() else []
+    print(_table(read_lines(args.out), args.kernels))
 
 
 def _table(lines: list[dict], kernels: list[str]) -> str:
