@@ -17,6 +17,11 @@ phantoms (phase, coils, noise, masks).
         --twix 4 8 --runs "$(cat tuned_mri_runs.json)" --out bench_mri.jsonl --curve psnr_steps.png
         [--prior candidate_prior_bundle]
     python scripts/bench_mri.py --split test --real --masks random:4 random:8 --runs ... --out real.jsonl
+    python scripts/bench_mri.py --split validation --slices 32 --center-fraction 0.25 --masks poisson:4 ...
+
+With ``--slices N`` the phantoms are volumes of N central axial slices scanned in 3D (8 coils on one ring, 3D
+k-space, the 2D masks undersampling the two phase-encode axes y and z, ESPIRiT maps from the central cube), which
+the diffusion methods reconstruct slice by slice with their coupling along z (``slice_tv``).
 
 Diffusion methods use the shipped mr_t1_prior or ``--prior`` (a prior bundle folder, part of each key).
 
@@ -66,6 +71,8 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="real brain T1 slices (REAL_T1) instead of the "
                         "phantoms, scanned alike; evaluation only")
     parser.add_argument("--center-fraction", type=float, default=0.08)
+    parser.add_argument("--slices", type=int, default=1, help="phantom volumes of this many central axial slices "
+                        "(3D k-space; 2D masks undersample y and z; part of each key) instead of single slices")
     parser.add_argument("--runs", required=True, help="JSON list of [method, settings] pairs")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -76,6 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.twix or args.real) and args.split != "test":
         parser.error("--twix and --real are evaluation data: use them with --split test only")
+    if args.slices > 1 and (args.twix or args.real):
+        parser.error("--slices: volumes are simulated from the phantoms only (not with --twix or --real)")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     done = {line["key"] for line in read_lines(out)}
@@ -88,13 +97,13 @@ def main() -> None:
         case = None
         for name, settings in runs:
             key = json.dumps([source, seed, mask, args.center_fraction, name, settings, args.num_samples,
-                              *([args.prior] if args.prior else [])])
+                              *([args.prior] if args.prior else []), *([args.slices] if args.slices > 1 else [])])
             if key in done:
                 continue
             if case is None:
-                case = load_case(source, seed, mask, args.center_fraction, args.split)
+                case = load_case(source, seed, mask, args.center_fraction, args.split, args.slices)
             line = run(case, name, settings, args.num_samples, args.prior)
-            line.update(key=key, source=source, seed=seed, mask=mask)
+            line.update(key=key, source=source, seed=seed, mask=mask, slices=args.slices)
             with out.open("a") as stream:
                 stream.write(json.dumps(line) + "\n")
             print(f"{source} {seed} {mask} {name} {settings}: PSNR {line['psnr_db']:.2f} NRMSE {line['nrmse']:.4f} "
@@ -105,7 +114,7 @@ def main() -> None:
         plot_curve(read_lines(out), Path(args.curve))
 
 
-def load_case(source: str, seed: int | str, mask: str, center_fraction: float, split: str):
+def load_case(source: str, seed: int | str, mask: str, center_fraction: float, split: str, slices: int = 1):
     kind, _, acceleration = mask.partition(":")
     if source == "twix":
         return load_mri_case(TWIX, layout="cyx", readout_oversampling=2, mask=kind, acceleration=float(acceleration),
@@ -114,7 +123,7 @@ def load_case(source: str, seed: int | str, mask: str, center_fraction: float, s
         return scanned_mri_case(real_t1_slice(seed), list(REAL_T1).index(seed), mask=kind,
                                 acceleration=float(acceleration), center_fraction=center_fraction)
     return simulated_mri_case(seed, mask=kind, acceleration=float(acceleration), center_fraction=center_fraction,
-                              split=split)
+                              split=split, slices=slices)
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 when no data are given)."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffrecon.checks import check_integer
 from diffrecon.data.phantoms import make_subject
 from diffrecon.io.cases import Case, load_mri_case
 from diffrecon.io.nifti import save_nifti
@@ -43,11 +45,13 @@ def scanned_pet_case(activity: np.ndarray, mu_map: np.ndarray, preset: str = "de
 
 def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 4.0, mask: str = "random",
                        center_fraction: float = 0.08, snr_db: float = 30.0, phase: float = 1.0, noise_seed: int = 0,
-                       split: str | None = "test", device: str | torch.device = "cpu") -> Case:
+                       split: str | None = "test", slices: int = 1, device: str | torch.device = "cpu") -> Case:
     """The central axial T1 slice (128 x 128, 1.5 mm, as the MR prior's images) of phantom subject ``seed`` of
-    ``split``, scanned as :func:`scanned_mri_case` describes; the reference is the magnitude image."""
-    grid = ImageGrid((128, 128, 1), (1.5, 1.5, 1.5))
-    magnitude = torch.as_tensor(make_subject(seed, grid, split=split).t1[..., 0])
+    ``split``, or with ``slices`` > 1 the volume of that many central slices (3D k-space: masks undersample the
+    last two axes, y and z), scanned as :func:`scanned_mri_case` describes; the reference is the magnitude."""
+    grid = ImageGrid((128, 128, check_integer("slices", slices)), (1.5, 1.5, 1.5))
+    volume = make_subject(seed, grid, split=split).t1
+    magnitude = torch.as_tensor(volume[..., 0] if slices == 1 else volume)
     case = scanned_mri_case(magnitude, seed, coils, acceleration, mask, center_fraction, snr_db, phase, noise_seed,
                             device)
     return replace(case, affine=grid.affine, info={**case.info, "phantom_seed": seed})
@@ -56,15 +60,17 @@ def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 
 def scanned_mri_case(magnitude: torch.Tensor, seed: int, coils: int = 8, acceleration: float = 4.0,
                      mask: str = "random", center_fraction: float = 0.08, snr_db: float = 30.0, phase: float = 1.0,
                      noise_seed: int = 0, device: str | torch.device = "cpu") -> Case:
-    """A magnitude image (rows, cols) given a smooth phase (a random low-order field, drawn from ``seed``, of up
-    to about ``phase`` radians; 0 for a real image), scanned with ``coils`` birdcage coils at ``snr_db`` and
-    undersampled by ``mask`` with ``acceleration`` (:func:`diffrecon.io.cases.load_mri_case`, coil maps by
-    ESPIRiT as for measured data); the reference is the magnitude image."""
+    """A magnitude image (rows, cols) or volume (rows, cols, slices) given a smooth phase (a random second-order
+    field, drawn from ``seed``, of up to about ``phase`` radians; 0 for a real image), scanned with ``coils``
+    birdcage coils at ``snr_db`` and undersampled by ``mask`` with ``acceleration``
+    (:func:`diffrecon.io.cases.load_mri_case`, coil maps by ESPIRiT as for measured data); the reference is the
+    magnitude image."""
     magnitude = torch.as_tensor(magnitude, dtype=torch.float32)
     rng = np.random.default_rng([seed, noise_seed, 7])
-    x, y = torch.meshgrid(*(torch.linspace(-1, 1, n) for n in magnitude.shape), indexing="ij")
-    terms = torch.stack([x, y, x * y, x ** 2 - 0.5, y ** 2 - 0.5])
-    field = (torch.as_tensor(rng.uniform(-1, 1, len(terms)), dtype=torch.float32)[:, None, None] * terms).sum(0)
+    axes = torch.meshgrid(*(torch.linspace(-1, 1, n) for n in magnitude.shape), indexing="ij")
+    terms = torch.stack([*axes, *(a * b for a, b in itertools.combinations(axes, 2)), *(a ** 2 - 0.5 for a in axes)])
+    weights = torch.as_tensor(rng.uniform(-1, 1, len(terms)), dtype=torch.float32)
+    field = (weights.reshape(-1, *[1] * magnitude.dim()) * terms).sum(0)
     image = magnitude * torch.exp(1j * float(phase) * field / field.abs().max().clamp_min(1e-6))
     case = load_mri_case(image=image, coils=coils, snr_db=snr_db, mask=mask, acceleration=acceleration,
                          center_fraction=center_fraction, seed=noise_seed, device=device)

@@ -36,6 +36,8 @@ class DDS(MRIDiffusionMethod):
         cg_iterations: CG iterations per step.
         eta: DDIM stochasticity in [0, 1].
         real_valued: reconstruct a real image (one network image per sample instead of two).
+        clip: the Tweedie estimate (prior units, real and imaginary parts) is clamped to [-clip, clip] before the
+            data step (DDPM's clipping of x̂₀; the prior's images lie in [0, 1]); None: not clamped.
     """
 
     name = "dds"
@@ -43,7 +45,7 @@ class DDS(MRIDiffusionMethod):
 
     def __init__(self, prior: ScoreModel, steps: int = 50, gamma: float = 10.0, cg_iterations: int = 5,
                  eta: float = 1.0, warm_start: float | None = None, real_valued: bool = False,
-                 phase_correction: bool = True, slice_tv: float = 0.0, slice_rho: float = 1.0, chunk_size: int = 16,
+                 clip: float | None = 1.0, phase_correction: bool = True, slice_tv: float = 0.0, slice_rho: float = 1.0, chunk_size: int = 16,
                  callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
         super().__init__(prior, steps, warm_start, phase_correction, slice_tv, slice_rho, chunk_size, callback,
                          progress)
@@ -54,13 +56,16 @@ class DDS(MRIDiffusionMethod):
         if self.eta > 1:
             raise InputError(f"eta must be in [0, 1], got {eta!r}")
         self.real_valued = bool(real_valued)
+        if clip is not None:
+            check_positive("clip", clip)
+        self.clip = None if clip is None else float(clip)
         last = prior.schedule.num_train_timesteps - 1
         start = last if self.warm_start is None else round(self.warm_start * last)
         self.timesteps = ddim_timesteps(prior.schedule, self.steps, start)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "gamma": self.gamma, "cg_iterations": self.cg_iterations, "eta": self.eta,
-                "real_valued": self.real_valued}
+                "real_valued": self.real_valued, "clip": self.clip}
 
     def reconstruct(self, data: torch.Tensor, physics: MRIOperator, num_samples: int,
                     generator: torch.Generator | None) -> Reconstruction:
@@ -80,7 +85,10 @@ class DDS(MRIDiffusionMethod):
             for step, (t, t_prev) in enumerate(bar):
                 with clock("network"):
                     predicted = score.predict_noise(x, t)
-                    denoised = to_complex(score.tweedie(x, t, predicted), ndim, phase)
+                    denoised = score.tweedie(x, t, predicted)
+                    if self.clip is not None:
+                        denoised = denoised.clamp(-self.clip, self.clip)
+                    denoised = to_complex(denoised, ndim, phase)
                 with clock("physics"):
                     image = solve_consistency(denoised, start.measured, physics, self.cg_iterations, 1 / self.gamma,
                                               denoised, slice_tv)

@@ -130,6 +130,20 @@ def test_warm_start_takes_the_requested_steps_only(brain, mr_priors):
     assert result.report["settings"]["warm_start"] == 0.3
 
 
+def test_dds_clamps_the_tweedie_estimate(brain, mr_priors):
+    # from pure noise the first Tweedie estimate (x - σ ε̂) / α divides the network's error by α ≈ 0.006: unclamped,
+    # the first data-consistent image is tens of times brighter than the object (and volumes undersampled along z
+    # never recover from it, docs/mri_diffusion.md); clamped to the prior's range it stays near the object's
+    kspace, operator = _single_coil(brain)
+    first = {}
+    for clip in (1.0, None):
+        steps, callback = _recorder()
+        DDS(mr_priors["vp"], steps=2, clip=clip, callback=callback, progress=False)(
+            kspace, operator, generator=torch.Generator().manual_seed(0))
+        first[clip] = float(steps[0][1].abs().max() / brain.abs().max())
+    assert first[1.0] < 3 < 10 < first[None]
+
+
 @pytest.mark.parametrize("make", [lambda prior, weight: DDS(prior["vp"], steps=3, slice_tv=weight, progress=False),
                                   lambda prior, weight: ScoreMRI(prior["ve"], steps=3, warm_start=0.3,
                                                                  slice_tv=weight, progress=False)])
@@ -194,5 +208,7 @@ def test_bad_input_is_refused_before_sampling(brain, mr_priors):
         DDS(ve)
     with pytest.raises(InputError, match="warm_start must be None or a fraction"):
         DDS(vp, warm_start=1.5)
+    with pytest.raises(InputError, match="clip must be a finite number > 0"):
+        DDS(vp, clip=0)
     with pytest.raises(InputError, match="nothing was measured"):
         DDS(vp, steps=1)(torch.zeros_like(kspace), operator)
