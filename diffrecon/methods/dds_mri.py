@@ -18,7 +18,7 @@ range (``clip``): from pure noise the first estimate is the network's error divi
 the image, and the slice-wise prior cannot remove what that leaves along z. The slices are coupled by total
 variation along z (``slice_tv``, DiffusionMBIR; it acts on volumes only): on validation volumes (32 slices, Poisson
 disc R = 4 in y and z) 0.01 / 0.03 gave 28.6 / 29.2 dB (two volumes), and on one of them 0.003 / 0.1 26.7 / 27.6,
-no coupling 20.1 (below zero-filled), 0.03 unclamped 28.6 (docs/mri_diffusion.md, "Volumes").
+no coupling 20.1 (CG-SENSE 24.3), 0.03 unclamped 28.6 (docs/mri_diffusion.md, "Volumes").
 """
 from __future__ import annotations
 
