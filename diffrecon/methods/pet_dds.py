@@ -20,7 +20,7 @@ import torch
 
 from diffrecon.checks import check_at_least, check_integer
 from diffrecon.classical.penalties import AnchorPenalty, PenaltySum, RelativeDifferencePenalty
-from diffrecon.classical.pet import em_ascent_step
+from diffrecon.classical.pet import PETReconstruction, em_ascent_step
 from diffrecon.methods.pet_diffusion import PETDiffusionMethod
 from diffrecon.physics.pet import PETAcquisitionModel
 from diffrecon.priors.prior import ScoreModel
@@ -49,7 +49,8 @@ class PETDDS(PETDiffusionMethod):
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "lam": self.lam, "ascent_steps": self.ascent_steps, "rdp_z": self.rdp_z}
 
-    def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float) -> dict[str, Any]:
+    def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float,
+                reference: PETReconstruction) -> dict[str, Any]:
         sensitivity = model.sensitivity()
         unit = float(sensitivity[sensitivity > 0].mean())  # EM curvature of a voxel at activity 1 (all views)
         rdp = None

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffrecon.checks import InputError, check_at_least, check_integer
-from diffrecon.classical.pet import osem
+from diffrecon.classical.pet import PETReconstruction, osem
 from diffrecon.methods.base import Method, Reconstruction, Stopwatch, summarize_samples
 from diffrecon.physics.pet import PETAcquisitionModel, subset_views
 from diffrecon.priors.prior import ScoreModel
@@ -108,9 +108,15 @@ class PETDiffusionMethod(Method):
         start = "" if self.warm_start is None else f" warm start {self.warm_start:g}"
         return f"{self.name.upper()} {self.steps} steps{start}"
 
-    def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float) -> dict[str, Any]:
-        """Work done once before sampling (e.g. PET-LiSch's MLEM likelihood curve): the context that
-        :meth:`consistent` gets at every step and :meth:`summary` at the end, beside "views" (the view subsets)."""
+    def subset_counts(self) -> dict[str, int]:
+        """Every view-subset count the method uses, by setting name: each must fit the scanner's views."""
+        return {"subsets": self.subsets, "osem_subsets": self.osem_subsets}
+
+    def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float,
+                reference: PETReconstruction) -> dict[str, Any]:
+        """Work done once before sampling (e.g. PET-LiSch's likelihood curve), given the scale and the OSEM run
+        that set it: the context that :meth:`consistent` gets at every step and :meth:`summary` at the end,
+        beside "views" (the view subsets)."""
         return {}
 
     def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
@@ -127,13 +133,16 @@ class PETDiffusionMethod(Method):
                     generator: torch.Generator | None) -> Reconstruction:
         data = physics.check_data(data, "measured sinogram")
         check_prior_fits(self.prior, physics)
-        views = subset_views(physics.projector.n_views, self.subsets, "subsets")  # before any computation
+        for name, count in self.subset_counts().items():  # before any computation
+            subset_views(physics.projector.n_views, count, name)
+        views = subset_views(physics.projector.n_views, self.subsets)
         clock = Stopwatch(data.device)
         with clock("physics"):
-            reference = osem(data, physics, self.osem_iterations, self.osem_subsets, progress=False).image
+            osem_run = osem(data, physics, self.osem_iterations, self.osem_subsets, progress=False)
+        reference = osem_run.image
         scale = emission_mean(reference)
         with clock("physics"):
-            context = {"views": views, **self.prepare(data, physics, scale)}
+            context = {"views": views, **self.prepare(data, physics, scale, osem_run)}
         schedule = self.prior.schedule
         shape = (num_samples, *physics.grid.shape)
         noise = torch.randn(shape, generator=generator, device=data.device)

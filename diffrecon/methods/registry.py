@@ -32,7 +32,8 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
     MethodEntry("pet-dds", "PT", "diffrecon.methods.pet_dds:PETDDS",
                 "PET-DDS: DDIM with anchored EM data consistency (Singh et al. 2024)"),
     MethodEntry("pet-lisch", "PT", "diffrecon.methods.pet_lisch:PETLiSch",
-                "likelihood-scheduled diffusion (Webber et al. 2025): iso-likelihood with MLEM at K iterations"),
+                "likelihood-scheduled diffusion (Webber et al. 2025): iso-likelihood with OSEM (or MLEM) at K "
+                "iterations"),
     MethodEntry("zero-filled", "MR", "diffrecon.methods.mri_classical:ZeroFilled", "inverse FFT, coils combined"),
     MethodEntry("cg-sense", "MR", "diffrecon.methods.mri_classical:CGSENSE", "conjugate-gradient SENSE"),
     MethodEntry("tv", "MR", "diffrecon.methods.mri_classical:TV", "total-variation compressed sensing"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.classical.pet import em_ascent_step
+from diffrecon.classical.pet import em_ascent_step, osem
 from diffrecon.methods.pet_dds import PETDDS
 from diffrecon.methods.pet_lisch import PETLiSch
 from diffrecon.physics.pet_simulation import simulate_pet
@@ -54,27 +54,42 @@ def test_samples_are_nonnegative_deterministic_and_reported(name, scan, volume_p
     assert report["seconds"] >= report["seconds_network"] + report["seconds_physics"]
 
 
-@pytest.mark.parametrize("subsets", [1, 4])
-def test_lisch_meets_its_likelihood_targets(scan, volume_prior, subsets):
+@pytest.mark.parametrize("subsets,schedule_subsets,iterations", [(1, 1, 8), (4, 1, 8), (8, 8, 3)])
+def test_lisch_meets_its_likelihood_targets(scan, volume_prior, subsets, schedule_subsets, iterations):
     measured, model, _ = scan
-    result = PETLiSch(volume_prior, steps=5, iterations=8, subsets=subsets, max_ascent_steps=50, progress=False)(
-        measured, model, num_samples=2, generator=torch.Generator().manual_seed(0))
+    result = PETLiSch(volume_prior, steps=5, iterations=iterations, subsets=subsets, schedule_subsets=schedule_subsets,
+                      max_ascent_steps=50, progress=False)(measured, model, num_samples=2,
+                                                           generator=torch.Generator().manual_seed(0))
     report = result.report
     assert report["capped_steps"] == [] and len(report["targets"]) == 5
-    assert report["targets"] == sorted(report["targets"])  # rising along the MLEM curve
+    assert report["targets"] == sorted(report["targets"])  # rising along the (OS)EM curve
+    curve = report["schedule_log_likelihood"]
     target = report["target_log_likelihood"]
-    assert target == pytest.approx(report["mlem_log_likelihood"][7])
-    # iso-likelihood: the line search lands on MLEM's K-th likelihood, not past it (float32 sums: 1e-6 slack)
-    step_gain = report["mlem_log_likelihood"][7] - report["mlem_log_likelihood"][6]
+    assert len(curve) == iterations and target == pytest.approx(curve[-1])
+    # iso-likelihood: the line search lands on the K-th likelihood, not past it (float32 sums: 1e-6 slack)
     for value in report["final_log_likelihood"]:
-        assert target - 1e-6 * abs(target) <= value < target + 0.01 * step_gain
+        assert target - 1e-6 * abs(target) <= value < target + 0.01 * (curve[-1] - curve[-2])
+
+
+@pytest.mark.parametrize("schedule_subsets,iterations", [(4, 5), (4, 1), (1, 3)])
+def test_lisch_schedule_is_one_em_run_continued_from_the_scale_osem(scan, volume_prior, schedule_subsets, iterations):
+    """With the scale's OSEM algorithm (4 subsets here) as the schedule, that run's iterations are reused and it is
+    continued: the curve is that of one OSEM run to K; with 1 subset it is MLEM's."""
+    measured, model, _ = scan
+    report = PETLiSch(volume_prior, steps=2, iterations=iterations, schedule_subsets=schedule_subsets,
+                      osem_iterations=2, osem_subsets=4, progress=False)(measured, model).report
+    expected = osem(measured, model, iterations, schedule_subsets, progress=False).log_likelihood
+    assert report["schedule_log_likelihood"] == pytest.approx(expected, rel=1e-7)
+    assert report["target_log_likelihood"] == pytest.approx(expected[-1], rel=1e-7)
 
 
 def test_a_pass_over_subsets_needs_fewer_likelihood_steps(scan, volume_prior):
     measured, model, _ = scan
-    steps = {subsets: PETLiSch(volume_prior, steps=5, iterations=8, subsets=subsets, progress=False)(
-        measured, model, num_samples=2, generator=torch.Generator().manual_seed(0)).report["likelihood_steps"]
-        for subsets in (1, 4)}
+    steps = {}
+    for subsets in (1, 4):
+        method = PETLiSch(volume_prior, steps=5, iterations=8, schedule_subsets=1, subsets=subsets, progress=False)
+        steps[subsets] = method(measured, model, num_samples=2,
+                                generator=torch.Generator().manual_seed(0)).report["likelihood_steps"]
     assert steps[4] < steps[1], steps
 
 
@@ -146,3 +161,6 @@ def test_bad_data_and_unfit_priors_are_refused_before_sampling(scan, volume_prio
     for method in (PETLiSch, PETDDS):
         with pytest.raises(InputError, match=too_many):
             method(volume_prior, subsets=views + 1)(measured, model)
+    for name in ("osem_subsets", "schedule_subsets"):
+        with pytest.raises(InputError, match=rf"^{name} must be between 1 and the number of views \({views}\)"):
+            PETLiSch(volume_prior, **{name: views + 1})(measured, model)
