@@ -10,7 +10,7 @@ from diffrecon.checks import InputError
 from diffrecon.classical.mri import conjugate_gradient
 from diffrecon.methods import build_method
 from diffrecon.methods.dds_mri import DDS
-from diffrecon.methods.mri_diffusion import slice_difference, slice_difference_adjoint, smooth_phase
+from diffrecon.methods.mri_diffusion import forward_difference, forward_difference_adjoint, smooth_phase
 from diffrecon.methods.score_mri import ScoreMRI
 from diffrecon.metrics import nrmse
 from diffrecon.physics.mri_coils import birdcage_maps
@@ -156,23 +156,43 @@ def test_volumes_are_coupled_along_z_by_slice_tv(make, mr_priors):
     for weight in (0.0, 0.05):
         result = make(mr_priors, weight)(kspace, operator, generator=torch.Generator().manual_seed(0))
         assert result.mean.shape == (16, 16, 6)
-        jumps[weight] = float(slice_difference(result.mean).abs().mean())
+        jumps[weight] = float(forward_difference(result.mean, -1).abs().mean())
     assert jumps[0.05] < 0.7 * jumps[0.0]
 
 
-def test_slice_difference_adjoint_and_batched_cg():
+@pytest.mark.parametrize("make", [lambda prior, weight: DDS(prior["vp"], steps=10, plane_tv=weight, plane_rho=0.3,
+                                                               progress=False),
+                                  lambda prior, weight: ScoreMRI(prior["ve"], steps=5, warm_start=0.3,
+                                                                 plane_tv=weight, plane_rho=0.3, progress=False)])
+def test_plane_tv_recovers_a_piecewise_constant_image_better(make, mr_priors):
+    image = torch.zeros(32, 32)
+    image[8:24, 8:24] = 1.0
+    image[12:18, 12:18] = 0.5
+    mask = sampling_mask("random", (32, 32), 4, center_fraction=0.1, seed=0).mask
+    kspace, operator = simulate_kspace(image, mask, snr_db=10, seed=0)
+    variation, error = {}, {}
+    for weight in (0.0, 0.05):
+        result = make(mr_priors, weight)(kspace, operator, generator=torch.Generator().manual_seed(0))
+        assert result.report["settings"]["plane_tv"] == weight
+        variation[weight] = sum(float(forward_difference(result.mean, axis).abs().mean()) for axis in (0, 1))
+        error[weight] = nrmse(result.mean.abs(), image)
+    assert variation[0.05] < 0.7 * variation[0.0] and error[0.05] < 0.9 * error[0.0], (variation, error)
+
+
+def test_forward_difference_adjoint_and_batched_cg():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, 5, generator=generator, dtype=torch.complex128)
-    d = torch.randn(3, 4, 4, generator=generator, dtype=torch.complex128)
-    torch.testing.assert_close(torch.vdot(slice_difference(x).flatten(), d.flatten()),
-                               torch.vdot(x.flatten(), slice_difference_adjoint(d).flatten()))
+    d = torch.randn(3, 4, 5, generator=generator, dtype=torch.complex128)
+    for axis in (-1, -2, 1):
+        torch.testing.assert_close(torch.vdot(forward_difference(x, axis).flatten(), d.flatten()),
+                                   torch.vdot(x.flatten(), forward_difference_adjoint(d, axis).flatten()))
     # per-item CG equals solving each item alone
     scales = torch.tensor([1.0, 5.0, 0.2], dtype=torch.float64).reshape(3, 1, 1)
-    system = lambda v: scales * v + slice_difference_adjoint(slice_difference(v))  # noqa: E731
+    normal = lambda v: forward_difference_adjoint(forward_difference(v, -1), -1)  # noqa: E731
+    system = lambda v: scales * v + normal(v)  # noqa: E731
     together = conjugate_gradient(system, x, torch.zeros_like(x), 50, batch_ndim=1)
     for i in range(3):
-        alone = conjugate_gradient(lambda v: scales[i] * v + slice_difference_adjoint(slice_difference(v)), x[i],
-                                   torch.zeros_like(x[i]), 50)
+        alone = conjugate_gradient(lambda v: scales[i] * v + normal(v), x[i], torch.zeros_like(x[i]), 50)
         torch.testing.assert_close(together[i], alone)
     torch.testing.assert_close(system(together), x)
 
@@ -210,5 +230,11 @@ def test_bad_input_is_refused_before_sampling(brain, mr_priors):
         DDS(vp, warm_start=1.5)
     with pytest.raises(InputError, match="clip must be a finite number > 0"):
         DDS(vp, clip=0)
+    with pytest.raises(InputError, match="plane_tv must be a finite number >= 0"):
+        DDS(vp, plane_tv=-0.1)
+    with pytest.raises(InputError, match="plane_rho must be > 0 with plane_tv > 0, got 0"):
+        ScoreMRI(ve, plane_tv=0.01, plane_rho=0)
+    with pytest.raises(InputError, match="slice_rho must be > 0 with slice_tv > 0, got 0"):
+        DDS(vp, slice_rho=0)
     with pytest.raises(InputError, match="nothing was measured"):
         DDS(vp, steps=1)(torch.zeros_like(kspace), operator)
