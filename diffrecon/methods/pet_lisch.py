@@ -40,8 +40,8 @@ from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_l
 from diffrecon.priors.prior import ScoreModel
 
 FLOAT_SUM_PRECISION = 1e-6
-"""A target PLL counts as met within this fraction of its size: the precision of a float32 sum over a sinogram,
-below which the line search's and the check's sums of the same image can disagree."""
+"""The precision of a float32 sum over a sinogram, as a fraction of the sum: below it two sums of the same image's
+PLL can disagree, so the line search aims this far past a target that the check then finds met."""
 
 
 class PETLiSch(PETDiffusionMethod):
@@ -103,15 +103,15 @@ class PETLiSch(PETDiffusionMethod):
     def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
                    context: dict[str, Any]) -> torch.Tensor:
         target = context["targets"][step]
-        met = target - FLOAT_SUM_PRECISION * abs(target)
+        aim = target + FLOAT_SUM_PRECISION * abs(target)
         expected = model.forward(activity)
         log_likelihood = poisson_log_likelihood(data, expected)
         taken = 0
-        while (below := log_likelihood < met).any() and taken < self.max_ascent_steps:
+        while (below := log_likelihood < target).any() and taken < self.max_ascent_steps:
             start, start_expected = activity[below], expected[below]
             direction = self._em_pass(start, data, model, start_expected, context["views"]) - start
             change = model.linear(direction)
-            fraction = _fraction_to_target(data, start_expected, change, target)[:, None, None, None]
+            fraction = _fraction_to_target(data, start_expected, change, aim)[:, None, None, None]
             activity, expected, log_likelihood = activity.clone(), expected.clone(), log_likelihood.clone()
             activity[below] = start + fraction * direction
             expected[below] = start_expected + fraction * change
@@ -148,12 +148,10 @@ def _fraction_to_target(measured: torch.Tensor, expected: torch.Tensor, change: 
     at or above it. So Newton's iterates rise to the crossing while the chord's root, feasible at every
     iteration, closes on it; it is returned once within ``tolerance`` of them, or after ``iterations``. The
     maximiser, where φ falls before a = 1, is found by bisection on φ'."""
-    expected_total, change_total = expected.flatten(1).sum(1), change.flatten(1).sum(1)
-
     def value_and_slope(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shifted = expected + a[:, None, None, None] * change
-        return (torch.xlogy(measured, shifted).flatten(1).sum(1) - expected_total - a * change_total,
-                (data_ratio(measured, shifted) * change).flatten(1).sum(1) - change_total)
+        return (poisson_log_likelihood(measured, shifted),
+                ((data_ratio(measured, shifted) - 1) * change).flatten(1).sum(1))
 
     high = torch.ones(len(expected), device=expected.device)
     high_value, high_slope = value_and_slope(high)
