@@ -76,6 +76,12 @@ PRIORS = {
     **{f"pet-{o}-generic": PriorRun("pet_fdg_prior", f"{o}_generic", {"orientation": o, "epochs": 20},
                                     ("train_shapes.json", "train_generic.json"), model=o)
        for o in ("axial", "coronal", "sagittal")},
+    # candidates: the shipped 0.2.0 networks trained further on the same recipe (train_shapes.json), four slices per
+    # augmented volume and two volumes per batch (configs/train_more.json): four times the training slices per epoch
+    # (0.2.0 saw 110 epochs x 512 slices, 7040 steps), for about twice the epoch's time on a CPU
+    **{f"pet-{o}-more": PriorRun("pet_fdg_prior", f"{o}_more", {"orientation": o, "epochs": 40},
+                                 ("train_shapes.json", "train_more.json"), model=o)
+       for o in ("axial", "coronal", "sagittal")},
 }
 
 

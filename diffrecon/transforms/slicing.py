@@ -13,7 +13,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from diffrecon.checks import InputError, check_choice
+from diffrecon.checks import InputError, check_choice, check_integer
 
 NdarrayOrTensor = np.ndarray | torch.Tensor
 
@@ -46,29 +46,38 @@ def take_slice(volume: NdarrayOrTensor, orientation: str, index: int) -> Ndarray
 
 
 class RandSliced(Randomizable, MapTransform):
-    """Pick one random foreground slice in ``orientation`` from (C, x, y, z) volumes (same slice for all keys).
+    """Pick random foreground slices in ``orientation`` from (C, x, y, z) volumes (the same slices for all keys).
+
+    One slice gives one dictionary; ``num_slices`` > 1 gives a list of that many (distinct where the volume has
+    enough foreground slices), which MONAI's ``DataLoader`` flattens into the batch: a volume's augmentation,
+    which costs more than the network's training step on a CPU, then serves several slices.
 
     Args:
         keys: keys of the volumes.
         orientation: "axial", "coronal" or "sagittal".
         min_foreground: minimum fraction of foreground voxels for a slice to be drawn.
+        num_slices: slices drawn per volume.
     """
 
-    def __init__(self, keys: KeysCollection, orientation: str, min_foreground: float = 0.05,
+    def __init__(self, keys: KeysCollection, orientation: str, min_foreground: float = 0.05, num_slices: int = 1,
                  allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.orientation = check_choice("orientation", orientation, ORIENTATIONS)
         self.min_foreground = float(min_foreground)
-        self.index = 0
+        self.num_slices = check_integer("num_slices", num_slices)
+        self.indices: list[int] = []
 
     def randomize(self, data: NdarrayOrTensor) -> None:
-        self.index = int(self.R.choice(foreground_slices(data, self.orientation, self.min_foreground)))
+        candidates = foreground_slices(data, self.orientation, self.min_foreground)
+        replace = len(candidates) < self.num_slices
+        self.indices = [int(i) for i in self.R.choice(candidates, self.num_slices, replace=replace)]
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        keys = list(self.key_iterator(d))
-        if keys:
-            self.randomize(d[keys[0]])
-        for key in keys:
-            d[key] = take_slice(d[key], self.orientation, self.index)
-        return d
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]
+                 ) -> dict[Hashable, NdarrayOrTensor] | list[dict[Hashable, NdarrayOrTensor]]:
+        keys = list(self.key_iterator(dict(data)))
+        if not keys:
+            return dict(data)
+        self.randomize(data[keys[0]])
+        slices = [{**data, **{key: take_slice(data[key], self.orientation, index) for key in keys}}
+                  for index in self.indices]
+        return slices[0] if self.num_slices == 1 else slices

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from monai.data import DataLoader, Dataset
+from monai.transforms import Compose, EnsureTyped
 
 from diffrecon.checks import InputError
 from diffrecon.transforms import ORIENTATIONS, RandSliced, foreground_slices, take_slice
@@ -29,6 +31,22 @@ def test_random_slices_are_foreground_and_shared_by_keys():
         out = transform({"image": volume, "label": 2 * volume})
         assert out["image"].shape == (1, 8, 8) and out["image"].sum() == 16
         np.testing.assert_array_equal(out["label"], 2 * out["image"])
+
+
+def test_several_distinct_slices_per_volume_flattened_into_the_batch():
+    volume = np.zeros((1, 8, 8, 10), np.float32)
+    for z in range(3, 7):
+        volume[0, 2:6, 2:6, z] = z  # each foreground slice has its own value
+    transform = RandSliced("image", "axial", num_slices=3).set_random_state(0)
+    out = transform({"image": volume})
+    assert isinstance(out, list) and len(out) == 3
+    values = [float(item["image"].max()) for item in out]
+    assert len(set(values)) == 3 and set(values) <= {3.0, 4.0, 5.0, 6.0}
+    dataset = Dataset([{"image": volume}] * 2, transform=Compose([transform, EnsureTyped("image")]))
+    batch = next(iter(DataLoader(dataset, batch_size=2)))
+    assert batch["image"].shape == (6, 1, 8, 8)
+    with pytest.raises(InputError, match="num_slices must be an integer >= 1"):
+        RandSliced("image", "axial", num_slices=0)
 
 
 def test_bad_orientation_and_empty_volume():
