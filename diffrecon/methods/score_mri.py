@@ -59,10 +59,11 @@ class ScoreMRI(MRIDiffusionMethod):
     def __init__(self, prior: ScoreModel, steps: int = 30, snr: float = 0.16, variant: str = "auto",
                  sense_every: int = 5, sense_weights: tuple[float, float] = (1.0, 0.2),
                  warm_start: float | None = 0.5, phase_correction: bool = True, slice_tv: float = 0.03,
-                 slice_rho: float = 1.0, plane_tv: float = 0.0, plane_rho: float = 0.01, chunk_size: int = 16,
+                 slice_rho: float = 1.0, plane_tv: float = 0.0, plane_rho: float = 0.01, tv_iterations: int = 1,
+                 chunk_size: int = 16,
                  callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
         super().__init__(prior, steps, warm_start, phase_correction, slice_tv, slice_rho, plane_tv, plane_rho,
-                         chunk_size, callback, progress)
+                         tv_iterations, chunk_size, callback, progress)
         check_positive("snr", snr)
         self.snr = float(snr)
         self.variant = check_choice("variant", variant, VARIANTS)
@@ -147,7 +148,8 @@ class ScoreMRI(MRIDiffusionMethod):
                         x = project(to_complex(parts, ndim, phase))
                 with clock("physics"):
                     if couplings:
-                        x = solve_consistency(x, measured, projector, 1, couplings=couplings)
+                        x = solve_consistency(x, measured, projector, 1, couplings=couplings,
+                                              admm_iterations=self.tv_iterations)
                     if variant == "hybrid" and i in weights:
                         x = project(sense_step(x, weights[i]))
                 self.after_step(i, x * gain, scale)
