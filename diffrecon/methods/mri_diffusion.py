@@ -178,8 +178,8 @@ class MRIDiffusionMethod(Method):
         plane_tv: weight of (anisotropic) total variation in the image plane (x, y), in prior units (0: none); our
             choice, the same ADMM coupling in the slice's own axes.
         plane_rho: ADMM penalty of that coupling.
-        tv_iterations: ADMM iterations of these couplings per reverse step (each a data-consistency solve); our
-            choice: one, as DiffusionMBIR, leaves the total variation far from converged at 50 steps.
+        tv_iterations: ADMM iterations of these couplings per reverse step, each a data-consistency solve
+            (DiffusionMBIR takes one; more converge the total variation further, at the cost of more FFTs).
         chunk_size: slices per network call for volumes.
         callback: ``callback(step, image)`` after each step's data consistency, with the method's current
             image(s) in the data's units (e.g. to watch or store the trajectory).

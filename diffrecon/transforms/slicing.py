@@ -69,6 +69,9 @@ class RandSliced(Randomizable, MapTransform):
 
     def randomize(self, data: NdarrayOrTensor) -> None:
         candidates = foreground_slices(data, self.orientation, self.min_foreground)
+        if self.num_slices == 1:  # the draw the shipped priors were trained with, so their commands reproduce them
+            self.indices = [int(self.R.choice(candidates))]
+            return
         replace = len(candidates) < self.num_slices
         self.indices = [int(i) for i in self.R.choice(candidates, self.num_slices, replace=replace)]
 

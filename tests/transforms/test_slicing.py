@@ -33,6 +33,15 @@ def test_random_slices_are_foreground_and_shared_by_keys():
         np.testing.assert_array_equal(out["label"], 2 * out["image"])
 
 
+def test_one_slice_per_volume_keeps_the_draw_the_shipped_priors_were_trained_with():
+    volume = np.zeros((1, 8, 8, 30), np.float32)
+    volume[0, 2:6, 2:6, 3:27] = np.arange(3, 27)
+    transform = RandSliced("image", "axial").set_random_state(5)
+    drawn = [int(transform({"image": volume})["image"].max()) for _ in range(8)]
+    state = np.random.RandomState(5)
+    assert drawn == [int(state.choice(foreground_slices(volume, "axial"))) for _ in range(8)]
+
+
 def test_several_distinct_slices_per_volume_flattened_into_the_batch():
     volume = np.zeros((1, 8, 8, 10), np.float32)
     for z in range(3, 7):
