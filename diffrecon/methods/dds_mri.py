@@ -64,7 +64,7 @@ class DDS(MRIDiffusionMethod):
     prior_form = "vp"
 
     def __init__(self, prior: ScoreModel, steps: int = 50, gamma: float = 10.0, cg_iterations: int = 5,
-                 eta: float = 1.0, warm_start: float | None = None, real_valued: bool = False,
+                 eta: float = 1.0, warm_start: float | None = 0.35, real_valued: bool = False,
                  clip: float | None = 1.0, phase_correction: bool = True, slice_tv: float = 0.03,
                  slice_rho: float = 1.0, plane_tv: float = 0.001, plane_rho: float = 0.01, tv_iterations: int = 1,
                  chunk_size: int = 16,
