@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_records import done_runs, is_done, read_lines, resolved_settings
 from check_prior_generalisation import BRAINS_T1, MR_GRID, SPM_T1, centred_source, per_slice_max
 
 from diffrecon.data.demo_cases import scanned_mri_case, simulated_mri_case
@@ -87,7 +88,7 @@ def main() -> None:
         parser.error("--slices: volumes are simulated from the phantoms only (not with --twix or --real)")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    done = {line["key"] for line in read_lines(out)}
+    done = done_runs(read_lines(out))
     runs = json.loads(args.runs)
     subjects = [("real", name) for name in REAL_T1] if args.real else [
         ("phantom", seed) for seed in subject_seeds(args.split, args.subjects)]
@@ -98,7 +99,7 @@ def main() -> None:
         for name, settings in runs:
             key = json.dumps([source, seed, mask, args.center_fraction, name, settings, args.num_samples,
                               *([args.prior] if args.prior else []), *([args.slices] if args.slices > 1 else [])])
-            if key in done:
+            if is_done(done, key, name, settings):
                 continue
             if case is None:
                 case = load_case(source, seed, mask, args.center_fraction, args.split, args.slices)
@@ -133,10 +134,6 @@ def real_t1_slice(name: str) -> np.ndarray:
     return centred_source(REAL_T1[name], name, MR_GRID, per_slice_max).volume[..., MR_GRID.shape[2] // 2]
 
 
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(text) for text in path.read_text().splitlines()] if path.is_file() else []
-
-
 def run(case, name: str, settings: dict, num_samples: int, prior: str | None = None) -> dict:
     """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle folder;
     default the shipped one)."""
@@ -150,7 +147,8 @@ def run(case, name: str, settings: dict, num_samples: int, prior: str | None = N
     image = result.mean.abs().cpu().numpy()
     reference = np.asarray(case.reference)
     report = result.report
-    return {"method": name, "settings": settings, "num_samples": num_samples,
+    return {"method": name, "settings": settings, "resolved": resolved_settings(name, settings),
+            "num_samples": num_samples,
             "psnr_db": psnr(image, reference), "ssim": ssim(image, reference), "nrmse": nrmse(image, reference),
             "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
             "network_images": report.get("network_images", 0), "seconds_network": report.get("seconds_network", 0.0),
@@ -207,7 +205,8 @@ def plot_curve(lines: list[dict], path: Path) -> None:
         if not line["network_evaluations"] or line["num_samples"] != 1:
             continue
         label = f"{line['source']} {line['mask']} {line['method']} {line.get('variant') or ''}".strip()
-        warm = line["settings"].get("warm_start", method_parameters(line["method"])["warm_start"].default)
+        warm = line.get("resolved", line["settings"]).get("warm_start",
+                                                           method_parameters(line["method"])["warm_start"].default)
         label += f" warm {warm}" if warm else ""
         curves.setdefault(label, {}).setdefault(line["network_evaluations"], []).append(line["psnr_db"])
     figure, axes = plt.subplots(figsize=(7, 4.5))

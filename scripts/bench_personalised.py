@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pet import FIGURES, read_lines, run  # noqa: E402
+from bench_pet import FIGURES, run  # noqa: E402
+from bench_records import done_runs, is_done, read_lines  # noqa: E402
 
 from diffrecon.data.demo_cases import phantom_subject_folders, simulated_pet_case  # noqa: E402
 from diffrecon.data.splits import subject_seeds  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
     personalisation = {"workers": args.workers, "threads": args.threads, **json.loads(args.personalisation)}
     subjects = find_subjects(phantom_subject_folders(work / "subjects", subject_seeds("train", args.subjects),
                                                      args.preset))
-    done = {line["key"] for line in read_lines(out)}
+    done = done_runs(read_lines(out))
     shown: dict[str, np.ndarray] = {}  # the first target's images, for --figure
     first = subject_seeds(args.split, 1)[0]
     for seed in subject_seeds(args.split, args.targets):
@@ -81,7 +82,7 @@ def main() -> None:
             which = settings.pop("prior", "generic")
             key = json.dumps([args.preset, args.count_level, seed, name, settings, which,
                               tag if which == "personalised" else "", args.num_samples])
-            if key in done:
+            if is_done(done, key, name, settings):
                 continue
             prior = None
             if which == "personalised":

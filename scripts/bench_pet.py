@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_records import done_runs, is_done, read_lines, resolved_settings
 from check_prior_generalisation import fdg_source, spm_pet_source
 from scipy.ndimage import binary_fill_holes
 
@@ -74,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    done = {line["key"] for line in read_lines(out)}
+    done = done_runs(read_lines(out))
     runs = json.loads(args.runs)
     if args.real and args.preset != "demo":
         parser.error("--real needs --preset demo (the real volumes are resampled to the demo grid)")
@@ -85,7 +86,7 @@ def main() -> None:
             for name, settings in runs:
                 key = json.dumps([args.preset, args.count_level, seed, noise_seed, name, settings, args.num_samples,
                                   *([args.prior] if args.prior else [])])
-                if key in done:
+                if is_done(done, key, name, settings):
                     continue
                 if case is None:
                     case = (real_brain_case(seed, args.count_level, noise_seed) if args.real else
@@ -107,10 +108,6 @@ def main() -> None:
         plot_pll_curve(read_lines(out), Path(args.pll_curve))
 
 
-def read_lines(path: Path) -> list[dict]:
-    return [json.loads(text) for text in path.read_text().splitlines()] if path.is_file() else []
-
-
 def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str | Path | None = None
         ) -> tuple[dict, np.ndarray]:
     """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
@@ -129,7 +126,8 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str
                                case.images["white_matter"]) if "labels" in case.images else
                {"psnr_db": psnr(image, truth), "ssim": ssim(image, truth),
                 "nrmse": nrmse(image, truth, case.images["brain"])})
-    line = {"method": name, "settings": settings, "num_samples": num_samples, **figures,
+    line = {"method": name, "settings": settings, "resolved": resolved_settings(name, settings),
+            "num_samples": num_samples, **figures,
             "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
             "seconds_network": report.get("seconds_network", 0.0), "seconds_physics": report.get("seconds_physics"),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
