@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     methods = {"OSEM": build_method("osem", iterations=4, subsets=8),
                "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8),
                # its defaults, tuned on validation subjects (docs/pet_diffusion.md): K = 3 OSEM iterations
-               # over 8 subsets, warm start, 5 NFE
+               # over 8 subsets, warm start, 8 NFE
                "PET-LiSch": build_method("pet-lisch", prior=prior)}
     results, timings = {}, {}
     for name, method in methods.items():

@@ -22,10 +22,11 @@ choices, exposed as parameters. The OSEM curve is ours for speed: OSEM reaches t
 iterations in about K, so the schedule costs K passes instead of 8K (on a validation phantom at 1% counts on the
 3D demo scanner, OSEM's K = 3 lands between MLEM's 23 and 24), and on validation subjects it matched or beat the
 MLEM schedule (docs/pet_diffusion.md). The defaults (K = 3 over 8 subsets, a warm start at 0.3 T from the
-noised OSEM image with 5 steps, passes over 8 subsets) were tuned on validation subjects with
+noised OSEM image with 8 steps, passes over 8 subsets) were tuned on validation subjects with
 ``scripts/bench_pet.py``: the warm start as good as 20 steps from noise at a quarter of the network evaluations,
 8 subsets as good as 1 at half the time, K = 3 the best of 2-4 in 3D at 1% counts with prior version 0.2.0 (10%
-counts: K = 11; single-slice data at 10%: K = 2).
+counts: K = 11; single-slice data at 10%: K = 2), 8 steps the fewest within 0.5% of the best of 2-12 at 1% (5
+until 2026-12-05: 1.4% worse; at 10% counts 5 and 8 are level).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class PETLiSch(PETDiffusionMethod):
 
     name = "pet-lisch"
 
-    def __init__(self, prior: ScoreModel, steps: int = 5, iterations: int = 3, schedule_subsets: int = 8,
+    def __init__(self, prior: ScoreModel, steps: int = 8, iterations: int = 3, schedule_subsets: int = 8,
                  subsets: int = 8, step_size: float = 1.0, max_ascent_steps: int = 10, eta: float = 0.1,
                  warm_start: float | None = 0.3, final_time: float = 0.0, osem_iterations: int = 2,
                  osem_subsets: int = 8, progress: bool = True) -> None:
