@@ -204,7 +204,8 @@ def measure(priors: dict, sources: list[Source], seed: int) -> list[dict]:
     """One row per orientation and source: per level, the mean (over slices) of the Tweedie / Gaussian MSE
     ratio, and the MSEs behind it."""
     rows = []
-    for o_index, (orientation, prior) in enumerate(priors.items()):
+    for orientation, prior in priors.items():
+        o_index = list(ORIENTATIONS).index(orientation)  # the noise draws do not depend on which orientations are measured
         for s_index, source in enumerate(sources):
             clean, scored = slice_stacks(source, orientation)
             repeats = -(-MIN_NOISY // len(clean))
