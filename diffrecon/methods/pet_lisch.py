@@ -24,9 +24,9 @@ iterations in about K, so the schedule costs K passes instead of 8K (on a valida
 MLEM schedule (docs/pet_diffusion.md). The defaults (K = 3 over 8 subsets, a warm start at 0.3 T from the
 noised OSEM image with 8 steps, passes over 8 subsets) were tuned on validation subjects with
 ``scripts/bench_pet.py``: the warm start as good as 20 steps from noise at a quarter of the network evaluations,
-8 subsets as good as 1 at half the time, K = 3 the best of 2-4 in 3D at 1% counts with prior version 0.2.0 (10%
-counts: K = 11; single-slice data at 10%: K = 2), 8 steps the fewest within 0.5% of the best of 2-12 at 1% (5
-until 2026-12-05: 1.4% worse; at 10% counts 5 and 8 are level).
+8 subsets as good as 1 at half the time, K = 3 the best of 2-4 in 3D at 1% counts with prior versions 0.2.0 and
+0.3.0 (10% counts: K = 11; single-slice data at 10%: K = 2), 8 steps the fewest within 0.5% of the best of 2-12 at
+1% (5 until 2026-12-05: 1.4% worse; at 10% counts 5 and 8 are level).
 """
 from __future__ import annotations
 
