@@ -205,7 +205,8 @@ def measure(priors: dict, sources: list[Source], seed: int) -> list[dict]:
     ratio, and the MSEs behind it."""
     rows = []
     for orientation, prior in priors.items():
-        o_index = list(ORIENTATIONS).index(orientation)  # the noise draws do not depend on which orientations are measured
+        # noise draws tied to the orientation, not to which orientations are measured together
+        o_index = list(ORIENTATIONS).index(orientation)
         for s_index, source in enumerate(sources):
             clean, scored = slice_stacks(source, orientation)
             repeats = -(-MIN_NOISY // len(clean))
