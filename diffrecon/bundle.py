@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from diffrecon.checks import InputError, check_output_dir
+from diffrecon.checks import InputError, check_file, check_output_dir
 
 BUNDLES_ENV = "DIFFRECON_BUNDLES"
 PACKAGED_BUNDLES = Path(__file__).parent / "bundles"
@@ -50,6 +50,45 @@ def bundle_path(bundle: str | Path) -> Path:
     found = sorted({p.parent.name for root in bundle_roots() for p in root.glob("*/configs")})
     raise InputError(f"bundle {str(bundle)!r}: no bundle folder (one with configs/) there or under "
                      f"{', '.join(map(str, bundle_roots()))}; bundles found: {', '.join(found) or 'none'}")
+
+
+COMMON_INFERENCE = {"PT": "pet_inference.json", "MR": "mri_inference.json"}
+
+
+def inference_configs(bundle: str | Path) -> list[Path]:
+    """The config files of a bundle's inference run, in order: a method bundle (one whose ``inference.json``
+    names a registered ``method_name``) runs on its modality's shared config in ``bundles/common/`` with its own
+    file after it (its method block and defaults); any other bundle on its own ``inference.json``."""
+    import json
+
+    from diffrecon.methods.registry import METHODS
+
+    own = bundle_path(bundle) / "configs" / "inference.json"
+    name = json.loads(own.read_text()).get("method_name") if own.is_file() else None
+    if name is None:
+        return [own]
+    if name not in METHODS:
+        raise InputError(f"bundle {str(bundle)!r} names method_name {name!r}; expected one of {', '.join(METHODS)}")
+    return [PACKAGED_BUNDLES / "common" / COMMON_INFERENCE[METHODS[name].modality], own]
+
+
+def bundle_config(bundle: str | Path, config: str = "inference.json", **settings: object):
+    """A bundle's config (``monai.bundle.ConfigParser``) with ``bundle_root`` set and ``settings`` applied as on
+    the command line (refused when they set nothing, like misspelt names); ``inference.json`` with the shared
+    config it runs on (:func:`inference_configs`).
+
+    Raises:
+        InputError: no such bundle or config file, or an unknown setting.
+    """
+    from monai.bundle import ConfigParser
+
+    root = bundle_path(bundle)
+    files = inference_configs(root) if config == "inference.json" else [root / "configs" / config]
+    parser = ConfigParser()
+    parser.read_config([str(check_file(f"bundle {str(bundle)!r} config", path)) for path in files])
+    check_settings(parser, settings)
+    parser.update({"bundle_root": str(root), **settings})
+    return parser
 
 
 def monai_arguments() -> set[str]:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from diffrecon.bundle import PACKAGED_BUNDLES, bundle_path, run_bundle
@@ -143,3 +144,45 @@ def _finetune(base_root: Path, images: Path, run_dir: Path, model: Path, orienta
     state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     save_weights(model, state_dict_of(state))
     write_record(done, key)
+
+
+def pet_grid_image(spec: str | Path | None = None, case: Any = None):
+    """The PET reconstruction grid as a :class:`diffrecon.registration.images.Image` (zeros; its shape and affine
+    matter): a preset name, an image file or DICOM folder on that grid, or, when ``spec`` is None, the grid of
+    ``case``."""
+    from diffrecon.physics.geometry import PRESET_NAMES, get_preset
+    from diffrecon.registration.images import Image, read_image
+
+    if spec is None:
+        if case is None:
+            raise InputError("pet_grid: give a preset name, an image on the PET grid, or a case")
+        return Image(np.zeros(case.physics.grid.shape, np.float32), case.affine, None, "PET grid")
+    if str(spec) in PRESET_NAMES:
+        grid = get_preset(str(spec)).grid
+        return Image(np.zeros(grid.shape, np.float32), grid.affine, None, f"PET grid {spec}")
+    image = read_image(spec, "pet_grid")
+    return Image(np.zeros(image.array.shape, np.float32), image.affine, image.frame_of_reference, image.source)
+
+
+def personalised_target(pet_grid, mr: str | Path | None = None, labels: str | Path | None = None,
+                        case: Any = None):
+    """The target of a personalised prior (:class:`diffrecon.registration.pseudo_pet.Target`): the PET grid
+    (:func:`pet_grid_image`) with the target's MR and optional tissue labels from files (NIfTI or DICOM, any grid
+    on the PET's frame of reference) or, without files, the ``case``'s own ``mr`` and ``labels`` images on the PET
+    grid (the built-in demo's)."""
+    from diffrecon.registration.images import Image, read_image
+
+    def on_grid(name: str) -> Image | None:
+        if case is None or name not in case.images:
+            return None
+        return Image(np.asarray(case.images[name], dtype=np.float32), case.affine, None, f"target {name}")
+
+    target_mr = read_image(mr, "target MR") if mr is not None else on_grid("mr")
+    if target_mr is None:
+        raise InputError("target MR: give the target subject's MR (NIfTI or DICOM folder); the case has none")
+    target_labels = read_image(labels, "target labels") if labels is not None else on_grid("labels")
+    return Target(target_mr, pet_grid, target_labels)
+
+
+# the diffusion PET methods the personalised-prior bundle reconstructs with
+PERSONALISED_METHODS = ("pet-dds", "pet-lisch")

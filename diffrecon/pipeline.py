@@ -16,6 +16,11 @@ from diffrecon.methods import Method, Reconstruction, build_method
 from diffrecon.methods.registry import METHODS, required_inputs
 
 DEFAULT_PRIORS = {"PT": "pet_fdg_prior", "MR": "mr_t1_prior"}
+# RDP strength for the demo's activity units at 1% counts, chosen on training subjects 0 and 1 with
+# `python scripts/tune_demo_rdp.py --count-level 1% --betas 0.1 0.3 1 4 16`: lowest brain NRMSE (0.222 vs
+# OSEM 0.234) with lower white-matter noise (CoV 0.190 vs 0.219; rerun 2026-12-02 after the BSREM preconditioner
+# fix, β 0.1 / 1: NRMSE 0.222 / 0.252).
+DEMO_RDP_BETA = 0.3
 CMAPS = {"PT": "gray_r", "MR": "gray"}  # PET activity dark on white, as read on PET workstations
 
 
@@ -24,8 +29,8 @@ def pet_case(sinogram: str | Path | None = None, *, demo: dict[str, Any] | None 
     """The PET case of a bundle run: the user's (``sinogram`` and the ``files`` of
     :func:`diffrecon.io.cases.load_pet_case`: multiplicative, additive, mu_map, grid, psf_fwhm, and the images
     reference and mr), or, when ``sinogram`` is None, the built-in phantom case with the ``demo`` settings
-    (:func:`diffrecon.data.demo_cases.simulated_pet_case`)."""
-    from diffrecon.data.demo_cases import simulated_pet_case
+    (:func:`diffrecon.io.demo_cases.simulated_pet_case`)."""
+    from diffrecon.io.demo_cases import simulated_pet_case
     from diffrecon.io.cases import load_pet_case
 
     if sinogram is None:
@@ -40,8 +45,8 @@ def mri_case(kspace: str | Path | None = None, *, demo: dict[str, Any] | None = 
     """The MRI case of a bundle run: the user's k-space with the ``options`` of
     :func:`diffrecon.io.cases.load_mri_case` (layout, readout_oversampling, slice_index, mask, acceleration,
     center_fraction, seed), or, when ``kspace`` is None, the built-in phantom case with the ``demo`` settings
-    (:func:`diffrecon.data.demo_cases.simulated_mri_case`)."""
-    from diffrecon.data.demo_cases import simulated_mri_case
+    (:func:`diffrecon.io.demo_cases.simulated_mri_case`)."""
+    from diffrecon.io.demo_cases import simulated_mri_case
     from diffrecon.io.cases import load_mri_case
 
     if kspace is None:
@@ -57,6 +62,7 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
         InputError: an input the case does not have (named).
     """
     from diffrecon.methods.registry import get_method
+    from diffrecon.priors.bundle import fit_prior
 
     modality = METHODS[name].modality
     inputs = {}
@@ -65,7 +71,7 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
             bundle = prior or DEFAULT_PRIORS.get(modality)
             if bundle is None:
                 raise InputError(f"method {name!r} needs a prior; no default prior bundle for modality {modality}")
-            inputs[key] = get_method(name).load_prior(bundle, case.physics, case.data.device)
+            inputs[key] = fit_prior(bundle, case.physics, get_method(name).schedule_kind.kind, case.data.device)
         elif key in case.images:
             inputs[key] = case.images[key]
         else:
@@ -94,44 +100,63 @@ def reconstruct_case(case: Case, method: Method, out: str | Path, *, num_samples
     return result, written
 
 
-def pet_grid_image(spec: str | Path | None = None, case: Case | None = None):
-    """The PET reconstruction grid as a :class:`diffrecon.registration.images.Image` (zeros; its shape and affine
-    matter): a preset name, an image file or DICOM folder on that grid, or, when ``spec`` is None, the grid of
-    ``case``."""
-    from diffrecon.physics.geometry import PRESET_NAMES, get_preset
-    from diffrecon.registration.images import Image, read_image
+def run_demo(out: str | Path, *, seed: int | None = None, count_level: str = "1%", preset: str = "demo",
+             device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+    """``diffrecon demo``: a test-split phantom subject (three hot lesions) scanned on ``preset`` at
+    ``count_level`` (the built-in case of the bundles, :func:`pet_case`), reconstructed with OSEM, MAP-EM with the
+    relative difference prior and PET-LiSch at its defaults; NIfTI volumes, a PNG panel and a metrics table
+    (markdown and JSON) written to ``out``. Returns the metrics by method."""
+    import json
 
-    if spec is None:
-        if case is None:
-            raise InputError("pet_grid: give a preset name, an image on the PET grid, or a case")
-        return Image(np.zeros(case.physics.grid.shape, np.float32), case.affine, None, "PET grid")
-    if str(spec) in PRESET_NAMES:
-        grid = get_preset(str(spec)).grid
-        return Image(np.zeros(grid.shape, np.float32), grid.affine, None, f"PET grid {spec}")
-    image = read_image(spec, "pet_grid")
-    return Image(np.zeros(image.array.shape, np.float32), image.affine, image.frame_of_reference, image.source)
+    from diffrecon.checks import check_device, check_output_dir
+    from diffrecon.data.splits import subject_seeds
+    from diffrecon.io.figures import save_panel
+    from diffrecon.io.nifti import save_nifti
+    from diffrecon.metrics import phantom_metrics
+    from diffrecon.physics.pet_simulation import trues_per_direct_plane
 
+    trues_per_direct_plane(count_level)  # validate before any work
+    check_device("--device", device)
+    out = check_output_dir("--out", out)
+    seed = subject_seeds("test", 1)[0] if seed is None else int(seed)
+    case = pet_case(demo={"seed": seed, "preset": preset, "count_level": count_level, "lesions": 3,
+                          "lesion_kinds": "hot", "noise_seed": seed}, device=device)
+    grid, scanner = case.physics.grid, case.physics.projector.scanner
+    print(f"[1/3] phantom subject {seed} on a {grid.shape} grid of {grid.voxel_size_mm[0]} mm voxels, {count_level} "
+          f"counts on the {preset} scanner ({scanner.n_rings} rings, {scanner.n_sinograms} sinograms x "
+          f"{scanner.n_views} views x {scanner.n_bins} bins)")
+    print("[2/3] reconstructing")
+    methods = {"OSEM": build_method("osem", iterations=4, subsets=8),
+               "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8),
+               # its defaults, tuned on validation subjects (docs/pet_diffusion.md): K = 3 OSEM iterations
+               # over 8 subsets, warm start, 8 NFE
+               "PET-LiSch": build_method("pet-lisch", **method_inputs("pet-lisch", case))}
+    results, timings = {}, {}
+    for name, method in methods.items():
+        result = method(case.data, case.physics, generator=torch.Generator(device).manual_seed(seed))
+        results[name], timings[name] = result.mean.cpu().numpy(), result.report["seconds"]
+        print(f"      {name}: {timings[name]:.1f} s")
 
-def personalised_target(pet_grid, mr: str | Path | None = None, labels: str | Path | None = None,
-                        case: Case | None = None):
-    """The target of a personalised prior (:class:`diffrecon.registration.pseudo_pet.Target`): the PET grid
-    (:func:`pet_grid_image`) with the target's MR and optional tissue labels from files (NIfTI or DICOM, any grid
-    on the PET's frame of reference) or, without files, the ``case``'s own ``mr`` and ``labels`` images on the PET
-    grid (the built-in demo's)."""
-    from diffrecon.registration.images import Image, read_image
-    from diffrecon.registration.pseudo_pet import Target
-
-    def on_grid(name: str) -> Image | None:
-        if case is None or name not in case.images:
-            return None
-        return Image(np.asarray(case.images[name], dtype=np.float32), case.affine, None, f"target {name}")
-
-    target_mr = read_image(mr, "target MR") if mr is not None else on_grid("mr")
-    if target_mr is None:
-        raise InputError("target MR: give the target subject's MR (NIfTI or DICOM folder); the case has none")
-    target_labels = read_image(labels, "target labels") if labels is not None else on_grid("labels")
-    return Target(target_mr, pet_grid, target_labels)
-
-
-# the diffusion PET methods the personalised-prior bundle reconstructs with
-PERSONALISED_METHODS = ("pet-dds", "pet-lisch")
+    print("[3/3] writing results")
+    truth, lesions = case.reference, case.images["lesions"]
+    rows = {}
+    for name, image in results.items():
+        metrics = phantom_metrics(image, truth, case.images["labels"], lesions, case.images["white_matter"])
+        metrics.pop("crc_cold_lesions")  # the demo's lesions are all hot
+        rows[name] = {**metrics, "seconds": timings[name]}
+        save_nifti(out / f"{name.lower().replace('-', '_')}.nii.gz", image, case.affine)
+    for name, image in (("truth_fdg", truth), ("mu_map", case.images["mu_map"]), ("t1", case.images["mr"])):
+        save_nifti(out / f"{name}.nii.gz", image, case.affine)
+    save_panel(out / "panel.png", {"ground truth": truth, **results, "PET-LiSch - truth": results["PET-LiSch"] - truth},
+               title=f"diffrecon demo: subject {seed}, {count_level} counts", signed={"PET-LiSch - truth"},
+               cmap="gray_r", centre=tuple(int(c) for c in np.argwhere(lesions[0]).mean(axis=0).round()),
+               annotations={name: f"PSNR {row['psnr_db']:.1f} dB, SSIM {row['ssim']:.3f}" for name, row in rows.items()})
+    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+    table = ["| method | PSNR (dB) | SSIM | NRMSE (brain) | CRC (hot lesions) | white-matter CoV | time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {name} | {r['psnr_db']:.2f} | {r['ssim']:.3f} | {r['nrmse']:.3f} | {r['crc_hot_lesions']:.2f} | "
+              f"{r['white_matter_cov']:.3f} | {r['seconds']:.1f} |" for name, r in rows.items()]
+    (out / "metrics.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))
+    print(f"results in {out.resolve()}: panel.png, metrics.md, *.nii.gz")
+    return rows

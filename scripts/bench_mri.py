@@ -45,7 +45,7 @@ import torch
 from bench_records import done_runs, is_done, read_lines, resolved_settings
 from check_prior_generalisation import BRAINS_T1, MR_GRID, SPM_T1, centred_source, per_slice_max
 
-from diffrecon.data.demo_cases import scanned_mri_case, simulated_mri_case
+from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.cases import load_mri_case
 from diffrecon.methods import build_method

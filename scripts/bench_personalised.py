@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pet import FIGURES, run  # noqa: E402
 from bench_records import done_runs, is_done, read_lines  # noqa: E402
 
-from diffrecon.data.demo_cases import phantom_subject_folders, simulated_pet_case  # noqa: E402
+from diffrecon.io.demo_cases import phantom_subject_folders, simulated_pet_case  # noqa: E402
 from diffrecon.data.splits import subject_seeds  # noqa: E402
 from diffrecon.personalise import personalise  # noqa: E402
 from diffrecon.registration.images import Image, read_image  # noqa: E402

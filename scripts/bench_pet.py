@@ -38,7 +38,7 @@ from bench_records import done_runs, is_done, read_lines, resolved_settings
 from check_prior_generalisation import fdg_source, spm_pet_source
 from scipy.ndimage import binary_fill_holes
 
-from diffrecon.data.demo_cases import scanned_pet_case, simulated_pet_case
+from diffrecon.io.demo_cases import scanned_pet_case, simulated_pet_case
 from diffrecon.data.phantoms import MU_SOFT_TISSUE, make_subject
 from diffrecon.data.splits import subject_seeds
 from diffrecon.methods import build_method

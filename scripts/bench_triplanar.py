@@ -20,7 +20,7 @@ import torch
 def measure(size: int, chunk_size: int, threads: int, repeats: int) -> dict:
     """Run in this process: build the score, evaluate it ``repeats`` times on a size^3 volume."""
     from diffrecon.priors import DiffusionPrior, TriPlanarScore
-    from diffrecon.priors.bundle import bundle_config
+    from diffrecon.bundle import bundle_config
 
     torch.set_num_threads(threads)
     parser = bundle_config("pet_fdg_prior")

@@ -1,5 +1,6 @@
 """The import direction of DESIGN.md holds: physics and priors know nothing of methods, io knows nothing of
-methods, methods know nothing of files, DICOM or bundles. Checked on the source (every import statement,
+methods, methods know nothing of files, DICOM or bundles, transforms and data read and write no files, and the
+command line only parses arguments. Checked on the source (every import statement,
 including those inside functions), so a violation fails here before it becomes a cycle."""
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ FORBIDDEN = {
     "priors": ("diffrecon.methods", "diffrecon.physics", "diffrecon.classical", "diffrecon.io", "diffrecon.cli"),
     "classical": ("diffrecon.methods", "diffrecon.priors", "diffrecon.io", "diffrecon.cli"),
     "io": ("diffrecon.methods", "diffrecon.priors", "diffrecon.classical", "diffrecon.cli"),
-    "methods": ("diffrecon.io", "diffrecon.cli", "pydicom", "pynetdicom", "highdicom", "nibabel"),
+    "methods": ("diffrecon.io", "diffrecon.cli", "diffrecon.bundle", "diffrecon.priors.bundle", "pydicom",
+                "pynetdicom", "highdicom", "nibabel"),  # methods get priors, they do not load bundles
+    "transforms": ("diffrecon.io", "diffrecon.cli", "diffrecon.methods"),
+    "data": ("diffrecon.io", "diffrecon.cli", "diffrecon.methods"),
+    "cli": ("diffrecon.physics",),  # argument parsing only: the work is a library call
 }
 
 

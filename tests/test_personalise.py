@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.data.demo_cases import phantom_subject_folders, simulated_pet_case
+from diffrecon.io.demo_cases import phantom_subject_folders, simulated_pet_case
 from diffrecon.personalise import personalise, read_personalised
-from diffrecon.pipeline import personalised_target, pet_grid_image
+from diffrecon.personalise import personalised_target, pet_grid_image
 from diffrecon.priors.bundle import load_volume_prior
 from diffrecon.priors.weights import sha256
 from diffrecon.registration.pseudo_pet import find_subjects

@@ -13,23 +13,58 @@ from diffrecon.classical.mri import MRIReconstruction, data_fit
 from diffrecon.physics.mri_operators import MRIOperator
 
 
+def forward_difference(x: torch.Tensor, axis: int) -> torch.Tensor:
+    """Forward difference of ``x`` along ``axis``, D_a x, zero at the axis' last index (same shape as ``x``)."""
+    return torch.cat((torch.diff(x, dim=axis), torch.zeros_like(x.narrow(axis, 0, 1))), axis)
+
+
+def forward_difference_adjoint(d: torch.Tensor, axis: int) -> torch.Tensor:
+    """Adjoint of :func:`forward_difference`, D_aᴴ d."""
+    inner = d.narrow(axis, 0, d.shape[axis] - 1)
+    zero = torch.zeros_like(d.narrow(axis, 0, 1))
+    return torch.cat((zero, inner), axis) - torch.cat((inner, zero), axis)
+
+
 def gradient(image: torch.Tensor, ndim: int) -> torch.Tensor:
     """Forward differences along the last ``ndim`` axes, stacked first: (ndim, ..., *spatial)."""
-    parts = []
-    for axis in range(-ndim, 0):
-        diff = torch.diff(image, dim=axis)
-        parts.append(torch.cat([diff, torch.zeros_like(diff.narrow(axis, 0, 1))], dim=axis))
-    return torch.stack(parts)
+    return torch.stack([forward_difference(image, axis) for axis in range(-ndim, 0)])
 
 
 def gradient_adjoint(field: torch.Tensor, ndim: int) -> torch.Tensor:
     """Adjoint of :func:`gradient` (minus the divergence)."""
-    total = torch.zeros_like(field[0])
-    for index, axis in enumerate(range(-ndim, 0)):
-        g = field[index].narrow(axis, 0, field.shape[axis] - 1)
-        padded = torch.cat([torch.zeros_like(g.narrow(axis, 0, 1)), g, torch.zeros_like(g.narrow(axis, 0, 1))], axis)
-        total = total - torch.diff(padded, dim=axis)
-    return total
+    return sum(forward_difference_adjoint(field[index], axis) for index, axis in enumerate(range(-ndim, 0)))
+
+
+class AxisTV:
+    """Anisotropic total variation along ``axes`` of the images by ADMM with the splits v_a = D_a x, one ADMM
+    iteration per call of :meth:`update` (DiffusionMBIR along z; DDS in 3D): the x-update adds ρ Σ D_aᴴ D_a to a
+    least-squares system and ρ Σ D_aᴴ (v_a − u_a) to its right-hand side, then v_a = soft(D_a x + u_a, weight / ρ)
+    and u_a += D_a x − v_a. Weight and ρ are in the images' units."""
+
+    def __init__(self, weight: float, rho: float, axes: tuple[int, ...]) -> None:
+        self.weight, self.rho, self.axes = float(weight), float(rho), tuple(axes)
+        self.splits: list[torch.Tensor] | None = None
+        self.duals: list[torch.Tensor] | None = None
+
+    def system(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rho * sum(forward_difference_adjoint(forward_difference(x, axis), axis) for axis in self.axes)
+
+    def rhs(self, like: torch.Tensor) -> torch.Tensor:
+        if self.splits is None:
+            return torch.zeros_like(like)
+        return self.rho * sum(forward_difference_adjoint(split - dual, axis)
+                              for split, dual, axis in zip(self.splits, self.duals, self.axes))
+
+    def update(self, x: torch.Tensor) -> None:
+        splits, duals = [], []
+        for index, axis in enumerate(self.axes):
+            v = forward_difference(x, axis)
+            if self.duals is not None:
+                v = v + self.duals[index]
+            split = v * (1 - self.weight / self.rho / v.abs().clamp_min(1e-12)).clamp_min(0)
+            splits.append(split)
+            duals.append(v - split)
+        self.splits, self.duals = splits, duals
 
 
 def total_variation(image: torch.Tensor, ndim: int) -> torch.Tensor:

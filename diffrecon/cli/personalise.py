@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from diffrecon.personalise import personalise, read_personalised
-    from diffrecon.pipeline import personalised_target, pet_grid_image
+    from diffrecon.personalise import personalised_target, pet_grid_image
     from diffrecon.registration.pseudo_pet import find_subjects
 
     target = personalised_target(pet_grid_image(args.pet_grid), args.target_mr, args.target_labels)

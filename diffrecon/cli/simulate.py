@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,38 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
+    from diffrecon.io.demo_cases import simulate_to_folder
 
-    from diffrecon.checks import check_device, check_output_dir
-    from diffrecon.data.phantoms import make_subject
-    from diffrecon.io.sinogram import save_sinogram
-    from diffrecon.physics.geometry import get_preset
-    from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
-
-    preset = get_preset(args.preset)
-    trues_per_direct_plane(args.count_level)  # validate before building anything
-    check_device("--device", args.device)
-    check_output_dir("--out", args.out)
-    subject = make_subject(args.seed, preset.grid, lesions=args.lesions, split=args.split)
-    activity = getattr(subject, args.tracer)
-    simulation = simulate_pet(torch.as_tensor(activity), torch.as_tensor(subject.mu_map), preset.scanner, preset.grid,
-                              count_level=args.count_level, background_fraction=args.background_fraction,
-                              psf_fwhm_mm=args.psf_fwhm or None, seed=args.noise_seed, device=args.device)
-    out = Path(args.out)
-    subject.save(out)
-    files = {}
-    for name, sinogram in (("sinogram", simulation.measured), ("multiplicative", simulation.model.multiplicative),
-                           ("additive", simulation.model.additive)):
-        if sinogram is not None:
-            files[name] = str(save_sinogram(out / f"{name}.{args.format}", sinogram.cpu().numpy(), preset.scanner))
-    command = ["diffrecon recon --method osem", f"--sinogram {files['sinogram']}",
-               f"--multiplicative {files['multiplicative']}"]
-    command += [f"--additive {files['additive']}"] if "additive" in files else []
-    command += [f"--psf-fwhm {args.psf_fwhm}"] if args.psf_fwhm else []
-    command += [f"--grid {args.preset}", f"--out {out / 'recon'}"]
-    info = {"seed": args.seed, "preset": args.preset, "tracer": args.tracer, "count_level": args.count_level,
-            "true_counts": simulation.true_counts, "background_counts": simulation.background_counts,
-            "psf_fwhm_mm": args.psf_fwhm, "files": files, "recon_command": " ".join(command)}
-    (out / "simulation.json").write_text(json.dumps(info, indent=2))
-    print(f"{simulation.true_counts:.3g} trues, {simulation.background_counts:.3g} background counts; wrote {out}")
+    info = simulate_to_folder(args.out, args.seed, preset=args.preset, split=args.split, tracer=args.tracer,
+                              count_level=args.count_level, lesions=args.lesions,
+                              background_fraction=args.background_fraction, psf_fwhm=args.psf_fwhm or None,
+                              noise_seed=args.noise_seed, sinogram_format=args.format, device=args.device)
+    print(f"{info['true_counts']:.3g} trues, {info['background_counts']:.3g} background counts; wrote {args.out}")
     print("reconstruct with:", info["recon_command"])

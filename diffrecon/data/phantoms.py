@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from diffrecon.checks import InputError, check_choice
 from diffrecon.data.splits import check_split
-from diffrecon.io.nifti import save_nifti
 from diffrecon.physics.geometry import ImageGrid, get_preset
 
 # Tissue labels of Subject.labels.
@@ -61,15 +59,6 @@ class Subject:
     amyloid_positive: bool = False
     scale: float = 1.0
 
-    def save(self, folder: str | Path) -> list[Path]:
-        """Write every image as NIfTI (``<name>.nii.gz``) in ``folder``; lesion masks as a 4D image."""
-        folder = Path(folder)
-        written = [save_nifti(folder / f"{name}.nii.gz", getattr(self, name), self.affine)
-                   for name in ("t1", "fdg", "amyloid", "mu_map", "labels", "grey_matter", "white_matter")]
-        if len(self.lesion_masks):
-            written.append(save_nifti(folder / "lesion_masks.nii.gz",
-                                      np.moveaxis(self.lesion_masks, 0, -1).astype(np.uint8), self.affine))
-        return written
 
 
 def default_grid() -> ImageGrid:

@@ -38,84 +38,57 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from diffrecon.checks import InputError, check_at_least, check_integer, check_positive
-from diffrecon.methods.base import Reconstruction
-from diffrecon.methods.mri_diffusion import MRIDiffusionMethod, solve_consistency, to_channels, to_complex
-from diffrecon.physics.mri_operators import MRIOperator
+from diffrecon.checks import check_integer, check_positive
+from diffrecon.classical.mri_tv import AxisTV
+from diffrecon.methods.mri_diffusion import TotalVariationCouplings, solve_consistency
+from diffrecon.methods.sampler import Call, VPDiffusionMethod
+from diffrecon.methods.spaces import MRISpace
 from diffrecon.priors.prior import ScoreModel
-from diffrecon.priors.steps import ddim_step, ddim_timesteps
 
 
-class DDS(MRIDiffusionMethod):
-    """DDS; arguments as :class:`~diffrecon.methods.mri_diffusion.MRIDiffusionMethod` plus:
+class DDS(VPDiffusionMethod):
+    """DDS on the sampler (:mod:`diffrecon.methods.sampler`) in the MRI space
+    (:class:`~diffrecon.methods.spaces.MRISpace`: ``phase_correction``, ``chunk_size``, ``clip``).
 
     Args:
+        prior: the VP form of a 2D magnitude slice prior (``load_bundle_prior('mr_t1_prior', 'vp')``).
+        steps, warm_start, eta, final_time, callback, progress: as :class:`~diffrecon.methods.sampler.VPDiffusionMethod`.
         gamma: weight γ of the data in the CG system (larger trusts the k-space more; noise-aware).
         cg_iterations: CG iterations per step.
-        eta: DDIM stochasticity in [0, 1].
         real_valued: reconstruct a real image (one network image per sample instead of two).
         clip: the Tweedie estimate (prior units, real and imaginary parts) is clamped to [-clip, clip] before the
             data step (DDPM's clipping of x̂₀; the prior's images lie in [0, 1]); None: not clamped.
+        slice_tv, slice_rho, plane_tv, plane_rho, tv_iterations: total-variation couplings
+            (:class:`~diffrecon.methods.mri_diffusion.TotalVariationCouplings`).
     """
 
     name = "dds"
-    prior_form = "vp"
+    modality = "MR"
 
     def __init__(self, prior: ScoreModel, steps: int = 50, gamma: float = 10.0, cg_iterations: int = 5,
-                 eta: float = 1.0, warm_start: float | None = 0.35, real_valued: bool = False,
+                 eta: float = 1.0, warm_start: float | None = 0.35, final_time: float = 0.0, real_valued: bool = False,
                  clip: float | None = 1.0, phase_correction: bool = True, slice_tv: float = 0.03,
                  slice_rho: float = 1.0, plane_tv: float = 0.001, plane_rho: float = 0.01, tv_iterations: int = 1,
-                 chunk_size: int = 16,
-                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
-        super().__init__(prior, steps, warm_start, phase_correction, slice_tv, slice_rho, plane_tv, plane_rho,
-                         tv_iterations, chunk_size, callback, progress)
+                 chunk_size: int = 16, callback: Callable[[int, torch.Tensor], None] | None = None,
+                 progress: bool = True) -> None:
+        super().__init__(prior, MRISpace(phase_correction, chunk_size, clip), steps, warm_start, eta, final_time,
+                         callback, progress)
+        self.tv = TotalVariationCouplings(slice_tv, slice_rho, plane_tv, plane_rho, tv_iterations)
         check_positive("gamma", gamma)
         self.gamma = float(gamma)
         self.cg_iterations = check_integer("cg_iterations", cg_iterations)
-        self.eta = check_at_least("eta", eta)
-        if self.eta > 1:
-            raise InputError(f"eta must be in [0, 1], got {eta!r}")
         self.real_valued = bool(real_valued)
-        if clip is not None:
-            check_positive("clip", clip)
-        self.clip = None if clip is None else float(clip)
-        last = prior.schedule.num_train_timesteps - 1
-        start = last if self.warm_start is None else round(self.warm_start * last)
-        self.timesteps = ddim_timesteps(prior.schedule, self.steps, start)
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "gamma": self.gamma, "cg_iterations": self.cg_iterations, "eta": self.eta,
-                "real_valued": self.real_valued, "clip": self.clip}
+        return {**super().settings(), **self.tv.settings(), "gamma": self.gamma, "cg_iterations": self.cg_iterations,
+                "real_valued": self.real_valued, "clip": self.space.clip}
 
-    def reconstruct(self, data: torch.Tensor, physics: MRIOperator, num_samples: int,
-                    generator: torch.Generator | None) -> Reconstruction:
-        start = self.prepare(data, physics)
-        kspace, score, clock, scale = start.kspace, start.score, start.clock, start.scale
-        ndim = physics.ndim
-        reference = start.reference.real if self.real_valued else start.reference
-        schedule = self.prior.schedule
-        phase = self.phase(reference, ndim)
-        channels = to_channels(reference, ndim, phase)
-        noise = torch.randn((num_samples, *channels.shape), generator=generator, device=kspace.device)
-        alpha, sigma = (float(v) for v in schedule.alpha_sigma(self.timesteps[0][0]))
-        x = noise if self.warm_start is None else alpha * channels + sigma * noise
-        couplings = self.new_couplings(physics)
-        bar = tqdm(self.timesteps, desc=self.description(), disable=not self.progress, leave=False)
-        with torch.no_grad():
-            for step, (t, t_prev) in enumerate(bar):
-                with clock("network"):
-                    predicted = score.predict_noise(x, t)
-                    denoised = score.tweedie(x, t, predicted)
-                    if self.clip is not None:
-                        denoised = denoised.clamp(-self.clip, self.clip)
-                    denoised = to_complex(denoised, ndim, phase)
-                with clock("physics"):
-                    image = solve_consistency(denoised, start.measured, physics, self.cg_iterations, 1 / self.gamma,
-                                              denoised, couplings, admm_iterations=self.tv_iterations)
-                self.after_step(step, image, scale)
-                x = ddim_step(to_channels(image, ndim, phase), predicted, schedule, t, t_prev, self.eta, generator)
-        samples = image * scale
-        return self.finish(samples, kspace, physics, samples, clock, len(self.timesteps),
-                           len(self.timesteps) * self.slices_per_call(channels, physics), scale, {})
+    def prepare(self, call: Call) -> list[AxisTV]:
+        if self.real_valued:
+            call.reference = call.reference.real
+        return self.tv.new(call.physics)
+
+    def consistent(self, image: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        return solve_consistency(image, call.measured, call.physics, self.cg_iterations, 1 / self.gamma, image,
+                                 call.state, admm_iterations=self.tv.tv_iterations)

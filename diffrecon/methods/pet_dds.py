@@ -17,59 +17,81 @@ from the same start are 2.8% (1% counts) and 4.0% (10%) better in 3D, 2.8% worse
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from diffrecon.checks import check_at_least, check_integer
 from diffrecon.classical.penalties import AnchorPenalty, PenaltySum, RelativeDifferencePenalty
-from diffrecon.classical.pet import PETReconstruction, em_ascent_step
-from diffrecon.methods.pet_diffusion import PETDiffusionMethod
-from diffrecon.physics.pet import PETAcquisitionModel
+from diffrecon.classical.pet import em_ascent_step
+from diffrecon.methods.sampler import Call, VPDiffusionMethod
+from diffrecon.methods.spaces import PETSpace
+from diffrecon.physics.pet import subset_views
 from diffrecon.priors.prior import ScoreModel
 
 
-class PETDDS(PETDiffusionMethod):
-    """PET-DDS; arguments as :class:`PETDiffusionMethod` plus:
+@dataclass
+class PETDDSState:
+    """Per call: the view subsets, the anchor's curvature in activity units and the optional z-RDP."""
+
+    views: list[list[int]]
+    anchor: float
+    rdp: RelativeDifferencePenalty | None
+
+
+class PETDDS(VPDiffusionMethod):
+    """PET-DDS on the sampler (:mod:`diffrecon.methods.sampler`) in the PET space.
 
     Args:
+        prior: a VP score over (..., x, y, z) volumes (a :class:`~diffrecon.priors.TriPlanarScore`).
+        steps, warm_start, eta, final_time, callback, progress: as :class:`~diffrecon.methods.sampler.VPDiffusionMethod`.
         lam: relative anchor strength (see the module notes); larger trusts the prior more.
         ascent_steps: EM-preconditioned subset ascent steps per diffusion step.
         subsets: view subsets the ascent steps cycle through (continuing across diffusion steps).
         rdp_z: relative strength of a relative difference prior between neighbouring slices (0: off).
+        osem_iterations, osem_subsets: the OSEM image that sets the scale and the warm start.
     """
 
     name = "pet-dds"
+    modality = "PT"
 
     def __init__(self, prior: ScoreModel, steps: int = 8, lam: float = 0.02, ascent_steps: int = 5,
                  subsets: int = 8, rdp_z: float = 0.0, eta: float = 0.1, warm_start: float | None = 0.3,
                  final_time: float = 0.1, osem_iterations: int = 2, osem_subsets: int = 8,
-                 progress: bool = True) -> None:
-        super().__init__(prior, steps, eta, warm_start, final_time, subsets, osem_iterations, osem_subsets, progress)
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, warm_start, eta, final_time, callback,
+                         progress)
         self.lam, self.rdp_z = check_at_least("lam", lam), check_at_least("rdp_z", rdp_z)
         self.ascent_steps = check_integer("ascent_steps", ascent_steps)
+        self.subsets = check_integer("subsets", subsets)
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "lam": self.lam, "ascent_steps": self.ascent_steps, "rdp_z": self.rdp_z}
+        return {**super().settings(), "subsets": self.subsets, "lam": self.lam, "ascent_steps": self.ascent_steps,
+                "rdp_z": self.rdp_z}
 
-    def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float,
-                reference: PETReconstruction) -> dict[str, Any]:
+    def check(self, data: torch.Tensor, physics: Any) -> None:
+        subset_views(physics.projector.n_views, self.subsets, "subsets")
+
+    def prepare(self, call: Call) -> PETDDSState:
+        model = call.physics
         sensitivity = model.sensitivity()
         unit = float(sensitivity[sensitivity > 0].mean())  # EM curvature of a voxel at activity 1 (all views)
         rdp = None
         if self.rdp_z > 0:
             grid = model.grid
             rdp = RelativeDifferencePenalty(self.rdp_z * unit, grid.shape, grid.voxel_size_mm, neighbourhood=2)
-        return {"anchor": self.lam * unit / scale, "rdp": rdp}
+        return PETDDSState(subset_views(model.projector.n_views, self.subsets), self.lam * unit / call.scale, rdp)
 
-    def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
-                   context: dict[str, Any]) -> torch.Tensor:
-        penalty = AnchorPenalty(context["anchor"], activity.clone())
-        if context["rdp"] is not None:
-            penalty = PenaltySum(penalty, context["rdp"])
-        views = context["views"]
-        x = activity
+    def consistent(self, image: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        state: PETDDSState = call.state
+        penalty = AnchorPenalty(state.anchor, image.clone())
+        if state.rdp is not None:
+            penalty = PenaltySum(penalty, state.rdp)
+        views = state.views
+        x = image
         for k in range(self.ascent_steps):
-            x = em_ascent_step(x, data, model, views[(step * self.ascent_steps + k) % len(views)], penalty=penalty,
-                               n_subsets=len(views))
+            x = em_ascent_step(x, call.measured, call.physics, views[(step * self.ascent_steps + k) % len(views)],
+                               penalty=penalty, n_subsets=len(views))
         return x

@@ -30,14 +30,17 @@ noised OSEM image with 8 steps, passes over 8 subsets) were tuned on validation 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from diffrecon.checks import InputError, check_integer
 from diffrecon.classical.pet import PETReconstruction, em_ascent_step, osem
-from diffrecon.methods.pet_diffusion import PETDiffusionMethod
-from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_likelihood
+from diffrecon.methods.sampler import Call, VPDiffusionMethod
+from diffrecon.methods.spaces import PETSpace
+from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_likelihood, subset_views
 from diffrecon.priors.prior import ScoreModel
 
 FLOAT_SUM_PRECISION = 1e-6
@@ -45,26 +48,45 @@ FLOAT_SUM_PRECISION = 1e-6
 PLL can disagree, so the line search aims this far past a target that the check then finds met."""
 
 
-class PETLiSch(PETDiffusionMethod):
-    """PET-LiSch; arguments as :class:`PETDiffusionMethod` plus:
+@dataclass
+class LiSchState:
+    """Per call: the view subsets, the schedule's (OS)EM likelihood curve, each step's target, and per step the
+    likelihood steps taken and the steps that hit the cap."""
+
+    views: list[list[int]]
+    curve: list[float]
+    targets: list[float]
+    ascent_steps: list[int] = field(default_factory=list)
+    capped: list[int] = field(default_factory=list)
+
+
+class PETLiSch(VPDiffusionMethod):
+    """PET-LiSch on the sampler (:mod:`diffrecon.methods.sampler`) in the PET space.
 
     Args:
+        prior: a VP score over (..., x, y, z) volumes (a :class:`~diffrecon.priors.TriPlanarScore`).
+        steps, warm_start, eta, final_time, callback, progress: as :class:`~diffrecon.methods.sampler.VPDiffusionMethod`.
         iterations: K, the iteration count of the schedule's (OS)EM run whose log-likelihood the result matches.
         schedule_subsets: view subsets of that run (1: MLEM, as in the paper). When it equals ``osem_subsets`` the
             run continues the OSEM run that sets the scale instead of starting again.
         subsets: view subsets of the EM pass a likelihood step proposes (1: one MLEM step).
         step_size: relaxation of the EM steps of that pass (1: the EM step), in (0, 2].
         max_ascent_steps: cap on likelihood steps per diffusion step.
+        osem_iterations, osem_subsets: the OSEM image that sets the scale and the warm start.
     """
 
     name = "pet-lisch"
+    modality = "PT"
 
     def __init__(self, prior: ScoreModel, steps: int = 8, iterations: int = 3, schedule_subsets: int = 8,
                  subsets: int = 8, step_size: float = 1.0, max_ascent_steps: int = 10, eta: float = 0.1,
                  warm_start: float | None = 0.3, final_time: float = 0.0, osem_iterations: int = 2,
-                 osem_subsets: int = 8, progress: bool = True) -> None:
-        super().__init__(prior, steps, eta, warm_start, final_time, subsets, osem_iterations, osem_subsets, progress)
+                 osem_subsets: int = 8, callback: Callable[[int, torch.Tensor], None] | None = None,
+                 progress: bool = True) -> None:
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, warm_start, eta, final_time, callback,
+                         progress)
         self.iterations = check_integer("iterations", iterations)
+        self.subsets = check_integer("subsets", subsets)
         self.schedule_subsets = check_integer("schedule_subsets", schedule_subsets)
         if not 0 < step_size <= 2:
             raise InputError(f"step_size must be in (0, 2], got {step_size!r}")
@@ -72,28 +94,29 @@ class PETLiSch(PETDiffusionMethod):
         self.max_ascent_steps = check_integer("max_ascent_steps", max_ascent_steps)
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "iterations": self.iterations, "schedule_subsets": self.schedule_subsets,
-                "step_size": self.step_size, "max_ascent_steps": self.max_ascent_steps}
-
-    def subset_counts(self) -> dict[str, int]:
-        return {**super().subset_counts(), "schedule_subsets": self.schedule_subsets}
+        return {**super().settings(), "subsets": self.subsets, "iterations": self.iterations,
+                "schedule_subsets": self.schedule_subsets, "step_size": self.step_size,
+                "max_ascent_steps": self.max_ascent_steps}
 
     def description(self) -> str:
         return f"{super().description()} K={self.iterations}"
 
-    def prepare(self, data: torch.Tensor, model: PETAcquisitionModel, scale: float,
-                reference: PETReconstruction) -> dict[str, Any]:
-        curve = self._schedule_curve(data, model, reference)
+    def check(self, data: torch.Tensor, physics: Any) -> None:
+        for name in ("subsets", "schedule_subsets"):
+            subset_views(physics.projector.n_views, getattr(self, name), name)
+
+    def prepare(self, call: Call) -> LiSchState:
+        curve = self._schedule_curve(call.measured, call.physics, call.extras["osem"])
         n = len(self.timesteps)
         positions = [1 + (self.iterations - 1) * i / max(n - 1, 1) for i in range(n)]
-        targets = [_interpolate(curve, k) for k in positions]
-        return {"schedule_log_likelihood": curve, "targets": targets, "ascent_steps": [], "capped": []}
+        return LiSchState(subset_views(call.physics.projector.n_views, self.subsets), curve,
+                          [_interpolate(curve, k) for k in positions])
 
     def _schedule_curve(self, data: torch.Tensor, model: PETAcquisitionModel,
                         reference: PETReconstruction) -> list[float]:
         """The PLL after each of the K iterations of (OS)EM with ``schedule_subsets`` subsets; where that is the
         algorithm of the ``reference`` OSEM run, its iterations are reused and the run continued from its image."""
-        if self.schedule_subsets != self.osem_subsets:
+        if self.schedule_subsets != self.space.osem_subsets:
             return osem(data, model, self.iterations, self.schedule_subsets, progress=False).log_likelihood
         curve = reference.log_likelihood[:self.iterations]
         if len(curve) < self.iterations:
@@ -101,16 +124,18 @@ class PETLiSch(PETDiffusionMethod):
                                  initial=reference.image, progress=False).log_likelihood
         return curve
 
-    def consistent(self, activity: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, step: int,
-                   context: dict[str, Any]) -> torch.Tensor:
-        target = context["targets"][step]
+    def consistent(self, image: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        state: LiSchState = call.state
+        data, model = call.measured, call.physics
+        target = state.targets[step]
         aim = target + FLOAT_SUM_PRECISION * abs(target)
+        activity = image
         expected = model.forward(activity)
         log_likelihood = poisson_log_likelihood(data, expected)
         taken = 0
         while (below := log_likelihood < target).any() and taken < self.max_ascent_steps:
             start, start_expected = activity[below], expected[below]
-            direction = self._em_pass(start, data, model, start_expected, context["views"]) - start
+            direction = self._em_pass(start, data, model, start_expected, state.views) - start
             change = model.linear(direction)
             fraction = _fraction_to_target(data, start_expected, change, aim)[:, None, None, None]
             activity, expected, log_likelihood = activity.clone(), expected.clone(), log_likelihood.clone()
@@ -118,9 +143,9 @@ class PETLiSch(PETDiffusionMethod):
             expected[below] = start_expected + fraction * change
             log_likelihood[below] = poisson_log_likelihood(data, expected[below])
             taken += 1
-        context["ascent_steps"].append(taken)
+        state.ascent_steps.append(taken)
         if below.any():
-            context["capped"].append(step)
+            state.capped.append(step)
         return activity
 
     def _em_pass(self, image: torch.Tensor, data: torch.Tensor, model: PETAcquisitionModel, expected: torch.Tensor,
@@ -133,10 +158,11 @@ class PETLiSch(PETDiffusionMethod):
                                    expected=expected[..., subset, :] if index == 0 else None)
         return image
 
-    def summary(self, context: dict[str, Any]) -> dict[str, Any]:
-        return {"target_log_likelihood": context["targets"][-1], "targets": context["targets"],
-                "schedule_log_likelihood": context["schedule_log_likelihood"], "ascent_steps": context["ascent_steps"],
-                "likelihood_steps": sum(context["ascent_steps"]), "capped_steps": context["capped"]}
+    def summary(self, call: Call) -> dict[str, Any]:
+        state: LiSchState = call.state
+        return {"target_log_likelihood": state.targets[-1], "targets": state.targets,
+                "schedule_log_likelihood": state.curve, "ascent_steps": state.ascent_steps,
+                "likelihood_steps": sum(state.ascent_steps), "capped_steps": state.capped}
 
 
 def _fraction_to_target(measured: torch.Tensor, expected: torch.Tensor, change: torch.Tensor, target: float,

@@ -34,6 +34,10 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
     MethodEntry("pet-lisch", "PT", "diffrecon.methods.pet_lisch:PETLiSch",
                 "likelihood-scheduled diffusion (Webber et al. 2025): iso-likelihood with OSEM (or MLEM) at K "
                 "iterations"),
+    MethodEntry("pet-dps", "PT", "diffrecon.methods.dps:PETDPS",
+                "DPS: DDIM pulled by the likelihood gradient through the network (Chung et al. 2023; Singh et al.)"),
+    MethodEntry("pet-naive", "PT", "diffrecon.methods.naive:PETNaive",
+                "naive: the likelihood gradient at the noisy iterate added to the score, weight rising (Jalal et al.)"),
     MethodEntry("zero-filled", "MR", "diffrecon.methods.mri_classical:ZeroFilled", "inverse FFT, coils combined"),
     MethodEntry("cg-sense", "MR", "diffrecon.methods.mri_classical:CGSENSE", "conjugate-gradient SENSE"),
     MethodEntry("tv", "MR", "diffrecon.methods.mri_classical:TV", "total-variation compressed sensing"),
@@ -41,6 +45,10 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
                 "Score-MRI: VE predictor-corrector with k-space projection (Chung and Ye 2022)"),
     MethodEntry("dds", "MR", "diffrecon.methods.dds_mri:DDS",
                 "DDS: DDIM with conjugate-gradient data consistency (Chung, Lee and Ye 2024)"),
+    MethodEntry("dps", "MR", "diffrecon.methods.dps:MRIDPS",
+                "DPS: DDIM pulled by the k-space residual's gradient through the network (Chung et al. 2023)"),
+    MethodEntry("naive", "MR", "diffrecon.methods.naive:MRINaive",
+                "naive: the likelihood gradient at the noisy iterate added to the score, weight rising (Jalal et al.)"),
 )}
 
 

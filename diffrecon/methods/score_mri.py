@@ -25,47 +25,65 @@ not measured (DDS without the coupling: 20.1 dB). ``plane_tv`` (within the slice
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from diffrecon.checks import InputError, check_choice, check_integer, check_positive
-from diffrecon.methods.base import Reconstruction
-from diffrecon.methods.mri_diffusion import (SCALE_QUANTILE, MRIDiffusionMethod, solve_consistency, to_channels,
-                                             to_complex)
+from diffrecon.checks import InputError, check_choice, check_integer
+from diffrecon.classical.mri_tv import AxisTV
+from diffrecon.methods.mri_diffusion import TotalVariationCouplings, solve_consistency
+from diffrecon.methods.sampler import Call, VEDiffusionMethod
+from diffrecon.methods.spaces import SCALE_QUANTILE, MRISpace
+from diffrecon.physics.fidelity import GaussianLeastSquares
 from diffrecon.physics.mri_coils import rss, sense_combine
 from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.priors.prior import ScoreModel
-from diffrecon.priors.steps import langevin_corrector, reverse_diffusion_predictor, ve_timesteps
 
 VARIANTS = ("auto", "real", "complex", "ssos", "hybrid")
 COILWISE = ("ssos", "hybrid")
 
 
-class ScoreMRI(MRIDiffusionMethod):
-    """Score-MRI; arguments as :class:`~diffrecon.methods.mri_diffusion.MRIDiffusionMethod` plus:
+@dataclass
+class ScoreMRIState:
+    """Per call: the variant, the operator of the projection (one coil at a time for the coil-wise variants) with
+    the k-space it projects onto, the coil images' gains, the coil maps, the SENSE steps' weights by step and the
+    total-variation couplings."""
+
+    variant: str
+    projector: MRIOperator
+    measured: torch.Tensor
+    gain: torch.Tensor
+    maps: torch.Tensor | None
+    sense_weights: dict[int, float]
+    couplings: list[AxisTV]
+
+
+class ScoreMRI(VEDiffusionMethod):
+    """Score-MRI on the sampler (:mod:`diffrecon.methods.sampler`) in the MRI space
+    (:class:`~diffrecon.methods.spaces.MRISpace`: ``phase_correction``, ``chunk_size``).
 
     Args:
-        snr: signal-to-noise ratio of the Langevin corrector (the reference's 0.16).
+        prior: the VE form of a 2D magnitude slice prior (``load_bundle_prior('mr_t1_prior', 've')``).
+        steps, warm_start, snr, callback, progress: as :class:`~diffrecon.methods.sampler.VEDiffusionMethod`.
         variant: one of :data:`VARIANTS` (module notes).
         sense_every: steps between the SENSE steps of the hybrid variant (the reference: 50 of 500).
         sense_weights: first and last Kaczmarz weight of the hybrid variant.
+        slice_tv, slice_rho, plane_tv, plane_rho, tv_iterations: total-variation couplings
+            (:class:`~diffrecon.methods.mri_diffusion.TotalVariationCouplings`).
     """
 
     name = "score-mri"
-    prior_form = "ve"
+    modality = "MR"
 
     def __init__(self, prior: ScoreModel, steps: int = 30, snr: float = 0.16, variant: str = "auto",
                  sense_every: int = 5, sense_weights: tuple[float, float] = (1.0, 0.2),
                  warm_start: float | None = 0.5, phase_correction: bool = True, slice_tv: float = 0.03,
                  slice_rho: float = 1.0, plane_tv: float = 0.0, plane_rho: float = 0.01, tv_iterations: int = 1,
-                 chunk_size: int = 16,
-                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
-        super().__init__(prior, steps, warm_start, phase_correction, slice_tv, slice_rho, plane_tv, plane_rho,
-                         tv_iterations, chunk_size, callback, progress)
-        check_positive("snr", snr)
-        self.snr = float(snr)
+                 chunk_size: int = 16, callback: Callable[[int, torch.Tensor], None] | None = None,
+                 progress: bool = True) -> None:
+        super().__init__(prior, MRISpace(phase_correction, chunk_size), steps, warm_start, snr, callback, progress)
+        self.tv = TotalVariationCouplings(slice_tv, slice_rho, plane_tv, plane_rho, tv_iterations)
         self.variant = check_choice("variant", variant, VARIANTS)
         self.sense_every = check_integer("sense_every", sense_every)
         if len(sense_weights) != 2 or not all(0 < float(w) <= 1 for w in sense_weights):
@@ -73,7 +91,7 @@ class ScoreMRI(MRIDiffusionMethod):
         self.sense_weights = tuple(float(w) for w in sense_weights)
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "snr": self.snr, "variant": self.variant, "sense_every": self.sense_every,
+        return {**super().settings(), **self.tv.settings(), "variant": self.variant, "sense_every": self.sense_every,
                 "sense_weights": list(self.sense_weights)}
 
     def variant_for(self, operator: MRIOperator) -> str:
@@ -89,78 +107,69 @@ class ScoreMRI(MRIDiffusionMethod):
                              "or 'real'")
         return variant
 
-    def reconstruct(self, data: torch.Tensor, physics: MRIOperator, num_samples: int,
-                    generator: torch.Generator | None) -> Reconstruction:
+    def check(self, data: torch.Tensor, physics: Any) -> None:
+        self.variant_for(physics)
+
+    def prepare(self, call: Call) -> ScoreMRIState:
+        """The variant's working images: coil images each scaled to about [0, 1] for the coil-wise variants (their
+        ``gain``), the real part for ``real``."""
+        physics, ndim = call.physics, call.physics.ndim
         variant = self.variant_for(physics)
-        start = self.prepare(data, physics)
-        kspace, y, reference, scale = start.kspace, start.measured, start.reference, start.scale
-        score, clock = start.score, start.clock
-        ndim = physics.ndim
-        gain = torch.ones((), device=y.device)  # coil images in their own units: each scaled to about [0, 1]
+        gain = torch.ones((), device=call.measured.device)
+        maps = None
         if variant in COILWISE:
             projector = MRIOperator(physics.mask)  # one coil at a time: the coil axis is a batch axis
-            maps = physics.coil_maps.to(kspace.device)
-            reference = maps * reference.unsqueeze(-ndim - 1)
+            maps = physics.coil_maps.to(call.measured.device)
+            reference = maps * call.reference.unsqueeze(-ndim - 1)
             gain = torch.quantile(reference.abs().flatten(1), SCALE_QUANTILE, dim=1).clamp_min(1e-6)
             gain = gain.reshape(-1, *(1,) * ndim)
-            reference = reference / gain
+            call.reference = reference / gain
         else:
             projector = physics
-            reference = reference.real if variant == "real" else reference
-        measured = y / gain
-
-        def project(x: torch.Tensor) -> torch.Tensor:
-            x = x + projector.A_adjoint(measured - projector.A(x))
-            return x.real if variant == "real" else x
-
-        def sense_step(x: torch.Tensor, weight: float) -> torch.Tensor:
-            combined = sense_combine(x * gain, maps, ndim)
-            combined = combined + weight * physics.A_adjoint(y - physics.A(combined))
-            return maps * combined.unsqueeze(-ndim - 1) / gain
-
-        last = self.prior.schedule.num_train_timesteps - 1
-        times, sigmas = ve_timesteps(self.prior.schedule, self.steps,
-                                     None if self.warm_start is None else self.warm_start * last)
+            if variant == "real":
+                call.reference = call.reference.real
         sense_at = [i for i in range(self.steps) if (i + 1) % self.sense_every == 0 or i == self.steps - 1]
         weights = dict(zip(sense_at, torch.linspace(*self.sense_weights, len(sense_at)).tolist()))
-        phase = self.phase(reference, ndim)
-        channels = to_channels(reference, ndim, phase)
-        x = float(sigmas[0]) * torch.randn((num_samples, *channels.shape), generator=generator, device=y.device)
-        if self.warm_start is not None:
-            x = x + channels
-        with clock("physics"):
-            x = project(to_complex(x, ndim, phase))
-        couplings = self.new_couplings(physics)
-        bar = tqdm(range(self.steps), desc=self.description(), disable=not self.progress, leave=False)
-        with torch.no_grad():
-            for i in bar:
-                for corrector in (True, False):
-                    with clock("network"):
-                        parts = to_channels(x, ndim, phase)
-                        gradient = score.score(parts, times[i])
-                        if corrector:
-                            parts = langevin_corrector(parts, gradient, self.snr, score.spatial_dims, generator)
-                        else:
-                            parts = reverse_diffusion_predictor(parts, gradient, float(sigmas[i]),
-                                                                float(sigmas[i + 1]), generator,
-                                                                add_noise=i < self.steps - 1)
-                    with clock("physics"):
-                        x = project(to_complex(parts, ndim, phase))
-                with clock("physics"):
-                    if couplings:
-                        x = solve_consistency(x, measured, projector, 1, couplings=couplings,
-                                              admm_iterations=self.tv_iterations)
-                    if variant == "hybrid" and i in weights:
-                        x = project(sense_step(x, weights[i]))
-                self.after_step(i, x * gain, scale)
-        x = x * gain
-        if variant == "ssos":
-            samples, consistent, operator = rss(x, ndim) * scale, x * scale, projector
-        elif variant == "hybrid":
-            samples = consistent = sense_combine(x, maps, ndim) * scale
-            operator = physics
-        else:
-            samples = consistent = x * scale
-            operator = physics
-        return self.finish(samples, kspace, operator, consistent, clock, 2 * self.steps,
-                           2 * self.steps * self.slices_per_call(channels, physics), scale, {"variant": variant})
+        return ScoreMRIState(variant, projector, call.measured / gain, gain, maps, weights, self.tv.new(physics))
+
+    def consistent(self, image: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        """The hard k-space projection x <- x + Aᴴ(y − A x) (real part for ``real``)."""
+        state: ScoreMRIState = call.state
+        image = image + state.projector.A_adjoint(state.measured - state.projector.A(image))
+        return image.real if state.variant == "real" else image
+
+    def end_step(self, image: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        """The total-variation couplings, and the hybrid variant's SENSE step where due."""
+        state: ScoreMRIState = call.state
+        if state.couplings:
+            image = solve_consistency(image, state.measured, state.projector, 1, couplings=state.couplings,
+                                      admm_iterations=self.tv.tv_iterations)
+        if state.variant == "hybrid" and step in state.sense_weights:
+            image = self.consistent(self._sense_step(image, call, state.sense_weights[step]), call, step)
+        return image
+
+    @staticmethod
+    def _sense_step(image: torch.Tensor, call: Call, weight: float) -> torch.Tensor:
+        """Coil images combined by the maps, a Kaczmarz step x <- x + w Aᴴ(y − A x) with SENSE, expanded again."""
+        state: ScoreMRIState = call.state
+        ndim, physics = call.physics.ndim, call.physics
+        combined = sense_combine(image * state.gain, state.maps, ndim)
+        combined = combined + weight * physics.A_adjoint(call.measured - physics.A(combined))
+        return state.maps * combined.unsqueeze(-ndim - 1) / state.gain
+
+    def output(self, image: torch.Tensor, call: Call) -> torch.Tensor:
+        return self.space.output(image * call.state.gain, call)
+
+    def result(self, image: torch.Tensor, call: Call, evaluations: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """SSOS: the root sum of squares of the coil images; hybrid: their SENSE combination; else the image."""
+        state: ScoreMRIState = call.state
+        image, ndim = image * state.gain, call.physics.ndim
+        if state.variant == "ssos":
+            fidelity = GaussianLeastSquares(state.projector, call.measured)
+            return rss(image, ndim) * call.scale, self.space.data_fit(image, call, evaluations, fidelity)
+        if state.variant == "hybrid":
+            image = sense_combine(image, state.maps, ndim)
+        return image * call.scale, self.space.data_fit(image, call, evaluations)
+
+    def summary(self, call: Call) -> dict[str, Any]:
+        return {"variant": call.state.variant}

@@ -39,6 +39,16 @@ class MRIOperator:
             check_finite("coil_maps", coil_maps)
         self.coil_maps = coil_maps
 
+    def to(self, device: str | torch.device) -> MRIOperator:
+        """This operator with its mask and coil maps on ``device`` (once, instead of a copy at every call)."""
+        maps = None if self.coil_maps is None else self.coil_maps.to(device)
+        return MRIOperator(self.mask.to(device), maps)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Shape of the images this operator maps: the mask's, (x, y) or (x, y, z)."""
+        return self.shape
+
     @property
     def n_coils(self) -> int:
         """Number of receive coils (1 without coil maps)."""

@@ -34,6 +34,7 @@ class PETAcquisitionModel:
         self.additive = self._factor("additive", additive)
         self.psf = GaussianPSF(psf_fwhm_mm, projector.grid.voxel_size_mm) if psf_fwhm_mm else None
         self._sensitivity: dict[tuple[int, ...] | None, torch.Tensor] = {}
+        self._gathered: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
 
     def _factor(self, name: str, factor: torch.Tensor | None) -> torch.Tensor | None:
         if factor is None:
@@ -56,10 +57,19 @@ class PETAcquisitionModel:
     def device(self) -> torch.device:
         return self.projector.device
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape (nx, ny, nz) of the images this model maps."""
+        return tuple(self.grid.shape)
+
     def _views(self, factor: torch.Tensor | None, views: Sequence[int] | None) -> torch.Tensor | None:
+        """The views of ``factor`` (gathered once per factor and subset, then cached)."""
         if factor is None or views is None:
             return factor
-        return factor[:, list(views)]
+        key = (id(factor), tuple(views))
+        if key not in self._gathered:
+            self._gathered[key] = factor[:, list(views)]
+        return self._gathered[key]
 
     def linear(self, image: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
         """m ⊙ A(PSF x): the expected trues of ``image`` (B, nx, ny, nz)."""

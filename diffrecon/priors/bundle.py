@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from diffrecon.bundle import bundle_path, check_settings, parsed_content
-from diffrecon.checks import InputError, check_choice, check_file
+from diffrecon.bundle import bundle_config, parsed_content
+from diffrecon.checks import InputError, check_choice
 from diffrecon.priors.prior import DiffusionPrior, ScoreModel, VarianceExplodingPrior
 from diffrecon.priors.schedules import VESchedule, VPSchedule
 from diffrecon.priors.volume import PatchwisePrior, TriPlanarScore
@@ -76,23 +77,6 @@ def triplanar_prior(network: nn.Module, weights: Mapping[str, str | Path], sched
     return TriPlanarScore(priors, chunk_size, orientation_weights)
 
 
-def bundle_config(bundle: str | Path, config: str = "inference.json", **settings: object):
-    """A bundle's config (``monai.bundle.ConfigParser``) with ``bundle_root`` set and ``settings`` applied
-    as on the command line (refused when they set nothing, like misspelt names).
-
-    Raises:
-        InputError: no such bundle or config file, or an unknown setting.
-    """
-    from monai.bundle import ConfigParser
-
-    root = bundle_path(bundle)
-    parser = ConfigParser()
-    parser.read_config(str(check_file(f"bundle {str(bundle)!r} config", root / "configs" / config)))
-    check_settings(parser, settings)
-    parser.update({"bundle_root": str(root), **settings})
-    return parser
-
-
 def load_bundle_prior(bundle: str | Path, model: str, device: str | torch.device = "cpu",
                       **settings: object) -> ScoreModel:
     """The prior ``model`` of ``bundle`` (a bundle folder, or a bundle name: see ``diffrecon.bundle``), built
@@ -138,3 +122,24 @@ def load_volume_prior(bundle: str | Path, shape: Sequence[int], device: str | to
         return load_bundle_prior(bundle, COMBINED, device, **settings)
     priors = {name: load_bundle_prior(bundle, name, device, **settings) for name in usable}
     return TriPlanarScore(priors, **({"chunk_size": settings["chunk_size"]} if "chunk_size" in settings else {}))
+
+
+def fit_prior(bundle: str | Path, physics: Any, kind: str, device: str | torch.device = "cpu",
+              **settings: object) -> ScoreModel:
+    """The prior of ``bundle`` that a method sampling with schedule ``kind`` ("vp" or "ve") uses on the images of
+    ``physics`` (anything with an ``image_shape``): a bundle with a model per form (the MR prior) gives that form's
+    slice prior (volumes are scored slice by slice by the method); a bundle of slice priors per orientation (the PET
+    prior) gives the score over volumes of the image shape (:func:`load_volume_prior`). Settings as
+    :func:`load_bundle_prior`.
+
+    Raises:
+        InputError: the bundle has no prior of that form, or as :func:`load_bundle_prior`.
+    """
+    models = list(bundle_config(bundle)["models"])
+    if kind in models:
+        return load_bundle_prior(bundle, kind, device, **settings)
+    prior = load_volume_prior(bundle, physics.image_shape, device, **settings)
+    if prior.schedule.kind != kind:
+        raise InputError(f"bundle {str(bundle)!r} holds {prior.schedule.kind.upper()} priors; the method samples with "
+                         f"a {kind.upper()} schedule")
+    return prior

@@ -27,20 +27,22 @@ class ScoreModel(nn.Module):
         if x.ndim < self.spatial_dims:
             raise InputError(f"x has shape {tuple(x.shape)}; expected at least {self.spatial_dims} spatial dims")
 
-    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
-        """Predicted noise ``eps(x_t, t)``, same shape as ``x``."""
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
+                      condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise ``eps(x_t, t[, c])``, same shape as ``x``; ``condition``: extra input channels of a
+        conditional network, (..., C, *spatial) with the leading shape of ``x`` (:func:`check_condition`)."""
         raise NotImplementedError
 
-    def score(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
-              noise: torch.Tensor | None = None) -> torch.Tensor:
+    def score(self, x: torch.Tensor, timesteps: torch.Tensor | float | int, noise: torch.Tensor | None = None,
+              condition: torch.Tensor | None = None) -> torch.Tensor:
         """Score ``grad log p_t(x) = -eps / sigma``; pass ``noise`` to reuse a prediction already made."""
-        noise = self.predict_noise(x, timesteps) if noise is None else noise
+        noise = self.predict_noise(x, timesteps, condition) if noise is None else noise
         return -noise / _per_image(self.schedule.alpha_sigma(timesteps)[1], x, self.spatial_dims)
 
-    def tweedie(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+    def tweedie(self, x: torch.Tensor, timesteps: torch.Tensor | float | int, noise: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         """Tweedie denoised estimate ``x0_hat = (x - sigma eps) / alpha`` (posterior mean of the clean image)."""
-        noise = self.predict_noise(x, timesteps) if noise is None else noise
+        noise = self.predict_noise(x, timesteps, condition) if noise is None else noise
         alpha, sigma = (_per_image(v, x, self.spatial_dims) for v in self.schedule.alpha_sigma(timesteps))
         return (x - sigma * noise) / alpha
 
@@ -81,16 +83,27 @@ class DiffusionPrior(ScoreModel):
             raise InputError(f"x has spatial shape {tuple(x.shape[-self.spatial_dims:])}; this prior accepts "
                              f"sizes that are multiples of {self.size_multiple}")
 
-    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
-        """Predicted noise ``eps(x_t, t)``, same shape as ``x``.
+    @property
+    def condition_channels(self) -> int:
+        """Input channels beyond the noisy image (0 for an unconditional network)."""
+        return int(getattr(self.network, "in_channels", 1)) - 1
+
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
+                      condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise ``eps(x_t, t[, c])``, same shape as ``x``.
 
         Args:
             x: noisy images ``(..., *spatial)``.
             timesteps: network time, a scalar or one value per image (leading dims flattened).
+            condition: the extra input channels of a conditional network, (..., C, *spatial) with the leading
+                shape of ``x``; None for an unconditional one.
         """
         self.check_image(x)
         spatial = x.shape[-self.spatial_dims:]
         flat = x.reshape(-1, 1, *spatial)
+        if self.condition_channels or condition is not None:
+            check_condition(condition, x, self.spatial_dims, self.condition_channels)
+            flat = torch.cat((flat, condition.reshape(-1, condition.shape[-self.spatial_dims - 1], *spatial)), 1)
         t = torch.as_tensor(timesteps, device=x.device, dtype=torch.float32).reshape(-1)
         if t.numel() == 1:
             t = t.expand(flat.shape[0])
@@ -129,11 +142,30 @@ class VarianceExplodingPrior(ScoreModel):
         """As the VP prior's :meth:`DiffusionPrior.check_image`."""
         self.prior.check_image(x)
 
-    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
+                      condition: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted noise of VE images ``x`` at VE network time ``timesteps``."""
         sigma = self.schedule.alpha_sigma(timesteps)[1]
         alpha = _per_image((1 + sigma ** 2).rsqrt(), x, self.spatial_dims)
-        return self.prior.predict_noise(x * alpha, self.prior.schedule.timesteps_for_ratio(sigma))
+        return self.prior.predict_noise(x * alpha, self.prior.schedule.timesteps_for_ratio(sigma), condition)
+
+
+def check_condition(condition: torch.Tensor | None, x: torch.Tensor, spatial_dims: int, channels: int) -> None:
+    """Raise :class:`InputError` unless ``condition`` is the (..., ``channels``, *spatial) companion of ``x``
+    (..., *spatial) on its device: what a network with ``channels`` condition channels needs."""
+    if channels == 0:
+        if condition is not None:
+            raise InputError("condition was given, but this prior's network is unconditional (one input channel)")
+        return
+    if condition is None:
+        raise InputError(f"this prior's network takes {channels} condition channel(s) beside the image; pass "
+                         "condition=")
+    expected = (*x.shape[:-spatial_dims], channels, *x.shape[-spatial_dims:])
+    if tuple(condition.shape) != expected:
+        raise InputError(f"condition has shape {tuple(condition.shape)}; expected {expected} (x's leading shape, "
+                         f"{channels} channel(s), x's spatial shape)")
+    if condition.device != x.device:
+        raise InputError(f"condition is on {condition.device}; expected x's device {x.device}")
 
 
 def _per_image(values: torch.Tensor, x: torch.Tensor, spatial_dims: int) -> torch.Tensor:

@@ -8,10 +8,21 @@ VE (Score-SDE, Song et al. 2021): :func:`reverse_diffusion_predictor` and :func:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from diffrecon.checks import InputError
 from diffrecon.priors.schedules import VESchedule, VPSchedule
+
+
+def random_normal(shape: Sequence[int], generator: torch.Generator | None, device: str | torch.device,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise of ``shape`` on ``device`` drawn with ``generator``, which may live on another device
+    (a CPU generator with CUDA data draws on the CPU and moves the noise, so a seed gives the same noise anywhere)."""
+    if generator is None or generator.device.type == torch.device(device).type:
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def ddim_timesteps(schedule: VPSchedule, steps: int, start: int | None = None, end: int = 0) -> list[tuple[int, int]]:
@@ -51,8 +62,7 @@ def ddim_step(x0_hat: torch.Tensor, noise: torch.Tensor, schedule: VPSchedule, t
     variance = eta ** 2 * (1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)
     x = abar_prev ** 0.5 * x0_hat + max(1 - abar_prev - variance, 0.0) ** 0.5 * noise
     if variance > 0:
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        x = x + variance ** 0.5 * z
+        x = x + variance ** 0.5 * random_normal(x.shape, generator, x.device, x.dtype)
     return x
 
 
@@ -80,7 +90,7 @@ def reverse_diffusion_predictor(x: torch.Tensor, score: torch.Tensor, sigma: flo
     mean = x + variance * score
     if not add_noise:
         return mean
-    return mean + variance ** 0.5 * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return mean + variance ** 0.5 * random_normal(x.shape, generator, x.device, x.dtype)
 
 
 def langevin_corrector(x: torch.Tensor, score: torch.Tensor, snr: float, spatial_dims: int,
@@ -88,7 +98,7 @@ def langevin_corrector(x: torch.Tensor, score: torch.Tensor, snr: float, spatial
     """One Langevin MCMC step at the current noise level, its step size set per image by the target
     signal-to-noise ratio ``snr`` (Song et al. use 0.16): ε = 2 (snr ‖z‖ / ‖s‖)²."""
     dims = tuple(range(-spatial_dims, 0))
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z = random_normal(x.shape, generator, x.device, x.dtype)
     z_norm, score_norm = (v.pow(2).sum(dims, keepdim=True).sqrt() for v in (z, score))  # any number of dims
     step = 2 * (snr * z_norm / score_norm) ** 2
     return x + step * score + (2 * step).sqrt() * z

@@ -9,8 +9,8 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from torch import nn
 
-from diffrecon.checks import InputError, check_choice, check_finite
-from diffrecon.priors.prior import DiffusionPrior, ScoreModel
+from diffrecon.checks import InputError, check_choice
+from diffrecon.priors.prior import DiffusionPrior, ScoreModel, check_condition
 from diffrecon.transforms.slicing import ORIENTATIONS
 
 
@@ -39,13 +39,19 @@ class PatchwisePrior(ScoreModel):
         self.inferer = SlidingWindowInferer(roi_size=tuple(int(n) for n in roi_size), sw_batch_size=sw_batch_size,
                                             overlap=overlap, mode="gaussian")
 
-    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
-        """Predicted noise over patches; ``timesteps`` must be one value for all images."""
+    def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
+                      condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted noise over patches (the condition's channels cut into the same patches); ``timesteps`` must be
+        one value for all images."""
         t = torch.as_tensor(timesteps, device=x.device, dtype=torch.float32)
         if t.numel() != 1:
             raise InputError(f"timesteps has {t.numel()} values; patch-wise evaluation needs a single time")
         spatial = x.shape[-self.spatial_dims:]
         flat = x.reshape(-1, 1, *spatial)
+        channels = self.prior.condition_channels
+        if channels or condition is not None:
+            check_condition(condition, x, self.spatial_dims, channels)
+            flat = torch.cat((flat, condition.reshape(-1, channels, *spatial)), 1)
         out = self.inferer(flat, lambda patch: self.prior.network(patch, timesteps=t.reshape(1).expand(len(patch))))
         return out.reshape(x.shape)
 
@@ -97,20 +103,29 @@ class TriPlanarScore(ScoreModel):
                 raise InputError(f"the {name} prior cannot take the {name} slices of a volume of shape "
                                  f"{tuple(volume.shape[-3:])}: {error}") from None
 
-    def predict_noise(self, volume: torch.Tensor, timesteps: torch.Tensor | float | int) -> torch.Tensor:
+    def predict_noise(self, volume: torch.Tensor, timesteps: torch.Tensor | float | int,
+                      condition: torch.Tensor | None = None) -> torch.Tensor:
         """(Weighted) mean over orientations of the slice-wise predicted noise of ``volume`` (..., x, y, z) at one
-        time."""
+        time; ``condition`` (..., C, x, y, z) is sliced and chunked exactly as the volume."""
         if volume.ndim < 3:
             raise InputError(f"volume has shape {tuple(volume.shape)}; expected (..., x, y, z)")
-        check_finite("volume", volume)
         if torch.as_tensor(timesteps).numel() != 1:
             raise InputError("timesteps must be a single value for a tri-planar score")
+        if condition is not None:
+            channels = condition.shape[-4] if condition.ndim >= 4 else 0
+            check_condition(condition, volume, 3, max(channels, 1))
         total = torch.zeros_like(volume)
         for name, prior in self.priors.items():
             axis = volume.ndim - 3 + ORIENTATIONS[name]
             stack = torch.movedim(volume, axis, -3)  # (..., n_slices, rows, cols)
             flat = stack.reshape(-1, *stack.shape[-2:])
-            noise = torch.cat([prior.predict_noise(chunk, timesteps) for chunk in flat.split(self.chunk_size)])
+            chunks = flat.split(self.chunk_size)
+            if condition is None:
+                conditions = [None] * len(chunks)
+            else:  # (..., C, x, y, z) -> (..., n_slices, C, rows, cols), sliced as the volume
+                sliced = torch.movedim(torch.movedim(condition, condition.ndim - 3 + ORIENTATIONS[name], -3), -4, -3)
+                conditions = sliced.reshape(-1, *sliced.shape[-3:]).split(self.chunk_size)
+            noise = torch.cat([prior.predict_noise(chunk, timesteps, part) for chunk, part in zip(chunks, conditions)])
             total += self.weights[name] * torch.movedim(noise.reshape(stack.shape), -3, axis)
         return total
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from monai.bundle import ConfigParser
 
-from diffrecon.bundle import (check_command_line, check_settings, command_line_settings, guard_run, input_error_in,
-                              one_line_input_errors)
+from diffrecon.bundle import (check_command_line, check_settings, command_line_settings, guard_run,
+                              inference_configs, input_error_in, one_line_input_errors)
 from diffrecon.checks import InputError
 from tests.bundles.conftest import BUNDLES, TINY_NETWORK, train_configs
 from tests.bundles.test_bundle_files import tiny_copy
@@ -26,7 +26,7 @@ def bundle_run(config_files: list[str], bundle_root, *settings: str) -> subproce
 
 
 def inference(bundle: str) -> list[str]:
-    return [str(BUNDLES / bundle / "configs/inference.json")]
+    return [str(path) for path in inference_configs(BUNDLES / bundle)]
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:

@@ -1,4 +1,4 @@
-"""The Score-MRI and DDS bundles through ``python -m monai.bundle run`` with tiny settings: the built-in phantom
+"""The Score-MRI, DDS, DPS and naive MRI bundles through ``python -m monai.bundle run`` with tiny settings: the built-in phantom
 case and the real 2-coil twix scan; mean, std and samples written; the std series linked in the DICOM export;
 refusals in one line."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tests.bundles.conftest import BUNDLES
 from tests.bundles.test_bundle_files import REQUIRED
 from tests.bundles.test_pet_diffusion_bundles import run_bundle
 
-NAMES = {"dds_mri": "dds", "score_mri": "score-mri"}
+NAMES = {"dds_mri": "dds", "score_mri": "score-mri", "dps_mri": "dps", "naive_mri": "naive"}
 TINY = {name: ["--steps", "2", "--num_samples", "2", "--warm_start", "0.3"] for name in NAMES}
 
 
@@ -34,7 +34,7 @@ def test_builtin_case_writes_mean_std_samples_and_zero_filled(bundle, tmp_path):
     name = NAMES[bundle]
     report = json.loads((tmp_path / f"{name}.json").read_text())
     assert report["num_samples"] == 2 and report["phantom_seed"] == 20000 and report["n_coils"] == 8
-    assert report["network_evaluations"] == (2 if bundle == "dds_mri" else 4)
+    assert report["network_evaluations"] == (4 if bundle == "score_mri" else 2)
     assert len(report["data_residual"]) == 2 and report["seconds_network"] > 0
     assert set(report["metrics"]) == {"zero-filled", name}
     assert nib.load(tmp_path / f"{name}_samples.nii.gz").shape == (128, 128, 1, 2)

@@ -1,4 +1,4 @@
-"""The PET-DDS and PET-LiSch bundles through ``python -m monai.bundle run`` with tiny settings: the built-in
+"""The PET-DDS, PET-LiSch, PET-DPS and PET naive bundles through ``python -m monai.bundle run`` with tiny settings: the built-in
 phantom case (one slice here, so it runs in seconds) and a user's case folder; mean, std and samples written;
 the std series linked in the DICOM export; refusals in one line."""
 from __future__ import annotations
@@ -10,18 +10,20 @@ import sys
 import nibabel as nib
 import pytest
 
+from diffrecon.bundle import inference_configs
 from diffrecon.io.dicom_read import list_series
 from tests.bundles.conftest import BUNDLES
 from tests.bundles.test_bundle_files import REQUIRED
 
 TINY = ["--steps", "2", "--num_samples", "2", "--chunk_size", "4"]
 DEMO2D = "{'seed': 20000, 'preset': 'demo2d', 'count_level': '10%', 'lesions': 1}"
-NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds"}
+NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds", "pet_dps": "pet-dps", "pet_naive": "pet-naive"}
 
 
 def run_bundle(bundle: str, *settings: str) -> subprocess.CompletedProcess:
     configs = BUNDLES / bundle / "configs"
-    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs / "inference.json"),
+    files = str([str(path) for path in inference_configs(BUNDLES / bundle)])
+    return subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", files,
                            "--meta_file", str(configs / "metadata.json"), "--bundle_root", str(BUNDLES / bundle),
                            *settings], capture_output=True, text=True, timeout=600)
 

@@ -8,6 +8,7 @@ from diffrecon.checks import InputError
 from diffrecon.data import phantoms
 from diffrecon.data.phantoms import (LABELS, MU_BONE, MU_SOFT_TISSUE, _random_diffeomorphism, make_subject)
 from diffrecon.data.splits import check_split, subject_seeds
+from diffrecon.io.demo_cases import save_subject
 from diffrecon.io.nifti import load_nifti
 from diffrecon.physics.geometry import ImageGrid
 
@@ -87,7 +88,7 @@ def test_default_grid_covers_cerebrum_and_cerebellum_of_the_largest_subjects(see
 
 
 def test_nifti_round_trip_keeps_affine(subject, tmp_path):
-    written = subject.save(tmp_path)
+    written = save_subject(subject, tmp_path)
     assert {p.name for p in written} >= {"fdg.nii.gz", "mu_map.nii.gz", "t1.nii.gz", "lesion_masks.nii.gz"}
     data, affine = load_nifti(tmp_path / "fdg.nii.gz")
     np.testing.assert_allclose(affine, SMALL.affine)

@@ -17,6 +17,7 @@ from diffrecon.physics.mri_masks import sampling_mask
 from diffrecon.physics.mri_simulation import simulate_kspace
 from diffrecon.physics.pet_simulation import simulate_pet
 from diffrecon.physics.psf import GaussianPSF
+from diffrecon.priors import VPSchedule
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
 
 
@@ -48,7 +49,7 @@ def _inputs(name, anatomy, prior):
 @pytest.mark.parametrize("name", method_names())
 def test_every_registered_method_answers_the_one_call_shape(name, pet_case, mri_case, volume_prior, mr_priors):
     data, physics, truth = pet_case if METHODS[name].modality == "PT" else mri_case
-    prior = volume_prior if METHODS[name].modality == "PT" else mr_priors[getattr(get_method(name), "prior_form", "vp")]
+    prior = volume_prior if METHODS[name].modality == "PT" else mr_priors[getattr(get_method(name), "schedule_kind", VPSchedule).kind]
     method = build_method(name, **_inputs(name, pet_case[2].numpy(), prior))
     result = method(data, physics, generator=torch.Generator().manual_seed(7))
     assert isinstance(result, Reconstruction) and result.mean.shape == truth.shape
@@ -102,7 +103,7 @@ def test_registry_refuses_unknown_and_missing_options():
         build_method("mlem", iterations=0)
     with pytest.raises(InputError, match="beta must be a finite number >= 0"):
         build_method("map-rdp", beta=float("nan"))
-    assert set(method_names("MR")) == {"zero-filled", "cg-sense", "tv", "score-mri", "dds"}
+    assert set(method_names("MR")) == {"zero-filled", "cg-sense", "tv", "score-mri", "dds", "dps", "naive"}
 
 
 def test_num_samples_must_be_a_positive_integer(pet_case):

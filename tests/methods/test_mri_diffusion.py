@@ -10,8 +10,9 @@ from diffrecon.checks import InputError
 from diffrecon.classical.mri import conjugate_gradient
 from diffrecon.methods import build_method
 from diffrecon.methods.dds_mri import DDS
-from diffrecon.methods.mri_diffusion import (AxisTV, forward_difference, forward_difference_adjoint, smooth_phase,
-                                             solve_consistency)
+from diffrecon.classical.mri_tv import AxisTV, forward_difference, forward_difference_adjoint
+from diffrecon.methods.mri_diffusion import solve_consistency
+from diffrecon.methods.spaces import smooth_phase
 from diffrecon.methods.score_mri import ScoreMRI
 from diffrecon.metrics import nrmse
 from diffrecon.physics.mri_coils import birdcage_maps

@@ -49,8 +49,8 @@ def test_triplanar_bad_input(tiny_unet):
         TriPlanarScore({"transverse": prior})
     with pytest.raises(InputError, match="schedules"):
         TriPlanarScore({"axial": prior, "coronal": DiffusionPrior(tiny_unet, VESchedule())})
-    with pytest.raises(InputError, match="NaN"):
-        TriPlanarScore({"axial": prior}).predict_noise(torch.full((8, 8, 8), float("nan")), 10)
+    with pytest.raises(InputError, match="condition was given, but this prior's network is unconditional"):
+        TriPlanarScore({"axial": prior}).predict_noise(torch.zeros(8, 8, 8), 10, torch.zeros(1, 8, 8, 8))
 
 
 def test_patchwise_matches_whole_image_when_one_patch(tiny_unet):

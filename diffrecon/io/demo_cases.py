@@ -3,6 +3,7 @@ when no data are given)."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffrecon.checks import check_integer
-from diffrecon.data.phantoms import make_subject
+from diffrecon.checks import check_choice, check_device, check_integer, check_output_dir
+from diffrecon.data.phantoms import Subject, make_subject
 from diffrecon.io.cases import Case, load_mri_case
 from diffrecon.io.nifti import save_nifti
+from diffrecon.io.sinogram import save_sinogram
 from diffrecon.physics.geometry import ImageGrid, get_preset
-from diffrecon.physics.pet_simulation import simulate_pet
+from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
 
 
 def simulated_pet_case(seed: int = 20000, preset: str = "demo2d", count_level: str = "10%", lesions: int = 2,
@@ -75,6 +77,55 @@ def scanned_mri_case(magnitude: torch.Tensor, seed: int, coils: int = 8, acceler
     case = load_mri_case(image=image, coils=coils, snr_db=snr_db, mask=mask, acceleration=acceleration,
                          center_fraction=center_fraction, seed=noise_seed, device=device)
     return replace(case, info={**case.info, "coils": coils, "snr_db": snr_db, "phase": phase})
+
+
+def simulate_to_folder(out: str | Path, seed: int, *, preset: str = "demo", split: str | None = "test",
+                       tracer: str = "fdg", count_level: str = "10%", lesions: int = 0,
+                       background_fraction: float = 0.3, psf_fwhm: float | None = 4.5, noise_seed: int = 0,
+                       sinogram_format: str = "npz", device: str | torch.device = "cpu") -> dict:
+    """``diffrecon simulate``: phantom subject ``seed`` on ``preset``'s grid written to ``out`` as NIfTI images,
+    its ``tracer`` scanned at ``count_level`` (sinogram, multiplicative and additive factors as
+    ``sinogram_format`` files) and ``simulation.json`` with the counts, the files and the command that
+    reconstructs them; returns that record. Settings are checked before any work."""
+    preset_spec = get_preset(preset)
+    trues_per_direct_plane(count_level)
+    check_choice("tracer", tracer, ("fdg", "amyloid"))
+    check_device("device", device)
+    out = check_output_dir("out", out)
+    subject = make_subject(seed, preset_spec.grid, lesions=lesions, split=split)
+    simulation = simulate_pet(torch.as_tensor(getattr(subject, tracer)), torch.as_tensor(subject.mu_map),
+                              preset_spec.scanner, preset_spec.grid, count_level=count_level,
+                              background_fraction=background_fraction, psf_fwhm_mm=psf_fwhm, seed=noise_seed,
+                              device=device)
+    save_subject(subject, out)
+    files = {}
+    for name, sinogram in (("sinogram", simulation.measured), ("multiplicative", simulation.model.multiplicative),
+                           ("additive", simulation.model.additive)):
+        if sinogram is not None:
+            path = save_sinogram(out / f"{name}.{sinogram_format}", sinogram.cpu().numpy(), preset_spec.scanner)
+            files[name] = str(path)
+    command = ["diffrecon recon --method osem", f"--sinogram {files['sinogram']}",
+               f"--multiplicative {files['multiplicative']}"]
+    command += [f"--additive {files['additive']}"] if "additive" in files else []
+    command += [f"--psf-fwhm {psf_fwhm}"] if psf_fwhm else []
+    command += [f"--grid {preset}", f"--out {out / 'recon'}"]
+    info = {"seed": seed, "preset": preset, "tracer": tracer, "count_level": count_level,
+            "true_counts": simulation.true_counts, "background_counts": simulation.background_counts,
+            "psf_fwhm_mm": psf_fwhm, "files": files, "recon_command": " ".join(command)}
+    (out / "simulation.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def save_subject(subject: Subject, folder: str | Path) -> list[Path]:
+    """Write every image of a phantom ``subject`` as NIfTI (``<name>.nii.gz``) in ``folder``; lesion masks as a 4D
+    image."""
+    folder = Path(folder)
+    written = [save_nifti(folder / f"{name}.nii.gz", getattr(subject, name), subject.affine)
+               for name in ("t1", "fdg", "amyloid", "mu_map", "labels", "grey_matter", "white_matter")]
+    if len(subject.lesion_masks):
+        written.append(save_nifti(folder / "lesion_masks.nii.gz",
+                                  np.moveaxis(subject.lesion_masks, 0, -1).astype(np.uint8), subject.affine))
+    return written
 
 
 def phantom_subject_folders(folder: str | Path, seeds: Sequence[int], preset: str = "demo",

@@ -1,0 +1,250 @@
+"""Modality spaces: what differs between PET and MRI around the one sampler (:mod:`diffrecon.methods.sampler`).
+
+A space checks the data and the prior, computes the reference image and the scale between prior units and the
+data, maps the network's images to the images the data-consistency steps work on and back, clamps the denoised
+estimate, and reports the data fit.
+
+- :class:`PETSpace`: non-negative activity. The reference is an OSEM image of the data; the scale is its emission
+  mean (the prior's intensity convention: training images were divided by theirs); network images are activity /
+  scale, x̂₀ is clamped >= 0; the data fit is the Poisson log-likelihood of each sample.
+- :class:`MRISpace`: complex images. The reference is the zero-filled (one coil) or CG-SENSE image; the scale is
+  the 99.9th percentile of its magnitude (the prior's images lie in [0, 1]); the data-consistency steps work in
+  prior units (k-space divided by the scale); a complex image enters the network as its real and imaginary parts,
+  two images of the batch (Chung and Ye 2022, Alg. 3), demodulated by its smooth phase; the data fit is ‖A x − y‖ /
+  ‖y‖ of each sample. Volumes (x, y, z) are scored slice by slice (the axial prior in a :class:`TriPlanarScore`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from diffrecon.checks import InputError, check_integer, check_positive
+from diffrecon.classical.mri import cg_sense, zero_filled
+from diffrecon.classical.pet import osem
+from diffrecon.methods.base import Stopwatch
+from diffrecon.methods.sampler import Call
+from diffrecon.physics.fidelity import GaussianLeastSquares, PoissonLikelihood
+from diffrecon.physics.mri_fft import fft_centered, ifft_centered
+from diffrecon.physics.mri_operators import MRIOperator
+from diffrecon.physics.pet import PETAcquisitionModel, subset_views
+from diffrecon.priors.prior import ScoreModel
+from diffrecon.priors.volume import TriPlanarScore
+from diffrecon.transforms.intensity import emission_mean
+
+SCALE_QUANTILE = 0.999  # of |reference|: about its maximum, as the MR prior's images, without single spikes
+REFERENCE_CG_ITERATIONS = 4  # CG-SENSE reference of multi-coil data (the registry's cg-sense default)
+PHASE_RESOLUTION = 0.03  # k-space width (fraction of each axis) of the low-pass that estimates the smooth phase
+
+
+def check_prior_fits(prior: ScoreModel, model: PETAcquisitionModel, tolerance: float = 0.05) -> None:
+    """Raise :class:`InputError` unless ``prior`` scores (..., x, y, z) volumes of the model's grid: 3 spatial
+    dims, sizes its networks accept, and (where the prior knows it) the voxel size it was trained at, within
+    ``tolerance``."""
+    if prior.spatial_dims != 3:
+        raise InputError(f"prior scores {prior.spatial_dims}D images; PET methods need a score over (x, y, z) "
+                         "volumes: a TriPlanarScore of slice priors (diffrecon.priors.bundle.load_volume_prior, "
+                         "e.g. the axial prior alone for single-slice data)")
+    prior.check_image(torch.empty((1, *model.grid.shape), device="meta"))
+    trained = prior.voxel_size_mm
+    if trained is not None:
+        grid = model.grid.voxel_size_mm
+        if any(abs(g - v) > tolerance * v for g, v in zip(grid, trained)):
+            raise InputError(f"the image grid has voxels of {tuple(grid)} mm; the prior was trained at {tuple(trained)} "
+                             "mm: reconstruct on a grid of that voxel size (e.g. --grid with a NIfTI image of it)")
+
+
+class PETSpace:
+    """Non-negative activity images (module notes).
+
+    Args:
+        osem_iterations, osem_subsets: the OSEM image that sets the scale (and the warm start).
+    """
+
+    modality = "PT"
+
+    def __init__(self, osem_iterations: int, osem_subsets: int) -> None:
+        self.osem_iterations = check_integer("osem_iterations", osem_iterations)
+        self.osem_subsets = check_integer("osem_subsets", osem_subsets)
+
+    def settings(self) -> dict[str, Any]:
+        return {"osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets}
+
+    @staticmethod
+    def prior_hint(kind: str) -> str:
+        return "the PET priors: diffrecon.priors.bundle.load_volume_prior('pet_fdg_prior', grid shape)"
+
+    @staticmethod
+    def check_physics(physics: Any) -> None:
+        if not isinstance(physics, PETAcquisitionModel):
+            raise InputError(f"physics must be a PETAcquisitionModel, got {type(physics).__name__}")
+
+    def prepare(self, data: torch.Tensor, physics: PETAcquisitionModel, prior: ScoreModel, num_samples: int,
+                generator: torch.Generator | None) -> Call:
+        """Check the counts and the prior, run OSEM, set the scale."""
+        fidelity = PoissonLikelihood(physics, data)
+        check_prior_fits(prior, physics)
+        subset_views(physics.projector.n_views, self.osem_subsets, "osem_subsets")
+        clock = Stopwatch(fidelity.data.device)
+        with clock("physics"):
+            run = osem(fidelity.data, physics, self.osem_iterations, self.osem_subsets, progress=False)
+        return Call(fidelity.data, physics, prior, fidelity.data, run.image, emission_mean(run.image), clock,
+                    generator, num_samples, fidelity, extras={"osem": run})
+
+    def represent(self, call: Call) -> None:
+        """Nothing to set up: activity images are real."""
+
+    def to_network(self, image: torch.Tensor, call: Call) -> torch.Tensor:
+        return image / call.scale
+
+    def from_network(self, x: torch.Tensor, call: Call, clamp: bool = True) -> torch.Tensor:
+        """Activity of the network's images, clamped >= 0 (always: counts need non-negative activity)."""
+        return call.scale * x.clamp_min(0)
+
+    @staticmethod
+    def guidance_objective(image: torch.Tensor, call: Call) -> torch.Tensor:
+        """What DPS descends, per sample: log of the Poisson deviance, whose gradient ∇D / D is Singh et al.'s
+        normalised PET-DPS step (the likelihood gradient over the negative log-likelihood)."""
+        return call.fidelity.deviance(image).log()
+
+    def output(self, image: torch.Tensor, call: Call) -> torch.Tensor:
+        return image
+
+    def data_fit(self, image: torch.Tensor, call: Call, evaluations: int) -> dict[str, Any]:
+        with call.clock("physics"):
+            return {"final_log_likelihood": call.fidelity.value(image).tolist()}
+
+
+def to_channels(image: torch.Tensor, ndim: int, phase: torch.Tensor | None = None) -> torch.Tensor:
+    """A complex image (..., *spatial), demodulated by ``phase`` (e^{iφ}) if given, as its real and imaginary
+    parts (..., 2, *spatial), a real image as (..., 1, *spatial): the images the network sees."""
+    if phase is not None:
+        image = image * phase.conj()
+    if not image.is_complex():
+        return image.unsqueeze(-ndim - 1)
+    return torch.stack((image.real, image.imag), dim=-ndim - 1)
+
+
+def to_complex(channels: torch.Tensor, ndim: int, phase: torch.Tensor | None = None) -> torch.Tensor:
+    """Inverse of :func:`to_channels`: (..., 2, *spatial) -> complex (modulated by ``phase``), (..., 1, *spatial)
+    -> real."""
+    parts = channels.unbind(-ndim - 1)
+    if len(parts) == 1:
+        return parts[0]
+    image = torch.complex(parts[0], parts[1])
+    return image if phase is None else image * phase
+
+
+def smooth_phase(image: torch.Tensor, ndim: int) -> torch.Tensor:
+    """e^{iφ} of the smooth phase φ of a complex ``image`` (..., *spatial): the phase of its low-pass (a Gaussian
+    window over the central :data:`PHASE_RESOLUTION` of k-space, the calibration region)."""
+    kspace = fft_centered(image, ndim)
+    window = torch.ones((), device=image.device)
+    for axis, n in enumerate(image.shape[-ndim:]):
+        k = (torch.arange(n, device=image.device) - n // 2) / (PHASE_RESOLUTION * n)
+        window = window.unsqueeze(-1) * torch.exp(-0.5 * k ** 2) if axis else torch.exp(-0.5 * k ** 2)
+    low = ifft_centered(kspace * window, ndim)
+    return torch.where(low.abs() > 0, low / low.abs().clamp_min(torch.finfo(low.real.dtype).tiny), 1)
+
+
+class MRISpace:
+    """Complex images in prior units (module notes).
+
+    Args:
+        phase_correction: the prior sees the image times e^{-iφ}, φ its smooth phase estimated from the reference
+            (:func:`smooth_phase`), so that it sees images close to the real, non-negative magnitude images it was
+            trained on; off, it sees the real and imaginary parts as they are (as the reference implementation),
+            which fails for images with phase (docs/mri_diffusion.md). Our choice.
+        chunk_size: slices per network call for volumes.
+        clip: the Tweedie estimate (real and imaginary parts, prior units) is clamped to [-clip, clip] (DDPM's
+            clipping of x̂₀; the prior's images lie in [0, 1]); None: not clamped.
+    """
+
+    modality = "MR"
+
+    def __init__(self, phase_correction: bool, chunk_size: int, clip: float | None = None) -> None:
+        self.phase_correction = bool(phase_correction)
+        self.chunk_size = check_integer("chunk_size", chunk_size)
+        if clip is not None:
+            check_positive("clip", clip)
+        self.clip = None if clip is None else float(clip)
+
+    def settings(self) -> dict[str, Any]:
+        return {"phase_correction": self.phase_correction}
+
+    @staticmethod
+    def prior_hint(kind: str) -> str:
+        return f"load_bundle_prior('mr_t1_prior', {kind!r})"
+
+    @staticmethod
+    def check_physics(physics: Any) -> None:
+        if not isinstance(physics, MRIOperator):
+            raise InputError(f"physics must be an MRIOperator, got {type(physics).__name__}")
+
+    def score_model(self, prior: ScoreModel, operator: MRIOperator) -> ScoreModel:
+        """The prior for images of ``operator``'s shape: itself for slices, axial slice by slice for volumes;
+        raises :class:`InputError` if the prior cannot take the image size."""
+        if prior.spatial_dims != 2:
+            raise InputError(f"prior scores {prior.spatial_dims}D images; the MRI methods need a 2D slice prior "
+                             "(volumes are scored slice by slice)")
+        try:
+            prior.check_image(torch.empty(operator.shape[:2], device="meta"))
+        except InputError as error:
+            raise InputError(f"kspace: images of {' x '.join(map(str, operator.shape))} voxels do not fit the "
+                             f"prior: {error}") from None
+        if operator.ndim == 2:
+            return prior
+        return TriPlanarScore({"axial": prior}, chunk_size=self.chunk_size)
+
+    def prepare(self, data: torch.Tensor, physics: MRIOperator, prior: ScoreModel, num_samples: int,
+                generator: torch.Generator | None) -> Call:
+        """Check the k-space, fit the prior to its image size, compute the reference image and the scale."""
+        kspace = physics.check_kspace(data)
+        score = self.score_model(prior, physics)
+        clock = Stopwatch(kspace.device)
+        with clock("physics"):
+            if physics.coil_maps is None:
+                image = zero_filled(kspace, physics).image
+            else:
+                image = cg_sense(kspace, physics, REFERENCE_CG_ITERATIONS).image
+        magnitude = image.abs().flatten().float()
+        scale = float(torch.quantile(magnitude[:: max(1, magnitude.numel() // 1_000_000)], SCALE_QUANTILE))
+        if not scale > 0:
+            raise InputError("kspace: the reference image is zero everywhere; nothing was measured")
+        measured = kspace / scale
+        return Call(kspace, physics, score, measured, image / scale, scale, clock, generator, num_samples,
+                    GaussianLeastSquares(physics, measured))
+
+    def represent(self, call: Call) -> None:
+        """The smooth phase of the (method's) reference, which the prior's images are demodulated by."""
+        reference = call.reference
+        if self.phase_correction and reference.is_complex():
+            call.phase = smooth_phase(reference, call.physics.ndim)
+
+    def to_network(self, image: torch.Tensor, call: Call) -> torch.Tensor:
+        return to_channels(image, call.physics.ndim, call.phase)
+
+    def from_network(self, x: torch.Tensor, call: Call, clamp: bool = True) -> torch.Tensor:
+        """The image of the network's images, clamped to [-clip, clip] first where set and ``clamp`` (denoised
+        estimates; not noisy images)."""
+        if clamp and self.clip is not None:
+            x = x.clamp(-self.clip, self.clip)
+        return to_complex(x, call.physics.ndim, call.phase)
+
+    @staticmethod
+    def guidance_objective(image: torch.Tensor, call: Call) -> torch.Tensor:
+        """What DPS descends, per sample: the residual norm ‖A x − y‖ (prior units), as the reference code (not
+        squared: the step ζ / ‖y − A x̂₀‖ of the paper)."""
+        return call.fidelity.deviance(image).sqrt()
+
+    def output(self, image: torch.Tensor, call: Call) -> torch.Tensor:
+        return image * call.scale
+
+    def data_fit(self, image: torch.Tensor, call: Call, evaluations: int,
+                 fidelity: GaussianLeastSquares | None = None) -> dict[str, Any]:
+        """‖A x − y‖ / ‖y‖ per sample (``fidelity``: another operator's, e.g. coil-wise) and the 2D images the
+        network saw per sample."""
+        fidelity = fidelity or call.fidelity
+        shape = call.physics.shape
+        per_call = self.to_network(call.reference, call).numel() // (shape[0] * shape[1])
+        return {"network_images": evaluations * per_call, "data_residual": fidelity.relative_residual(image)}
