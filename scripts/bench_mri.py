@@ -34,7 +34,6 @@ every diffusion method and variant with several step counts (one-sample runs).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from pathlib import Path
@@ -42,23 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_records import done_runs, is_done, read_lines, resolved_settings
-from check_prior_generalisation import BRAINS_T1, MR_GRID, SPM_T1, centred_source, per_slice_max
-
-from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case
+from diffrecon.benchmarks.mri import FIGURES, REAL_T1, load_case, run
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines
 from diffrecon.data.splits import subject_seeds
-from diffrecon.io.cases import load_mri_case
-from diffrecon.methods import build_method
-from diffrecon.methods.registry import method_parameters, required_inputs
-from diffrecon.metrics import nrmse, psnr, ssim
+from diffrecon.io.demo_cases import simulated_mri_case
+from diffrecon.methods.registry import method_parameters
 from diffrecon.pipeline import method_inputs
 
-TWIX = Path(__file__).resolve().parents[2] / "shared/data/twix_gre_siemens/gre_kspace_cha_lin_col.npy"
-REAL_T1 = {"spm12_t1": SPM_T1, "brains_test": BRAINS_T1["BRAINS T1 test (real, 4 mm)"],
-           "brains_test2": BRAINS_T1["BRAINS T1 test2 (real, 4 mm)"]}  # evaluation only, never tuned on
 FLOOR_DB = 10.0  # the curve's lowest PSNR; runs below it are marked, not drawn to scale
-FIGURES = ("psnr_db", "ssim", "nrmse", "network_evaluations", "network_images", "seconds", "seconds_network",
-           "seconds_physics")
 
 
 def main() -> None:
@@ -113,47 +103,6 @@ def main() -> None:
     print(unit_costs(args.threads))
     if args.curve:
         plot_curve(read_lines(out), Path(args.curve))
-
-
-def load_case(source: str, seed: int | str, mask: str, center_fraction: float, split: str, slices: int = 1):
-    kind, _, acceleration = mask.partition(":")
-    if source == "twix":
-        return load_mri_case(TWIX, layout="cyx", readout_oversampling=2, mask=kind, acceleration=float(acceleration),
-                             center_fraction=center_fraction, seed=0)
-    if source == "real":
-        return scanned_mri_case(real_t1_slice(seed), list(REAL_T1).index(seed), mask=kind,
-                                acceleration=float(acceleration), center_fraction=center_fraction)
-    return simulated_mri_case(seed, mask=kind, acceleration=float(acceleration), center_fraction=center_fraction,
-                              split=split, slices=slices)
-
-
-@functools.cache
-def real_t1_slice(name: str) -> np.ndarray:
-    """The central axial slice of real T1 volume ``name`` of ``REAL_T1`` on the prior's grid (read once per
-    run, whatever the number of masks)."""
-    return centred_source(REAL_T1[name], name, MR_GRID, per_slice_max).volume[..., MR_GRID.shape[2] // 2]
-
-
-def run(case, name: str, settings: dict, num_samples: int, prior: str | None = None) -> dict:
-    """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle folder;
-    default the shipped one)."""
-    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
-    method = build_method(name, **inputs, **settings)
-    method.progress = False
-    start = time.perf_counter()
-    result = method(case.data, case.physics, num_samples=1 if method.deterministic else num_samples,
-                    generator=torch.Generator().manual_seed(0))
-    seconds = time.perf_counter() - start
-    image = result.mean.abs().cpu().numpy()
-    reference = np.asarray(case.reference)
-    report = result.report
-    return {"method": name, "settings": settings, "resolved": resolved_settings(name, settings),
-            "num_samples": num_samples,
-            "psnr_db": psnr(image, reference), "ssim": ssim(image, reference), "nrmse": nrmse(image, reference),
-            "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
-            "network_images": report.get("network_images", 0), "seconds_network": report.get("seconds_network", 0.0),
-            "seconds_physics": report.get("seconds_physics", 0.0), "data_residual": report.get("data_residual"),
-            "variant": report.get("variant")}
 
 
 def summarise(lines: list[dict]) -> str:

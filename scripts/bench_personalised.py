@@ -20,22 +20,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pet import FIGURES, run  # noqa: E402
-from bench_records import done_runs, is_done, read_lines  # noqa: E402
-
-from diffrecon.io.demo_cases import phantom_subject_folders, simulated_pet_case  # noqa: E402
-from diffrecon.data.splits import subject_seeds  # noqa: E402
-from diffrecon.personalise import personalise  # noqa: E402
-from diffrecon.registration.images import Image, read_image  # noqa: E402
-from diffrecon.registration.pseudo_pet import Target, find_subjects  # noqa: E402
+from diffrecon.benchmarks.pet import FIGURES, run
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines
+from diffrecon.data.splits import subject_seeds
+from diffrecon.io.demo_cases import phantom_subject_folders, simulated_pet_case
+from diffrecon.personalise import personalise
+from diffrecon.registration.images import Image, read_image
+from diffrecon.registration.pseudo_pet import Target, find_subjects
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

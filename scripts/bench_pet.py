@@ -27,30 +27,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench_records import done_runs, is_done, read_lines, resolved_settings
-from check_prior_generalisation import fdg_source, spm_pet_source
-from scipy.ndimage import binary_fill_holes
-
-from diffrecon.io.demo_cases import scanned_pet_case, simulated_pet_case
-from diffrecon.data.phantoms import MU_SOFT_TISSUE, make_subject
+from diffrecon.benchmarks.pet import FIGURES, REAL_BRAINS, real_brain_case, run
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines
+from diffrecon.data.phantoms import make_subject
 from diffrecon.data.splits import subject_seeds
-from diffrecon.methods import build_method
-from diffrecon.methods.registry import required_inputs
-from diffrecon.metrics import bias_and_variance, nrmse, phantom_metrics, psnr, ssim
+from diffrecon.io.demo_cases import simulated_pet_case
+from diffrecon.metrics import bias_and_variance
 from diffrecon.physics.geometry import get_preset
 from diffrecon.pipeline import method_inputs
-
-# out-of-family brains (scripts/check_prior_generalisation.py; evaluation only, never trained on)
-REAL_BRAINS = {"fdg_sts001": fdg_source, "spm12_pet": spm_pet_source}
-FIGURES = ("nrmse", "psnr_db", "ssim", "crc_hot_lesions", "crc_cold_lesions", "white_matter_cov", "seconds",
-           "seconds_network", "seconds_physics", "network_evaluations")
 
 
 def main() -> None:
@@ -106,45 +96,6 @@ def main() -> None:
     print(summarise(read_lines(out)))
     if args.pll_curve:
         plot_pll_curve(read_lines(out), Path(args.pll_curve))
-
-
-def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str | Path | None = None
-        ) -> tuple[dict, np.ndarray]:
-    """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
-    the shipped one)."""
-    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
-    method = build_method(name, **inputs, **settings)
-    method.progress = False
-    start = time.perf_counter()
-    result = method(case.data, case.physics, num_samples=1 if method.deterministic else num_samples,
-                    generator=torch.Generator().manual_seed(seed))
-    seconds = time.perf_counter() - start
-    image = result.mean.cpu().numpy()
-    report = result.report
-    truth = np.asarray(case.reference)
-    figures = (phantom_metrics(image, truth, case.images["labels"], case.images["lesions"],
-                               case.images["white_matter"]) if "labels" in case.images else
-               {"psnr_db": psnr(image, truth), "ssim": ssim(image, truth),
-                "nrmse": nrmse(image, truth, case.images["brain"])})
-    line = {"method": name, "settings": settings, "resolved": resolved_settings(name, settings),
-            "num_samples": num_samples, **figures,
-            "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
-            "seconds_network": report.get("seconds_network", 0.0), "seconds_physics": report.get("seconds_physics"),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-            "log_likelihood": float(np.mean(report.get("final_log_likelihood") or report["log_likelihood"][-1:])),
-            **{k: report[k] for k in ("likelihood_steps", "capped_steps") if k in report}}
-    return line, image
-
-
-def real_brain_case(name: str, count_level: str, noise_seed: int):
-    """A real brain PET volume of ``REAL_BRAINS`` on the demo grid (as scripts/check_prior_generalisation.py
-    places it) scanned on the demo scanner; μ-map: water in the head. Its "brain" image holds the scored voxels
-    (the FDG series: its brain slices only)."""
-    source = REAL_BRAINS[name]()
-    head = np.stack([binary_fill_holes(plane) for plane in np.moveaxis(source.volume > 0.02, 2, 0)], axis=2)
-    mu_map = np.where(head, MU_SOFT_TISSUE, 0.0).astype(np.float32)
-    return scanned_pet_case(source.volume, mu_map, "demo", count_level, noise_seed=noise_seed,
-                            images={"brain": source.scored}, info={"source": source.name})
 
 
 def unit_costs(preset: str, threads: int) -> str:

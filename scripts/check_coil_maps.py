@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_mri import load_case, run
-from bench_records import read_lines
-
+from diffrecon.benchmarks.mri import load_case, run
+from diffrecon.benchmarks.records import read_lines
 from diffrecon.physics.mri_coils import birdcage_maps, sense_operator
 from diffrecon.physics.mri_operators import MRIOperator
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +20,10 @@ from diffrecon.data.datasets import phantom_items
 from diffrecon.io.figures import save_panel, save_sample_grid
 from diffrecon.priors import load_bundle_prior, sample
 from diffrecon.priors.quality import median_tissue_ratio, nearest_correlation
+from diffrecon.priors.runs import PRIORS  # the names of the training command, scripts/train_priors.py
 from diffrecon.transforms import EmissionNormalize, foreground_slices, take_slice
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from train_priors import PRIORS  # noqa: E402  (same names as the training command)
 
 # name -> (bundle, shipped model, slice orientation), one per shipped model (the base runs; candidate runs
 # export to the same models); mr-ve is the VE form of the mr-vp network

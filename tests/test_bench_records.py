@@ -1,13 +1,10 @@
-"""The benchmark records (scripts/bench_records.py): a line stamped with its resolved settings resumes only while
-the method's defaults still give those settings."""
+"""The benchmark records (diffrecon/benchmarks/records.py): a line stamped with its resolved settings resumes only
+while the method's defaults still give those settings."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench_records import done_runs, is_done, resolved_settings  # noqa: E402
+from diffrecon.benchmarks.records import done_runs, is_done, resolved_settings
 
 
 def test_resolved_settings_hold_the_defaults_under_the_given_settings():

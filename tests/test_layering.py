@@ -11,19 +11,22 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "diffrecon"
 
-# layer -> modules it must not import (prefix match on the dotted name)
+# layer -> modules it must not import (prefix match on the dotted name); no layer imports the benchmarks or the
+# command line, which sit on top of everything
+ON_TOP = ("diffrecon.benchmarks", "diffrecon.cli")
 FORBIDDEN = {
-    "physics": ("diffrecon.methods", "diffrecon.priors", "diffrecon.classical", "diffrecon.io", "diffrecon.cli",
+    "physics": (*ON_TOP, "diffrecon.methods", "diffrecon.priors", "diffrecon.classical", "diffrecon.io",
                 "monai.networks.nets", "monai.inferers"),  # no network code (MONAI FFT utilities are fine)
-    "priors": ("diffrecon.methods", "diffrecon.physics", "diffrecon.classical", "diffrecon.io", "diffrecon.cli"),
-    "classical": ("diffrecon.methods", "diffrecon.priors", "diffrecon.io", "diffrecon.cli"),
-    "io": ("diffrecon.methods", "diffrecon.priors", "diffrecon.classical", "diffrecon.cli"),
-    "methods": ("diffrecon.io", "diffrecon.cli", "diffrecon.bundle", "diffrecon.priors.bundle", "pydicom",
-                "pynetdicom", "highdicom", "nibabel"),  # methods get priors, they do not load bundles
-    "transforms": ("diffrecon.io", "diffrecon.cli", "diffrecon.methods"),
-    "data": ("diffrecon.io", "diffrecon.cli", "diffrecon.methods"),
-    "cli": ("diffrecon.physics",),  # argument parsing only: the work is a library call
+    "priors": (*ON_TOP, "diffrecon.methods", "diffrecon.physics", "diffrecon.classical", "diffrecon.io"),
+    "classical": (*ON_TOP, "diffrecon.methods", "diffrecon.priors", "diffrecon.io"),
+    "io": (*ON_TOP, "diffrecon.methods", "diffrecon.priors", "diffrecon.classical"),
+    "methods": (*ON_TOP, "diffrecon.io", "diffrecon.bundle", "diffrecon.priors.bundle", "pydicom", "pynetdicom",
+                "highdicom", "nibabel"),  # methods get priors, they do not load bundles
+    "transforms": (*ON_TOP, "diffrecon.io", "diffrecon.methods"),
+    "data": (*ON_TOP, "diffrecon.io", "diffrecon.methods"),
+    "cli": ("diffrecon.benchmarks", "diffrecon.physics"),  # argument parsing only: the work is a library call
 }
+SCRIPTS = PACKAGE.parent / "scripts"
 
 
 def imports_of(path: Path, root: Path = PACKAGE.parent) -> set[str]:
@@ -59,3 +62,14 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones(tmp_path):
                                    "from ..io import sinogram\nimport pydicom\n")
     found = imports_of(source / "bad.py", tmp_path)
     assert {"diffrecon.io.nifti", "diffrecon.io", "pydicom"} <= found
+
+
+def test_scripts_import_the_package_not_each_other():
+    """Code two scripts share lives in the package (diffrecon.benchmarks, diffrecon.priors.runs); a script
+    importing another through the script folder on sys.path breaks when either moves."""
+    scripts = {path.stem for path in SCRIPTS.glob("*.py")}
+    violations = [f"{path.name} imports {name}" for path in sorted(SCRIPTS.glob("*.py"))
+                  for name in sorted(imports_of(path, SCRIPTS)) if name.split(".")[0] in scripts]
+    violations += [f"{path.name} changes sys.path" for path in sorted(SCRIPTS.glob("*.py"))
+                   if "sys.path" in path.read_text()]
+    assert not violations, "\n".join(violations)

@@ -37,3 +37,33 @@ def train_configs(bundle: str, *common: str) -> list[str]:
     common/prior_train.json, then the named common overlays (e.g. "prior_finetune.json")."""
     return [str(BUNDLES / bundle / "configs" / "train.json"), str(COMMON / "prior_train.json"),
             *(str(COMMON / name) for name in common)]
+
+
+def refusal(config_files: list[str], bundle_root: Path, *argv: str) -> str:
+    """The bad-input error a ``python -m monai.bundle run`` command line gets, found in this process: the settings
+    checked against the config files as the bundles' guard does, then the run itself (MONAI's ``run`` with the
+    settings Fire would parse), up to the :class:`InputError` MONAI wraps. The one-line printing of that error is
+    tested once through a real subprocess (tests/bundles/test_command_line.py)."""
+    from fire.parser import DefaultParseValue
+    from monai.bundle.scripts import run
+
+    from diffrecon.bundle import check_command_line, command_line_settings, input_error_in
+
+    try:
+        check_command_line(["run", "--config_file", str(config_files), *argv])
+        settings = {key: DefaultParseValue(value) if isinstance(value, str) else value
+                    for key, value in command_line_settings(argv).items()}
+        run(config_file=config_files, bundle_root=str(bundle_root), **settings)
+    except Exception as error:  # noqa: BLE001 - what matters is the InputError MONAI may have wrapped
+        cause = input_error_in(error)
+        if cause is None:
+            raise
+        return str(cause)
+    raise AssertionError(f"the run with {argv} was not refused")
+
+
+def assert_refused(config_files: list[str], bundle_root: Path, out: Path, message: str, *argv: str) -> None:
+    """The run is refused with ``message`` before its output folder ``out`` is created."""
+    error = refusal(config_files, bundle_root, "--output_dir", str(out), *argv)
+    assert message in error, error
+    assert not out.exists()

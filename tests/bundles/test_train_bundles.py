@@ -150,7 +150,10 @@ def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, aug
     pretrained file)."""
     overrides = {**tiny_overrides(nifti_folder, tmp_path / "base"), **settings}
     base = _run(bundle, train_configs(bundle), **overrides)
-    pretrained = save_weights(tmp_path / "start.pt", base.parser.get_parsed_content("network_def"))
+    generator = torch.Generator().manual_seed(123)  # weights no initialisation of the network would give
+    named = {key: 0.05 * torch.randn(value.shape, generator=generator) if value.is_floating_point() else value
+             for key, value in base.parser.get_parsed_content("network_def").state_dict().items()}
+    pretrained = save_weights(tmp_path / "start.pt", named)
     configs = train_configs(bundle) + [str(BUNDLES / bundle / "configs" / name) for name in candidate]
     workflow = _run(bundle, configs, **{**overrides, "output_dir": str(tmp_path / "candidate")},
                     pretrained_ckpt=str(pretrained))
@@ -159,6 +162,11 @@ def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, aug
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
     assert checksum_path(tmp_path / "candidate" / "model.pt").is_file()
+    # it started from the named weights: one fine-tuning epoch moves them little, a fresh network is far off
+    trained = trainer.network.state_dict()
+    change = sum(float((trained[k].float() - v.float()).abs().sum()) for k, v in named.items())
+    size = sum(float(v.float().abs().sum()) for v in named.values())
+    assert change < 0.1 * size, change / size
 
 
 @pytest.mark.parametrize("orientation", ["coronal", "sagittal"])

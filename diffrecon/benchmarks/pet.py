@@ -1,0 +1,65 @@
+"""One PET benchmark run: a method on a case and its figures as one JSON line (scripts/bench_pet.py,
+scripts/bench_personalised.py), and the real brains scanned on the demo scanner."""
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import binary_fill_holes
+
+from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source
+from diffrecon.benchmarks.records import resolved_settings
+from diffrecon.data.phantoms import MU_SOFT_TISSUE
+from diffrecon.io.demo_cases import scanned_pet_case
+from diffrecon.methods import build_method
+from diffrecon.methods.registry import required_inputs
+from diffrecon.metrics import nrmse, phantom_metrics, psnr, ssim
+from diffrecon.pipeline import method_inputs
+
+# out-of-family brains (diffrecon.benchmarks.real_data; evaluation only, never trained on)
+REAL_BRAINS = {"fdg_sts001": fdg_source, "spm12_pet": spm_pet_source}
+FIGURES = ("nrmse", "psnr_db", "ssim", "crc_hot_lesions", "crc_cold_lesions", "white_matter_cov", "seconds",
+           "seconds_network", "seconds_physics", "seconds_gradient", "network_evaluations")
+
+
+def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str | Path | None = None
+        ) -> tuple[dict, np.ndarray]:
+    """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
+    the shipped one)."""
+    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
+    method = build_method(name, **inputs, **settings)
+    method.progress = False
+    start = time.perf_counter()
+    result = method(case.data, case.physics, num_samples=1 if method.deterministic else num_samples,
+                    generator=torch.Generator().manual_seed(seed))
+    seconds = time.perf_counter() - start
+    image = result.mean.cpu().numpy()
+    report = result.report
+    truth = np.asarray(case.reference)
+    figures = (phantom_metrics(image, truth, case.images["labels"], case.images["lesions"],
+                               case.images["white_matter"]) if "labels" in case.images else
+               {"psnr_db": psnr(image, truth), "ssim": ssim(image, truth),
+                "nrmse": nrmse(image, truth, case.images["brain"])})
+    line = {"method": name, "settings": settings, "resolved": resolved_settings(name, settings),
+            "num_samples": num_samples, **figures,
+            "seconds": seconds, "network_evaluations": report.get("network_evaluations", 0),
+            "seconds_network": report.get("seconds_network", 0.0), "seconds_physics": report.get("seconds_physics"),
+            "seconds_gradient": report.get("seconds_gradient", 0.0),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+            "log_likelihood": float(np.mean(report.get("final_log_likelihood") or report["log_likelihood"][-1:])),
+            **{k: report[k] for k in ("likelihood_steps", "capped_steps") if k in report}}
+    return line, image
+
+
+def real_brain_case(name: str, count_level: str, noise_seed: int):
+    """A real brain PET volume of ``REAL_BRAINS`` on the demo grid (as scripts/check_prior_generalisation.py
+    places it) scanned on the demo scanner; μ-map: water in the head. Its "brain" image holds the scored voxels
+    (the FDG series: its brain slices only)."""
+    source = REAL_BRAINS[name]()
+    head = np.stack([binary_fill_holes(plane) for plane in np.moveaxis(source.volume > 0.02, 2, 0)], axis=2)
+    mu_map = np.where(head, MU_SOFT_TISSUE, 0.0).astype(np.float32)
+    return scanned_pet_case(source.volume, mu_map, "demo", count_level, noise_seed=noise_seed,
+                            images={"brain": source.scored}, info={"source": source.name})
