@@ -67,7 +67,7 @@ class PETNaive(NaiveMethod):
     name = "pet-naive"
     modality = "PT"
 
-    def __init__(self, prior: ScoreModel, steps: int = 8, weight: float = 1.0,
+    def __init__(self, prior: ScoreModel, steps: int = 8, weight: float = 300.0,
                  weight_schedule: Sequence[float] = (0.0, 1.0), warm_start: float | None = 0.3, eta: float = 1.0,
                  final_time: float = 0.0, osem_iterations: int = 2, osem_subsets: int = 8,
                  callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
@@ -81,7 +81,7 @@ class MRINaive(NaiveMethod):
     name = "naive"
     modality = "MR"
 
-    def __init__(self, prior: ScoreModel, steps: int = 50, weight: float = 1.0,
+    def __init__(self, prior: ScoreModel, steps: int = 50, weight: float = 100.0,
                  weight_schedule: Sequence[float] = (0.0, 1.0), warm_start: float | None = 0.35, eta: float = 1.0,
                  final_time: float = 0.0, clip: float | None = 1.0, phase_correction: bool = True,
                  chunk_size: int = 16, callback: Callable[[int, torch.Tensor], None] | None = None,

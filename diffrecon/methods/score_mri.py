@@ -34,11 +34,12 @@ from diffrecon.checks import InputError, check_choice, check_integer
 from diffrecon.classical.mri_tv import AxisTV
 from diffrecon.methods.mri_diffusion import TotalVariationCouplings, solve_consistency
 from diffrecon.methods.sampler import Call, VEDiffusionMethod
-from diffrecon.methods.spaces import SCALE_QUANTILE, MRISpace
+from diffrecon.methods.spaces import MRISpace
 from diffrecon.physics.fidelity import GaussianLeastSquares
 from diffrecon.physics.mri_coils import rss, sense_combine
 from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.priors.prior import ScoreModel
+from diffrecon.transforms.intensity import MAGNITUDE_QUANTILE
 
 VARIANTS = ("auto", "real", "complex", "ssos", "hybrid")
 COILWISE = ("ssos", "hybrid")
@@ -121,7 +122,7 @@ class ScoreMRI(VEDiffusionMethod):
             projector = MRIOperator(physics.mask)  # one coil at a time: the coil axis is a batch axis
             maps = physics.coil_maps.to(call.measured.device)
             reference = maps * call.reference.unsqueeze(-ndim - 1)
-            gain = torch.quantile(reference.abs().flatten(1), SCALE_QUANTILE, dim=1).clamp_min(1e-6)
+            gain = torch.quantile(reference.abs().flatten(1), MAGNITUDE_QUANTILE, dim=1).clamp_min(1e-6)
             gain = gain.reshape(-1, *(1,) * ndim)
             call.reference = reference / gain
         else:

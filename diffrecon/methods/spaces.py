@@ -4,11 +4,14 @@ A space checks the data and the prior, computes the reference image and the scal
 data, maps the network's images to the images the data-consistency steps work on and back, clamps the denoised
 estimate, and reports the data fit.
 
+The scale is the prior's intensity convention applied to the reference image (``ScoreModel.intensity_scale``;
+the bundle declares it, the modality's is the default):
+
 - :class:`PETSpace`: non-negative activity. The reference is an OSEM image of the data; the scale is its emission
-  mean (the prior's intensity convention: training images were divided by theirs); network images are activity /
-  scale, x̂₀ is clamped >= 0; the data fit is the Poisson log-likelihood of each sample.
+  mean (the PET prior's training images were divided by theirs); network images are activity / scale, x̂₀ is
+  clamped >= 0; the data fit is the Poisson log-likelihood of each sample.
 - :class:`MRISpace`: complex images. The reference is the zero-filled (one coil) or CG-SENSE image; the scale is
-  the 99.9th percentile of its magnitude (the prior's images lie in [0, 1]); the data-consistency steps work in
+  the 99.9th percentile of its magnitude (the MR prior's images lie in [0, 1]); the data-consistency steps work in
   prior units (k-space divided by the scale); a complex image enters the network as its real and imaginary parts,
   two images of the batch (Chung and Ye 2022, Alg. 3), demodulated by its smooth phase; the data fit is ‖A x − y‖ /
   ‖y‖ of each sample. Volumes (x, y, z) are scored slice by slice (the axial prior in a :class:`TriPlanarScore`).
@@ -30,9 +33,7 @@ from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.physics.pet import PETAcquisitionModel, subset_views
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.volume import TriPlanarScore
-from diffrecon.transforms.intensity import emission_mean
 
-SCALE_QUANTILE = 0.999  # of |reference|: about its maximum, as the MR prior's images, without single spikes
 REFERENCE_CG_ITERATIONS = 4  # CG-SENSE reference of multi-coil data (the registry's cg-sense default)
 PHASE_RESOLUTION = 0.03  # k-space width (fraction of each axis) of the low-pass that estimates the smooth phase
 
@@ -88,8 +89,9 @@ class PETSpace:
         clock = Stopwatch(fidelity.data.device)
         with clock("physics"):
             run = osem(fidelity.data, physics, self.osem_iterations, self.osem_subsets, progress=False)
-        return Call(fidelity.data, physics, prior, fidelity.data, run.image, emission_mean(run.image), clock,
-                    generator, num_samples, fidelity, extras={"osem": run})
+        scale = prior.intensity_scale(run.image, "emission_mean")
+        return Call(fidelity.data, physics, prior, fidelity.data, run.image, scale, clock, generator, num_samples,
+                    fidelity, extras={"osem": run})
 
     def represent(self, call: Call) -> None:
         """Nothing to set up: activity images are real."""
@@ -207,8 +209,7 @@ class MRISpace:
                 image = zero_filled(kspace, physics).image
             else:
                 image = cg_sense(kspace, physics, REFERENCE_CG_ITERATIONS).image
-        magnitude = image.abs().flatten().float()
-        scale = float(torch.quantile(magnitude[:: max(1, magnitude.numel() // 1_000_000)], SCALE_QUANTILE))
+        scale = prior.intensity_scale(image, "magnitude_peak")
         if not scale > 0:
             raise InputError("kspace: the reference image is zero everywhere; nothing was measured")
         measured = kspace / scale

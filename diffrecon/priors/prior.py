@@ -7,6 +7,7 @@ from torch import nn
 
 from diffrecon.checks import InputError
 from diffrecon.priors.schedules import VESchedule, VPSchedule
+from diffrecon.transforms.intensity import INTENSITY_SCALES
 
 
 class ScoreModel(nn.Module):
@@ -14,12 +15,20 @@ class ScoreModel(nn.Module):
 
     Subclasses set ``schedule`` and ``spatial_dims`` (the trailing image dimensions of one sample).
     ``voxel_size_mm`` is the voxel size the network was trained at, where known (set by the bundle), so a
-    reconstruction can refuse a grid the prior has never seen.
+    reconstruction can refuse a grid the prior has never seen. ``intensity`` names the prior's intensity convention
+    (a key of :data:`diffrecon.transforms.intensity.INTENSITY_SCALES`: how its training images were normalised),
+    where the bundle declares it.
     """
 
     schedule: VPSchedule | VESchedule
     spatial_dims: int
     voxel_size_mm: tuple[float, ...] | None = None
+    intensity: str | None = None
+
+    def intensity_scale(self, image: torch.Tensor, default: str) -> float:
+        """The scale that maps ``image`` to this prior's units (image / scale): by the prior's intensity
+        convention, ``default`` where it declares none."""
+        return INTENSITY_SCALES[self.intensity or default](image)
 
     def check_image(self, x: torch.Tensor) -> None:
         """Raise :class:`InputError` unless this score accepts images shaped like ``x`` (any tensor, e.g. on the
@@ -136,7 +145,7 @@ class VarianceExplodingPrior(ScoreModel):
                              f"(sigma / alpha = {prior.schedule.max_ratio:.1f} at its last timestep)")
         self.prior, self.schedule = prior, schedule
         self.spatial_dims, self.size_multiple = prior.spatial_dims, prior.size_multiple
-        self.voxel_size_mm = prior.voxel_size_mm
+        self.voxel_size_mm, self.intensity = prior.voxel_size_mm, prior.intensity
 
     def check_image(self, x: torch.Tensor) -> None:
         """As the VP prior's :meth:`DiffusionPrior.check_image`."""

@@ -35,7 +35,7 @@ class PatchwisePrior(ScoreModel):
         self.schedule = prior.schedule
         self.spatial_dims = prior.spatial_dims
         self.size_multiple = 1
-        self.voxel_size_mm = prior.voxel_size_mm
+        self.voxel_size_mm, self.intensity = prior.voxel_size_mm, prior.intensity
         self.inferer = SlidingWindowInferer(roi_size=tuple(int(n) for n in roi_size), sw_batch_size=sw_batch_size,
                                             overlap=overlap, mode="gaussian")
 
@@ -90,6 +90,8 @@ class TriPlanarScore(ScoreModel):
         self.spatial_dims = 3
         sizes = {p.voxel_size_mm for p in priors.values()}
         self.voxel_size_mm = sizes.pop() if len(sizes) == 1 else None
+        conventions = {p.intensity for p in priors.values()}
+        self.intensity = conventions.pop() if len(conventions) == 1 else None
 
     def check_image(self, volume: torch.Tensor) -> None:
         """Raise :class:`InputError` unless every orientation's prior accepts the slices of ``volume``

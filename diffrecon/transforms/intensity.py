@@ -25,6 +25,16 @@ from diffrecon.checks import InputError, check_finite
 NdarrayOrTensor = np.ndarray | torch.Tensor
 
 
+MAGNITUDE_QUANTILE = 0.999  # of |image|: about its maximum, as the MR prior's images, without single spikes
+
+
+def magnitude_peak(image: NdarrayOrTensor, quantile: float = MAGNITUDE_QUANTILE) -> float:
+    """The ``quantile`` of the magnitude of a (complex) image, over at most a million voxels evenly taken: the
+    scale of MR images, whose training slices were divided by their maximum."""
+    magnitude = torch.as_tensor(image).abs().flatten().float()
+    return float(torch.quantile(magnitude[:: max(1, magnitude.numel() // 1_000_000)], quantile))
+
+
 def emission_mean(image: NdarrayOrTensor, threshold: float = 0.05) -> float:
     """Mean of ``image`` over emission voxels: those above ``threshold`` times the image maximum.
 
@@ -276,3 +286,7 @@ class MagnitudeNormalized(_KeysWrapper):
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = MagnitudeNormalize()
+
+
+INTENSITY_SCALES = {"emission_mean": emission_mean, "magnitude_peak": magnitude_peak}
+"""A prior's intensity convention by name: the function that gives the scale its training images were divided by."""

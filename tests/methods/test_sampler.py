@@ -14,6 +14,8 @@ from diffrecon.physics.fidelity import GaussianLeastSquares, PoissonLikelihood
 from diffrecon.physics.mri_masks import sampling_mask
 from diffrecon.physics.mri_simulation import simulate_kspace
 from diffrecon.physics.pet_simulation import simulate_pet
+from diffrecon.priors.bundle import bundle_prior, load_bundle_prior
+from diffrecon.transforms.intensity import emission_mean, magnitude_peak
 from tests.methods.conftest import gaussian_volume_prior
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
 
@@ -109,3 +111,16 @@ def test_a_pet_method_refuses_mri_physics_and_an_mr_prior_before_work(scan, volu
         PETDPS(mr_priors["ve"])
     with pytest.raises(InputError, match="physics must be an MRIOperator"):
         MRIDPS(mr_priors["vp"], progress=False)(*scan)
+
+
+def test_the_shipped_priors_own_their_intensity_convention(mr_priors):
+    """The scale between the data and the prior comes from the prior's declared convention (the PET prior's
+    emission mean, the MR prior's magnitude peak), the same number as the modality's default."""
+    pet = load_bundle_prior("pet_fdg_prior", "triplanar")
+    assert pet.intensity == "emission_mean" and all(p.intensity == "emission_mean" for p in pet.priors.values())
+    assert mr_priors["vp"].intensity == mr_priors["ve"].intensity == "magnitude_peak"
+    image = torch.rand(8, 8, 4, generator=torch.Generator().manual_seed(0))
+    assert pet.intensity_scale(image, "magnitude_peak") == emission_mean(image)
+    assert mr_priors["ve"].intensity_scale(image, "emission_mean") == magnitude_peak(image)
+    with pytest.raises(InputError, match="unknown intensity 'max'"):  # refused before the weights are read
+        bundle_prior(torch.nn.Identity(), "missing.pt", pet.schedule, intensity="max")
