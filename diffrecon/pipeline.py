@@ -1,6 +1,7 @@
 """One reconstruction from a loaded case to files: the method's inputs taken from the case, the call, the
 comparison images and the writers. ``diffrecon recon`` and the method bundles both run it, so they reconstruct
-and write the same way; each adds its own export (command-line options or ``export_result`` in a config)."""
+and write the same way; each adds its own export (command-line options or ``export_result`` in a config).
+``diffrecon demo`` (:func:`run_demo`) reconstructs the bundles' built-in PET case with three methods the same way."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,7 +6,9 @@ ran. What we run on any GPU machine we are lent:
     python scripts/gpu_check.py --tiny --devices cpu --out check.json   # CI: tiny settings, so the script cannot rot
 
 Each bundle's inference config is parsed in this process with the device (and, with ``--tiny``, a few steps, one
-sample and the single-slice demo) overridden; its ``result`` is computed and its report read. Peak memory is
+sample and the single-slice demo) overridden; its ``result`` is computed and its report read, with the metrics
+the bundle wrote against the reference and the comparison image. Run one bundle per process
+(``--bundles NAME``) for the CPU peak of that bundle alone. Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA (reset per run) and the process's peak resident set on the CPU (a
 running maximum: later CPU rows are at least the earlier ones). A CPU generator drives CUDA runs too, as a user's
 script would pass one (the bundles seed through the pipeline on the case's device).
@@ -47,7 +49,9 @@ def run_bundle(name: str, device: str, settings: dict) -> dict:
             peak = torch.cuda.max_memory_allocated() / 2 ** 20
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"bundle": name, "device": device, "wall_s": round(time.perf_counter() - start, 2),
+        wall = time.perf_counter() - start
+        written = json.loads((Path(out) / f"{report['method']}.json").read_text())
+    return {"bundle": name, "device": device, "wall_s": round(wall, 2), "metrics": written.get("metrics", {}),
             "network_evaluations": report["network_evaluations"], "num_samples": report["num_samples"],
             "seconds_network": round(report["seconds_network"], 2),
             "seconds_physics": round(report["seconds_physics"], 2),

@@ -22,4 +22,7 @@ def test_gpu_check_runs_every_diffusion_bundle_on_the_cpu(tmp_path):
     for name, row in runs.items():
         assert row["device"] == "cpu" and row["network_evaluations"] == (4 if name == "score_mri" else 2), row
         assert row["wall_s"] > 0 and row["seconds_network"] >= 0 and row["peak_memory_mb"] > 0
+        comparison = "osem" if name.startswith("pet") else "zero-filled"
+        assert comparison in row["metrics"] and len(row["metrics"]) == 2, row["metrics"]
+        assert all(figures["nrmse"] > 0 for figures in row["metrics"].values())
     assert record["info"]["tiny"] and record["cpu_over_cuda_wall"] == {}
