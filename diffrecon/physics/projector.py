@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from diffrecon.checks import InputError, check_finite, check_shape
+from diffrecon.checks import InputError, check_shape
 from diffrecon.physics.geometry import ImageGrid, ScannerGeometry
 
 
@@ -246,12 +246,13 @@ class PETProjector:
         return sinogram if self.scanner.span == 1 else sinogram.index_select(1, self._span_index)
 
     def _check_image(self, image: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Type and shape only: values are checked once where data enter a reconstruction (the model's
+        ``check_data``, a method's call), not at every projection, which would synchronise a GPU each time."""
         if not isinstance(image, torch.Tensor):
             raise InputError(f"image must be a torch.Tensor, got {type(image).__name__}")
         check_shape("image", image, self.grid.shape, "the projector's image grid (nx, ny, nz)")
         if image.dim() not in (3, 4):
             raise InputError(f"image has shape {tuple(image.shape)}; expected (nx, ny, nz) or (batch, nx, ny, nz)")
-        check_finite("image", image)
         unbatched = image.dim() == 3
         return (image[None] if unbatched else image).to(torch.float32), unbatched
 
@@ -263,7 +264,6 @@ class PETProjector:
         if sinogram.dim() not in (3, 4):
             raise InputError(f"sinogram has shape {tuple(sinogram.shape)}; expected {expected} with an optional "
                              "leading batch dimension")
-        check_finite("sinogram", sinogram)
         unbatched = sinogram.dim() == 3
         return (sinogram[None] if unbatched else sinogram).to(torch.float32), unbatched
 

@@ -86,14 +86,12 @@ def test_stir_style_span_layout_matches_siemens_mmr():
     assert scanner.n_sinograms_compressed == 837  # the Siemens mMR span-11 sinogram count
 
 
-@pytest.mark.parametrize("bad,message", [
-    (torch.zeros(16, 16, 7), "image has shape"),
-    (torch.full((16, 16, 8), float("nan")), "NaN"),
-])
-def test_bad_images_are_refused(bad, message):
+def test_bad_images_are_refused():
+    """Shapes are checked at every projection; values (NaN) where data enter a reconstruction, once
+    (tests/physics/test_pet_model.py), since a check of values synchronises a GPU at every call."""
     projector = PETProjector(tiny_scanner(1), tiny_grid())
-    with pytest.raises(InputError, match=message):
-        projector.forward(bad)
+    with pytest.raises(InputError, match="image has shape"):
+        projector.forward(torch.zeros(16, 16, 7))
 
 
 def test_bad_sinogram_and_views_are_refused():
