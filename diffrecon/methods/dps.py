@@ -7,7 +7,8 @@ The misfit g is the space's (:mod:`diffrecon.methods.spaces`): for MRI the resid
 of the Poisson deviance, whose gradient ∇D / D is Singh et al.'s normalised PET-DPS step (the negative
 log-likelihood's gradient over its value; the deviance is that NLL measured from the saturated model, so it is
 >= 0). There is no data-consistency step: the last step's x̂₀ is the sample. DPS backpropagates through the network
-at every step: about three network evaluations' time and the activations of one evaluation in memory.
+at every step: about three network evaluations' time, and the activations of one evaluation in memory (the sampler
+takes the samples through the network and back one at a time for it).
 
 The reference runs 1000 ancestral steps from noise (η = 1) with ζ' 0.3-1.0 for Gaussian image problems; for the
 PET and MR priors here the step counts, start and ζ were chosen on validation subjects (docs/methods.md, "DPS and

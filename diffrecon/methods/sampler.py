@@ -224,26 +224,38 @@ class VPDiffusionMethod(DiffusionMethod):
         for step, (t, t_prev) in enumerate(bar):
             with torch.no_grad():
                 self.adapt(x, t, call, step)
-            with torch.set_grad_enabled(self.needs_gradient):
-                if self.needs_gradient:
-                    x = x.detach().requires_grad_(True)
-                with call.clock("network"):
-                    predicted = call.score.predict_noise(x, t)
-                with call.clock("physics"):
-                    predicted = self.correct_noise(x, t, predicted, call, step)
-                with call.clock("network"):
-                    denoised = space.from_network(call.score.tweedie(x, t, predicted), call)
-                with call.clock("gradient"):  # DPS: the misfit's gradient through the network (and physics)
-                    pull = self.guidance(x, denoised, call, step)
+            if self.needs_gradient:  # one sample at a time: the backward pass keeps one sample's activations
+                predicted, denoised, pulls = zip(*(self._denoise(sample, t, call, step) for sample in x.split(1)))
+                predicted, denoised = torch.cat(predicted), torch.cat(denoised)
+                pull = None if pulls[0] is None else torch.cat(pulls)
+            else:
+                predicted, denoised, pull = self._denoise(x, t, call, step)
             with torch.no_grad():
                 with call.clock("physics"):
-                    image = self.consistent(denoised.detach(), call, step)
+                    image = self.consistent(denoised, call, step)
                 self.after_step(step, image, call, bar)
-                x = ddim_step(space.to_network(image, call), predicted.detach(), schedule, t, t_prev, self.eta,
+                x = ddim_step(space.to_network(image, call), predicted, schedule, t, t_prev, self.eta,
                               call.generator)
                 if pull is not None:
                     x = x - pull
         return image, len(self.timesteps)
+
+    def _denoise(self, x: torch.Tensor, t: int, call: Call, step: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The (corrected) noise prediction, x̂₀ in the space's image units and the guidance pull of the samples
+        ``x``, with autograd on only for a method whose guidance needs it."""
+        with torch.set_grad_enabled(self.needs_gradient):
+            if self.needs_gradient:
+                x = x.detach().requires_grad_(True)
+            with call.clock("network"):
+                predicted = call.score.predict_noise(x, t)
+            with call.clock("physics"):
+                predicted = self.correct_noise(x, t, predicted, call, step)
+            with call.clock("network"):
+                denoised = self.space.from_network(call.score.tweedie(x, t, predicted), call)
+            with call.clock("gradient"):  # DPS: the misfit's gradient through the network (and physics)
+                pull = self.guidance(x, denoised, call, step)
+        return predicted.detach(), denoised.detach(), pull
 
 
 class VEDiffusionMethod(DiffusionMethod):
