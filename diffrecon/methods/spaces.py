@@ -73,7 +73,7 @@ class PETSpace:
 
     @staticmethod
     def prior_hint(kind: str) -> str:
-        return "the PET priors: diffrecon.priors.bundle.load_volume_prior('pet_fdg_prior', grid shape)"
+        return f"diffrecon.priors.bundle.fit_prior('pet_fdg_prior', physics, {kind!r})"
 
     @staticmethod
     def check_physics(physics: Any) -> None:
@@ -176,7 +176,7 @@ class MRISpace:
 
     @staticmethod
     def prior_hint(kind: str) -> str:
-        return f"load_bundle_prior('mr_t1_prior', {kind!r})"
+        return f"diffrecon.priors.bundle.fit_prior('mr_t1_prior', operator, {kind!r})"
 
     @staticmethod
     def check_physics(physics: Any) -> None:
