@@ -90,8 +90,8 @@ def simulate_to_folder(out: str | Path, seed: int, *, preset: str = "demo", spli
     preset_spec = get_preset(preset)
     trues_per_direct_plane(count_level)
     check_choice("tracer", tracer, ("fdg", "amyloid"))
-    check_device("device", device)
-    out = check_output_dir("out", out)
+    check_device("--device", device)  # named as diffrecon simulate's options, whose call this is
+    out = check_output_dir("--out", out)
     subject = make_subject(seed, preset_spec.grid, lesions=lesions, split=split)
     simulation = simulate_pet(torch.as_tensor(getattr(subject, tracer)), torch.as_tensor(subject.mu_map),
                               preset_spec.scanner, preset_spec.grid, count_level=count_level,

@@ -55,14 +55,34 @@ def check_prior_fits(prior: ScoreModel, model: PETAcquisitionModel, tolerance: f
                              "mm: reconstruct on a grid of that voxel size (e.g. --grid with a NIfTI image of it)")
 
 
-class PETSpace:
+class ModalitySpace:
+    """What both spaces share: the physics they take and the prior bundle a refusal points to."""
+
+    modality: str
+    physics_type: type
+    physics_label: str  # the physics type with its article, for the refusal
+    physics_name: str  # what the physics is called in the hint
+    default_prior: str
+
+    @classmethod
+    def prior_hint(cls, kind: str) -> str:
+        return f"diffrecon.priors.bundle.fit_prior({cls.default_prior!r}, {cls.physics_name}, {kind!r})"
+
+    @classmethod
+    def check_physics(cls, physics: Any) -> None:
+        if not isinstance(physics, cls.physics_type):
+            raise InputError(f"physics must be {cls.physics_label}, got {type(physics).__name__}")
+
+
+class PETSpace(ModalitySpace):
     """Non-negative activity images (module notes).
 
     Args:
         osem_iterations, osem_subsets: the OSEM image that sets the scale (and the warm start).
     """
 
-    modality = "PT"
+    modality, default_prior = "PT", "pet_fdg_prior"
+    physics_type, physics_label, physics_name = PETAcquisitionModel, "a PETAcquisitionModel", "physics"
 
     def __init__(self, osem_iterations: int, osem_subsets: int) -> None:
         self.osem_iterations = check_integer("osem_iterations", osem_iterations)
@@ -70,15 +90,6 @@ class PETSpace:
 
     def settings(self) -> dict[str, Any]:
         return {"osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets}
-
-    @staticmethod
-    def prior_hint(kind: str) -> str:
-        return f"diffrecon.priors.bundle.fit_prior('pet_fdg_prior', physics, {kind!r})"
-
-    @staticmethod
-    def check_physics(physics: Any) -> None:
-        if not isinstance(physics, PETAcquisitionModel):
-            raise InputError(f"physics must be a PETAcquisitionModel, got {type(physics).__name__}")
 
     def prepare(self, data: torch.Tensor, physics: PETAcquisitionModel, prior: ScoreModel, num_samples: int,
                 generator: torch.Generator | None) -> Call:
@@ -149,7 +160,7 @@ def smooth_phase(image: torch.Tensor, ndim: int) -> torch.Tensor:
     return torch.where(low.abs() > 0, low / low.abs().clamp_min(torch.finfo(low.real.dtype).tiny), 1)
 
 
-class MRISpace:
+class MRISpace(ModalitySpace):
     """Complex images in prior units (module notes).
 
     Args:
@@ -162,7 +173,8 @@ class MRISpace:
             clipping of x̂₀; the prior's images lie in [0, 1]); None: not clamped.
     """
 
-    modality = "MR"
+    modality, default_prior = "MR", "mr_t1_prior"
+    physics_type, physics_label, physics_name = MRIOperator, "an MRIOperator", "operator"
 
     def __init__(self, phase_correction: bool, chunk_size: int, clip: float | None = None) -> None:
         self.phase_correction = bool(phase_correction)
@@ -173,15 +185,6 @@ class MRISpace:
 
     def settings(self) -> dict[str, Any]:
         return {"phase_correction": self.phase_correction}
-
-    @staticmethod
-    def prior_hint(kind: str) -> str:
-        return f"diffrecon.priors.bundle.fit_prior('mr_t1_prior', operator, {kind!r})"
-
-    @staticmethod
-    def check_physics(physics: Any) -> None:
-        if not isinstance(physics, MRIOperator):
-            raise InputError(f"physics must be an MRIOperator, got {type(physics).__name__}")
 
     def score_model(self, prior: ScoreModel, operator: MRIOperator) -> ScoreModel:
         """The prior for images of ``operator``'s shape: itself for slices, axial slice by slice for volumes;

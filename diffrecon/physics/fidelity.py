@@ -51,12 +51,7 @@ class PoissonLikelihood:
     def expected(self, image: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
         """ȳ = A x + b of ``image`` (B, nx, ny, nz), differentiable with respect to the image."""
         subset = None if views is None else tuple(views)
-        expected = _PETLinear.apply(image, self.model, subset) if image.requires_grad else self.model.linear(image,
-                                                                                                            subset)
-        additive = self.model.additive
-        if additive is not None:
-            expected = expected + (additive if subset is None else additive[:, list(subset)])
-        return expected
+        return self.model.add_background(_PETLinear.apply(image, self.model, subset), subset)
 
     def measured(self, views: Sequence[int] | None = None) -> torch.Tensor:
         """The measured counts of ``views`` (all views: None)."""

@@ -88,9 +88,12 @@ class PETAcquisitionModel:
 
     def forward(self, image: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
         """ȳ = m ⊙ A(PSF x) + b."""
-        expected = self.linear(image, views)
+        return self.add_background(self.linear(image, views), views)
+
+    def add_background(self, expected_trues: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
+        """``expected_trues`` (of ``views``) plus the background b of those views."""
         additive = self._views(self.additive, views)
-        return expected if additive is None else expected + additive
+        return expected_trues if additive is None else expected_trues + additive
 
     def adjoint(self, sinogram: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
         """PSFᵀ Aᵀ (m ⊙ y): the adjoint of :meth:`linear`."""
