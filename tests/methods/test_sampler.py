@@ -14,7 +14,7 @@ from diffrecon.physics.fidelity import GaussianLeastSquares, PoissonLikelihood
 from diffrecon.physics.mri_masks import sampling_mask
 from diffrecon.physics.mri_simulation import simulate_kspace
 from diffrecon.physics.pet_simulation import simulate_pet
-from diffrecon.priors.bundle import bundle_prior, load_bundle_prior
+from diffrecon.priors.bundle import bundle_prior, fit_prior, load_bundle_prior
 from diffrecon.transforms.intensity import emission_mean, magnitude_peak
 from tests.methods.conftest import gaussian_volume_prior
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
@@ -124,3 +124,12 @@ def test_the_shipped_priors_own_their_intensity_convention(mr_priors):
     assert mr_priors["ve"].intensity_scale(image, "emission_mean") == magnitude_peak(image)
     with pytest.raises(InputError, match="unknown intensity 'max'"):  # refused before the weights are read
         bundle_prior(torch.nn.Identity(), "missing.pt", pet.schedule, intensity="max")
+
+
+def test_fit_prior_gives_each_form_and_refuses_one_the_bundle_lacks(scan, mri):
+    kspace, operator = mri
+    assert fit_prior("mr_t1_prior", operator, "ve").schedule.kind == "ve"
+    pet = fit_prior("pet_fdg_prior", scan[1], "vp")
+    assert pet.spatial_dims == 3 and set(pet.priors) == {"axial", "coronal", "sagittal"}
+    with pytest.raises(InputError, match="holds VP priors; the method samples with a VE schedule"):
+        fit_prior("pet_fdg_prior", scan[1], "ve")
