@@ -5,8 +5,9 @@ line can print the message without a traceback.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,10 +59,24 @@ def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
     return value
 
 
-def check_positive(name: str, value: float) -> None:
-    """Raise unless ``value`` is a finite number > 0."""
+def check_positive(name: str, value: float) -> float:
+    """Raise unless ``value`` is a finite number > 0; returns it as float."""
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_auto(name: str, value: Any, check: Callable[[str, Any], Any], expected: str) -> Any:
+    """``value`` if it is "auto" (a setting the method chooses from the data), else ``check(name, value)``; the
+    refusal names both forms (``expected``: what a number must be)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    try:
+        if isinstance(value, str):
+            raise InputError(value)
+        return check(name, value)
+    except (InputError, TypeError):
+        raise InputError(f"{name} must be 'auto' (chosen from the data) or {expected}, got {value!r}") from None
 
 
 def check_integer(name: str, value: int, minimum: int = 1) -> int:

@@ -174,18 +174,20 @@ class AnchorPenalty:
     """λ/2 ‖x − x̂‖²: pulls the image towards an anchor x̂ (PET-DDS's proximity to the denoised estimate).
 
     Args:
-        lam: λ >= 0.
+        lam: λ >= 0, one for the batch or one per batch item (B,).
         anchor: x̂, one image (nx, ny, nz) for the whole batch or one per batch item (B, nx, ny, nz).
     """
 
-    def __init__(self, lam: float, anchor: torch.Tensor):
-        if not np.isfinite(lam) or lam < 0:
-            raise InputError(f"lam (anchor strength) must be a finite number >= 0, got {lam!r}")
+    def __init__(self, lam: float | torch.Tensor, anchor: torch.Tensor):
+        strength = torch.as_tensor(lam, dtype=torch.float32)
+        if strength.dim() > 1 or not torch.isfinite(strength).all() or (strength < 0).any():
+            raise InputError(f"lam (anchor strength) must be a finite number >= 0 or one per batch item, got {lam!r}")
         anchor = torch.as_tensor(anchor)
         if anchor.dim() not in (3, 4):
             raise InputError(f"anchor must be (nx, ny, nz) or (B, nx, ny, nz), got shape {tuple(anchor.shape)}")
         check_finite("anchor", anchor)
-        self.lam, self.anchor = float(lam), anchor
+        self.lam = float(strength) if strength.dim() == 0 else strength.reshape(-1, 1, 1, 1)
+        self.anchor = anchor
 
     def _difference(self, image: torch.Tensor) -> torch.Tensor:
         """x − x̂, with x̂ moved to the images' device and dtype once."""
@@ -196,17 +198,23 @@ class AnchorPenalty:
                              f"matching the images {tuple(image.shape)}")
         return image - anchor
 
+    def _strength(self, image: torch.Tensor) -> float | torch.Tensor:
+        """λ, a per-item λ moved to the images' device and dtype once."""
+        if torch.is_tensor(self.lam):
+            self.lam = self.lam.to(image.device, image.dtype)
+        return self.lam
+
     def value(self, image: torch.Tensor) -> torch.Tensor:
         """λ/2 ‖x − x̂‖² per batch item."""
-        return 0.5 * self.lam * self._difference(image).square().flatten(1).sum(1)
+        return 0.5 * (self._strength(image) * self._difference(image).square()).flatten(1).sum(1)
 
     def gradient(self, image: torch.Tensor) -> torch.Tensor:
         """λ (x − x̂)."""
-        return self.lam * self._difference(image)
+        return self._strength(image) * self._difference(image)
 
     def curvature(self, image: torch.Tensor) -> torch.Tensor:
         """λ everywhere."""
-        return torch.full_like(image, self.lam)
+        return self._strength(image) * torch.ones_like(image)
 
 
 class PenaltySum:

@@ -157,13 +157,21 @@ def _fov_mask(model: PETAcquisitionModel, fov_mask: torch.Tensor | None) -> torc
     return (fov_mask > 0).float()
 
 
+def uniform_image(model: PETAcquisitionModel, data: torch.Tensor, fov_mask: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """(OS)EM's start: per batch item of ``data`` (B, n_sinograms, n_views, n_bins), the uniform image over the
+    field of view whose expected trues match the data's counts less the background."""
+    mask = _fov_mask(model, fov_mask)
+    trues = data.flatten(1).sum(1) - (0 if model.additive is None else model.additive.sum())
+    uniform_counts = model.linear(mask[None]).sum()
+    level = (trues.clamp_min(0) / uniform_counts).clamp_min(1e-6)
+    return level[:, None, None, None] * mask
+
+
 def _initial_image(model: PETAcquisitionModel, data: torch.Tensor, mask: torch.Tensor,
                    initial: torch.Tensor | None) -> torch.Tensor:
     if initial is None:
-        trues = data.flatten(1).sum(1) - (0 if model.additive is None else model.additive.sum())
-        uniform_counts = model.linear(mask[None]).sum()
-        level = (trues.clamp_min(0) / uniform_counts).clamp_min(1e-6)
-        return level[:, None, None, None] * mask
+        return uniform_image(model, data, mask)
     initial = torch.as_tensor(initial, dtype=torch.float32, device=model.device)
     check_shape("initial image", initial, model.grid.shape, "the image grid (nx, ny, nz)")
     check_nonnegative("initial image", initial)

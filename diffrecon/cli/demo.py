@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "NIfTI volumes, a PNG panel and a metrics table to the output folder.")
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--seed", type=int, default=None, help="phantom subject seed (default: first test seed)")
-    parser.add_argument("--count-level", default="1%", help="full, 10%% or 1%% (default 1%%: low count)")
+    parser.add_argument("--count-level", default="1%",
+                        help="full, a percentage (10%%, 0.3%%) or a fraction of full (default 1%%: low count)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--preset", default="demo", choices=("demo", "demo2d"),
                         help="scanner + grid: demo (fully 3D, the default) or demo2d (one axial slice of it, "

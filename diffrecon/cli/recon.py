@@ -33,18 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, choices=method_names(), help="reconstruction method")
     parser.add_argument("--out", required=True, help="output folder (created)")
     method = parser.add_argument_group("method options (each method takes some of them; others are refused)")
-    method.add_argument("--iterations", type=int, default=None, help="number of iterations (method default)")
+    method.add_argument("--iterations", type=int, default=None,
+                        help="number of iterations (method default; pet-lisch: K of its likelihood schedule, default "
+                             "auto: where OSEM meets the data's discrepancy target)")
     method.add_argument("--subsets", type=int, default=None, help="ordered subsets (osem, map-rdp, bowsher; "
                                                                   "default 8)")
     method.add_argument("--beta", type=float, default=None, help="penalty strength (map-rdp default 1.0, "
                                                                  "bowsher 0.05)")
     method.add_argument("--gamma", type=float, default=None, help="RDP edge-preservation parameter (map-rdp, "
                                                                   "default 2); weight of the data in DDS's "
-                                                                  "conjugate-gradient step (dds)")
+                                                                  "conjugate-gradient step (dds, default 10; "
+                                                                  "--set gamma=auto: the discrepancy principle)")
     method.add_argument("--bowsher-neighbours", dest="neighbours", type=int, default=None,
                         help="neighbours kept per voxel, of 26 (bowsher; default 8)")
     method.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (tv, default "
-                                                                "0.005); Tikhonov weight (cg-sense, default 0)")
+                                                                "0.005); Tikhonov weight (cg-sense, default 0); "
+                                                                "relative anchor strength (pet-dds, default auto: "
+                                                                "the discrepancy principle)")
     method.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any other method option (a JSON value or a string), e.g. --set steps=20")
     method.add_argument("--steps", type=int, default=None, help="reverse diffusion steps = network evaluations per "

@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default="test", help="seed split the subject must belong to (default test)")
     parser.add_argument("--preset", default="demo", help="scanner + grid preset (demo, demo2d, clinical_brain)")
     parser.add_argument("--tracer", default="fdg", choices=("fdg", "amyloid"), help="activity distribution")
-    parser.add_argument("--count-level", default="10%", help="full (1e6 trues per direct plane), 10%% or 1%%")
+    parser.add_argument("--count-level", default="10%",
+                        help="full (1e6 trues per direct plane), a percentage (10%%, 0.3%%) or a fraction "
+                        "(0.05) of it")
     parser.add_argument("--lesions", type=int, default=0, help="number of random lesions")
     parser.add_argument("--background-fraction", type=float, default=0.3, help="randoms + scatter / trues")
     parser.add_argument("--psf-fwhm", type=float, default=4.5, help="scanner resolution FWHM in mm")

@@ -21,14 +21,15 @@ from diffrecon.physics.mri_operators import MRIOperator
 
 
 def solve_consistency(start: torch.Tensor, kspace: torch.Tensor, operator: MRIOperator, iterations: int,
-                      mu: float = 0.0, anchor: torch.Tensor | None = None, couplings: Sequence[AxisTV] = (),
-                      batch_ndim: int = 1, admm_iterations: int = 1) -> torch.Tensor:
-    """CG from ``start`` on (μI + AᴴA [+ Σ ρD_aᴴD_a]) x = μ anchor + Aᴴy [+ Σ ρD_aᴴ(v_a − u_a)], per batch item;
+                      mu: float | torch.Tensor = 0.0, anchor: torch.Tensor | None = None,
+                      couplings: Sequence[AxisTV] = (), batch_ndim: int = 1, admm_iterations: int = 1) -> torch.Tensor:
+    """CG from ``start`` on (μI + AᴴA [+ Σ ρD_aᴴD_a]) x = μ anchor + Aᴴy [+ Σ ρD_aᴴ(v_a − u_a)], per batch item
+    (μ: one for all or broadcastable per item);
     real images stay real (the system restricted to real images). The ``couplings``' splits are updated after
     each solve; with couplings, ``admm_iterations`` such solve-and-update rounds."""
     project = (lambda v: v) if start.is_complex() else (lambda v: v.real)
     data_rhs = project(operator.A_adjoint(kspace)).expand_as(start)
-    if mu:
+    if torch.is_tensor(mu) or mu:
         data_rhs = data_rhs + mu * anchor
 
     def system(v: torch.Tensor) -> torch.Tensor:

@@ -69,8 +69,9 @@ class PETNaive(NaiveMethod):
 
     def __init__(self, prior: ScoreModel, steps: int = 8, weight: float = 300.0,
                  weight_schedule: Sequence[float] = (0.0, 1.0), warm_start: float | None = 0.3, eta: float = 1.0,
-                 final_time: float = 0.0, osem_iterations: int = 2, osem_subsets: int = 8,
-                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+                 final_time: float = 0.0, osem_iterations: int | str = "auto",
+                 osem_subsets: int = 8, callback: Callable[[int, torch.Tensor], None] | None = None,
+                 progress: bool = True) -> None:
         super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, weight, weight_schedule, warm_start,
                          eta, final_time, callback, progress)
 
@@ -84,7 +85,7 @@ class MRINaive(NaiveMethod):
     def __init__(self, prior: ScoreModel, steps: int = 50, weight: float = 100.0,
                  weight_schedule: Sequence[float] = (0.0, 1.0), warm_start: float | None = 0.35, eta: float = 1.0,
                  final_time: float = 0.0, clip: float | None = 1.0, phase_correction: bool = True,
-                 chunk_size: int = 16, callback: Callable[[int, torch.Tensor], None] | None = None,
-                 progress: bool = True) -> None:
-        super().__init__(prior, MRISpace(phase_correction, chunk_size, clip), steps, weight, weight_schedule,
-                         warm_start, eta, final_time, callback, progress)
+                 chunk_size: int = 16, noise_sigma: float | str = "auto",
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, MRISpace(phase_correction, chunk_size, clip, noise_sigma), steps, weight,
+                         weight_schedule, warm_start, eta, final_time, callback, progress)

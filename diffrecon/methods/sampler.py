@@ -56,6 +56,8 @@ class Call:
         phase: MRI: e^{iφ} the prior's images are demodulated by (None: none).
         state: the method's own per-call state (returned by its :meth:`~DiffusionMethod.prepare`).
         extras: what the space computed that a method may reuse (PET: the OSEM run).
+        discrepancy: the data-fit target of the discrepancy principle the space set from the data
+            (:class:`~diffrecon.methods.discrepancy.Discrepancy`).
     """
 
     data: torch.Tensor
@@ -71,6 +73,7 @@ class Call:
     phase: torch.Tensor | None = None
     state: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    discrepancy: Any = None
 
 
 class DiffusionMethod(Method):

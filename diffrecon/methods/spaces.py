@@ -9,12 +9,13 @@ the bundle declares it, the modality's is the default):
 
 - :class:`PETSpace`: non-negative activity. The reference is an OSEM image of the data; the scale is its emission
   mean (the PET prior's training images were divided by theirs); network images are activity / scale, x̂₀ is
-  clamped >= 0; the data fit is the Poisson log-likelihood of each sample.
+  clamped >= 0; the data fit is the Poisson log-likelihood and deviance of each sample against the discrepancy
+  target (:func:`~diffrecon.methods.discrepancy.poisson_discrepancy`).
 - :class:`MRISpace`: complex images. The reference is the zero-filled (one coil) or CG-SENSE image; the scale is
   the 99.9th percentile of its magnitude (the MR prior's images lie in [0, 1]); the data-consistency steps work in
   prior units (k-space divided by the scale); a complex image enters the network as its real and imaginary parts,
   two images of the batch (Chung and Ye 2022, Alg. 3), demodulated by its smooth phase; the data fit is ‖A x − y‖ /
-  ‖y‖ of each sample. Volumes (x, y, z) are scored slice by slice (the axial prior in a :class:`TriPlanarScore`).
+  ‖y‖ of each sample and its deviance against σ² m (:func:`~diffrecon.methods.discrepancy.gaussian_discrepancy`). Volumes (x, y, z) are scored slice by slice (the axial prior in a :class:`TriPlanarScore`).
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from typing import Any
 
 import torch
 
-from diffrecon.checks import InputError, check_integer, check_positive
+from diffrecon.checks import InputError, check_at_least, check_auto, check_integer, check_positive
 from diffrecon.classical.mri import cg_sense, zero_filled
-from diffrecon.classical.pet import osem
+from diffrecon.classical.pet import PETReconstruction, osem
 from diffrecon.methods.base import Stopwatch
+from diffrecon.methods.discrepancy import Discrepancy, gaussian_discrepancy, poisson_discrepancy
 from diffrecon.methods.sampler import Call
 from diffrecon.physics.fidelity import GaussianLeastSquares, PoissonLikelihood
 from diffrecon.physics.mri_fft import fft_centered, ifft_centered
@@ -34,14 +36,16 @@ from diffrecon.physics.pet import PETAcquisitionModel, subset_views
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.volume import TriPlanarScore
 
+MAX_REFERENCE_ITERATIONS = 2
+"""The most iterations of the "auto" OSEM reference (the fixed count before 2026-12-07)."""
 REFERENCE_CG_ITERATIONS = 4  # CG-SENSE reference of multi-coil data (the registry's cg-sense default)
 PHASE_RESOLUTION = 0.03  # k-space width (fraction of each axis) of the low-pass that estimates the smooth phase
 
 
 def check_prior_fits(prior: ScoreModel, model: PETAcquisitionModel, tolerance: float = 0.05) -> None:
     """Raise :class:`InputError` unless ``prior`` scores (..., x, y, z) volumes of the model's grid: 3 spatial
-    dims, sizes its networks accept, and (where the prior knows it) the voxel size it was trained at, within
-    ``tolerance``."""
+    dims, slices large enough for its networks (any size of at least a few voxels: the prior pads other sizes to its
+    networks' multiple), and (where the prior knows it) the voxel size it was trained at, within ``tolerance``."""
     if prior.spatial_dims != 3:
         raise InputError(f"prior scores {prior.spatial_dims}D images; PET methods need a score over (x, y, z) "
                          "volumes: a TriPlanarScore of slice priors (diffrecon.priors.bundle.load_volume_prior, "
@@ -78,14 +82,17 @@ class PETSpace(ModalitySpace):
     """Non-negative activity images (module notes).
 
     Args:
-        osem_iterations, osem_subsets: the OSEM image that sets the scale (and the warm start).
+        osem_iterations: iterations of the OSEM image that sets the scale (and the warm start); "auto": up to
+            :data:`MAX_REFERENCE_ITERATIONS`, fewer where the data's discrepancy target is met first (OSEM stopped by
+            the discrepancy principle: at low counts one iteration already fits the noise).
+        osem_subsets: its view subsets.
     """
 
     modality, default_prior = "PT", "pet_fdg_prior"
     physics_type, physics_label, physics_name = PETAcquisitionModel, "a PETAcquisitionModel", "physics"
 
-    def __init__(self, osem_iterations: int, osem_subsets: int) -> None:
-        self.osem_iterations = check_integer("osem_iterations", osem_iterations)
+    def __init__(self, osem_iterations: int | str, osem_subsets: int) -> None:
+        self.osem_iterations = check_auto("osem_iterations", osem_iterations, check_integer, "an integer >= 1")
         self.osem_subsets = check_integer("osem_subsets", osem_subsets)
 
     def settings(self) -> dict[str, Any]:
@@ -99,10 +106,25 @@ class PETSpace(ModalitySpace):
         subset_views(physics.projector.n_views, self.osem_subsets, "osem_subsets")
         clock = Stopwatch(fidelity.data.device)
         with clock("physics"):
-            run = osem(fidelity.data, physics, self.osem_iterations, self.osem_subsets, progress=False)
+            run, discrepancy = self._reference(fidelity)
         scale = prior.intensity_scale(run.image, "emission_mean")
         return Call(fidelity.data, physics, prior, fidelity.data, run.image, scale, clock, generator, num_samples,
-                    fidelity, extras={"osem": run})
+                    fidelity, extras={"osem": run}, discrepancy=discrepancy)
+
+    def _reference(self, fidelity: PoissonLikelihood) -> tuple[PETReconstruction, Discrepancy]:
+        """The OSEM reference and the discrepancy target (set from its first iteration's image): ``osem_iterations``
+        iterations, or ("auto") iterations until the deviance meets the target, at most
+        :data:`MAX_REFERENCE_ITERATIONS`."""
+        data, model = fidelity.data, fidelity.model
+        fixed = self.osem_iterations != "auto"
+        run = osem(data, model, self.osem_iterations if fixed else 1, self.osem_subsets, progress=False)
+        discrepancy = poisson_discrepancy(fidelity, run.image)
+        saturated = fidelity.saturated()
+        while (not fixed and len(run.log_likelihood) < MAX_REFERENCE_ITERATIONS and discrepancy.available
+               and 2 * (saturated - run.log_likelihood[-1]) > discrepancy.target):
+            more = osem(data, model, 1, self.osem_subsets, initial=run.image, progress=False)
+            run = PETReconstruction(more.image, run.log_likelihood + more.log_likelihood)
+        return run, discrepancy
 
     def represent(self, call: Call) -> None:
         """Nothing to set up: activity images are real."""
@@ -125,7 +147,8 @@ class PETSpace(ModalitySpace):
 
     def data_fit(self, image: torch.Tensor, call: Call, evaluations: int) -> dict[str, Any]:
         with call.clock("physics"):
-            return {"final_log_likelihood": call.fidelity.value(image).tolist()}
+            return {"final_log_likelihood": call.fidelity.value(image).tolist(),
+                    **call.discrepancy.report(call.fidelity.deviance(image))}
 
 
 def to_channels(image: torch.Tensor, ndim: int, phase: torch.Tensor | None = None) -> torch.Tensor:
@@ -171,24 +194,30 @@ class MRISpace(ModalitySpace):
         chunk_size: slices per network call for volumes.
         clip: the Tweedie estimate (real and imaginary parts, prior units) is clamped to [-clip, clip] (DDPM's
             clipping of x̂₀; the prior's images lie in [0, 1]); None: not clamped.
+        noise_sigma: σ of the complex k-space noise (E|n|² = σ², the data's units) that sets the discrepancy target;
+            "auto": estimated from the k-space periphery; 0: noise-free data (hard consistency).
     """
 
     modality, default_prior = "MR", "mr_t1_prior"
     physics_type, physics_label, physics_name = MRIOperator, "an MRIOperator", "operator"
 
-    def __init__(self, phase_correction: bool, chunk_size: int, clip: float | None = None) -> None:
+    def __init__(self, phase_correction: bool, chunk_size: int, clip: float | None = None,
+                 noise_sigma: float | str = "auto") -> None:
         self.phase_correction = bool(phase_correction)
+        self.noise_sigma = check_auto("noise_sigma", noise_sigma, check_at_least,
+                                      "the k-space noise σ >= 0 in its units (0: noise-free)")
         self.chunk_size = check_integer("chunk_size", chunk_size)
         if clip is not None:
             check_positive("clip", clip)
         self.clip = None if clip is None else float(clip)
 
     def settings(self) -> dict[str, Any]:
-        return {"phase_correction": self.phase_correction}
+        return {"phase_correction": self.phase_correction, "noise_sigma": self.noise_sigma}
 
     def score_model(self, prior: ScoreModel, operator: MRIOperator) -> ScoreModel:
         """The prior for images of ``operator``'s shape: itself for slices, axial slice by slice for volumes;
-        raises :class:`InputError` if the prior cannot take the image size."""
+        raises :class:`InputError` if the prior cannot take the image size (too few voxels along an axis; the
+        prior pads any other size to its network's multiple)."""
         if prior.spatial_dims != 2:
             raise InputError(f"prior scores {prior.spatial_dims}D images; the MRI methods need a 2D slice prior "
                              "(volumes are scored slice by slice)")
@@ -216,8 +245,11 @@ class MRISpace(ModalitySpace):
         if not scale > 0:
             raise InputError("kspace: the reference image is zero everywhere; nothing was measured")
         measured = kspace / scale
+        mask = physics.mask.to(kspace.device).bool()
+        measurements = int(mask.sum()) * (kspace.numel() // mask.numel())
+        discrepancy = gaussian_discrepancy(kspace, mask, measurements, self.noise_sigma, scale)
         return Call(kspace, physics, score, measured, image / scale, scale, clock, generator, num_samples,
-                    GaussianLeastSquares(physics, measured))
+                    GaussianLeastSquares(physics, measured), discrepancy=discrepancy)
 
     def represent(self, call: Call) -> None:
         """The smooth phase of the (method's) reference, which the prior's images are demodulated by."""
@@ -251,4 +283,5 @@ class MRISpace(ModalitySpace):
         fidelity = fidelity or call.fidelity
         shape = call.physics.shape
         per_call = self.to_network(call.reference, call).numel() // (shape[0] * shape[1])
-        return {"network_images": evaluations * per_call, "data_residual": fidelity.relative_residual(image)}
+        return {"network_images": evaluations * per_call, "data_residual": fidelity.relative_residual(image),
+                **call.discrepancy.report(fidelity.deviance(image))}

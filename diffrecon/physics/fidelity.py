@@ -67,6 +67,11 @@ class PoissonLikelihood:
         ratio = data_ratio(self.measured(views), self.expected(image.detach(), views))
         return self.model.adjoint(ratio - 1, subset)
 
+    def saturated(self) -> float:
+        """The log-likelihood Σ y log y − y of the saturated model ȳ = y: the deviance is twice the log-likelihood
+        below it."""
+        return float(poisson_log_likelihood(self.data, self.data).sum())
+
     def deviance(self, image: torch.Tensor, views: Sequence[int] | None = None) -> torch.Tensor:
         """The Poisson deviance 2 Σ [ȳ − y + y log(y / ȳ)] per batch item: twice the log-likelihood below that of
         the saturated model ȳ = y, >= 0, about one per bin where the image is the truth and counts are not low."""

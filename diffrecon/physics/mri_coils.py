@@ -7,7 +7,7 @@ from monai.apps.reconstruction.mri_utils import root_sum_of_squares_t
 
 from diffrecon.checks import InputError, check_finite, check_integer
 from diffrecon.physics.mri_fft import check_complex, ifft_centered
-from diffrecon.physics.mri_masks import calibration_width
+from diffrecon.physics.mri_masks import calibration_width, central_block
 from diffrecon.physics.mri_operators import MRIOperator
 
 
@@ -100,7 +100,7 @@ def sense_operator(kspace: torch.Tensor, mask: torch.Tensor, kernel_width: int |
 def _central_block(shape: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
     """Boolean mask of the central width x width (x width) block, as :func:`calibration_width` places it."""
     block = torch.zeros(shape, dtype=torch.bool, device=device)
-    block[tuple(slice(n // 2 - width // 2, n // 2 - width // 2 + width) for n in shape)] = True
+    block[central_block(shape, (width,) * len(shape))] = True
     return block
 
 

@@ -70,7 +70,7 @@ def sampling_mask(kind: str, shape: tuple[int, ...], acceleration: float, center
                          f"is within {ACCELERATION_TOLERANCE:.0%} of it")
     calibration = tuple(min(n, int(round(center_fraction * n))) for n in axes)
     centre = np.zeros(axes, dtype=bool)
-    centre[tuple(slice((n - c + 1) // 2, (n - c + 1) // 2 + c) for n, c in zip(axes, calibration))] = True
+    centre[central_block(axes, calibration)] = True
     if centre.sum() > count:
         raise InputError(f"center_fraction {center_fraction} keeps {int(centre.sum())} central samples, more than "
                          f"the {count} that acceleration {acceleration} allows; lower one of them")
@@ -91,13 +91,17 @@ def sampling_mask(kind: str, shape: tuple[int, ...], acceleration: float, center
                         float(acceleration), kind, calibration)
 
 
+def central_block(shape: tuple[int, ...], widths: tuple[int, ...]) -> tuple[slice, ...]:
+    """Index of the central block of ``widths`` samples on the axes of ``shape``, from n // 2 - w // 2 on each
+    (around the zero frequency at n // 2): where sigpy's ESPIRiT crops its calibration region, odd axes included."""
+    return tuple(slice(n // 2 - w // 2, n // 2 - w // 2 + w) for n, w in zip(shape, widths))
+
+
 def calibration_width(mask: torch.Tensor) -> int:
-    """Width w of the largest fully sampled central w x w (x w) block of a mask, centred at n // 2 - w // 2 on
-    each axis as sigpy's ESPIRiT crops its calibration region."""
+    """Width w of the largest fully sampled central w x w (x w) block of a mask (:func:`central_block`)."""
     mask = torch.as_tensor(mask).bool()
     for width in range(min(mask.shape), 0, -1):
-        block = tuple(slice(n // 2 - width // 2, n // 2 - width // 2 + width) for n in mask.shape)
-        if mask[block].all():
+        if mask[central_block(mask.shape, (width,) * mask.dim())].all():
             return width
     return 0
 

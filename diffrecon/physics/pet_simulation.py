@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from diffrecon.checks import InputError, check_choice, check_nonnegative, check_shape
+from diffrecon.checks import InputError, check_nonnegative, check_shape
 from diffrecon.physics.geometry import ImageGrid, ScannerGeometry
 from diffrecon.physics.pet import PETAcquisitionModel, attenuation_factors
 from diffrecon.physics.projector import PETProjector
@@ -31,10 +31,25 @@ class PETSimulation:
     background_counts: float
 
 
-def trues_per_direct_plane(count_level: str) -> float:
-    """Mean true counts per direct-plane sinogram of a named count level (full = 1e6, 10%, 1%)."""
-    check_choice("count_level", count_level, COUNT_LEVELS)
-    return TRUES_PER_DIRECT_PLANE_FULL * COUNT_LEVELS[count_level]
+def count_fraction(count_level: str | float) -> float:
+    """The fraction of the full count level that ``count_level`` names: "full", a percentage ("10%", "0.3%") or a
+    fraction (0.05, "0.05"), in (0, 10]."""
+    if isinstance(count_level, str) and count_level in COUNT_LEVELS:
+        return COUNT_LEVELS[count_level]
+    text = str(count_level).strip()
+    try:
+        fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        fraction = float("nan")
+    if not 0 < fraction <= 10:  # also refuses nan
+        raise InputError(f"count_level must be 'full', a percentage such as '10%' or '0.3%', or a fraction in "
+                         f"(0, 10] of the full level (1e6 trues per direct plane), got {count_level!r}")
+    return fraction
+
+
+def trues_per_direct_plane(count_level: str | float) -> float:
+    """Mean true counts per direct-plane sinogram of a count level (:func:`count_fraction`; full = 1e6)."""
+    return TRUES_PER_DIRECT_PLANE_FULL * count_fraction(count_level)
 
 
 def simulate_pet(activity: torch.Tensor, mu_map: torch.Tensor, scanner: ScannerGeometry, grid: ImageGrid, *,
@@ -54,7 +69,8 @@ def simulate_pet(activity: torch.Tensor, mu_map: torch.Tensor, scanner: ScannerG
         activity: true activity image on ``grid``, >= 0.
         mu_map: linear attenuation coefficients (1/mm) on ``grid``.
         scanner, grid: acquisition geometry.
-        count_level: "full", "10%" or "1%" (1e6, 1e5, 1e4 trues per direct plane).
+        count_level: "full", a percentage ("10%", "0.3%") or a fraction of the full level (1e6 trues per direct
+            plane; :func:`count_fraction`).
         trues_per_plane: explicit count level; overrides ``count_level``.
         background_fraction: randoms + scatter as a fraction of trues (>= 0).
         psf_fwhm_mm: resolution of the simulated scanner (mm), None for none.

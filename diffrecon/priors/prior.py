@@ -9,6 +9,8 @@ from diffrecon.checks import InputError
 from diffrecon.priors.schedules import VESchedule, VPSchedule
 from diffrecon.transforms.intensity import INTENSITY_SCALES
 
+MIN_SPATIAL_SIZE = 8  # the smallest spatial size a prior takes (smaller images would be mostly padding)
+
 
 class ScoreModel(nn.Module):
     """Base of every score: subclasses give ``predict_noise``; score and Tweedie estimate follow from the schedule.
@@ -64,15 +66,16 @@ class DiffusionPrior(ScoreModel):
     """Score model ``eps(x_t, t)`` on images shaped ``(..., *spatial)`` with any leading batch dimensions.
 
     The network sees ``(batch, 1, *spatial)``; every leading dimension of the input is folded into its batch.
-    Networks are fully convolutional apart from the attention in the middle block, so any spatial size that
-    is a multiple of ``size_multiple`` (2 per down-sampling) works.
+    Networks are fully convolutional apart from the attention in the middle block, so they take any spatial size
+    that is a multiple of ``size_multiple`` (2 per down-sampling); other sizes of at least :attr:`min_size` voxels
+    are padded up to the next multiple for the network and cropped back (:meth:`predict_noise`).
 
     Args:
         network: a single-channel noise-prediction network ``network(x, timesteps=t)``
             (``monai.networks.nets.DiffusionModelUNet``).
         schedule: the schedule the network was trained with.
         spatial_dims: 2 for slice priors, 3 for volume (patch) priors.
-        size_multiple: every spatial size must be a multiple of this (``2 ** (levels - 1)``).
+        size_multiple: the network takes spatial sizes that are multiples of this (``2 ** (levels - 1)``).
     """
 
     def __init__(self, network: nn.Module, schedule: VPSchedule | VESchedule, spatial_dims: int = 2,
@@ -84,13 +87,20 @@ class DiffusionPrior(ScoreModel):
         levels = len(getattr(network, "block_out_channels", (0,)))
         self.size_multiple = int(size_multiple or 2 ** (levels - 1))
 
+    @property
+    def min_size(self) -> int:
+        """The smallest spatial size this prior takes: :data:`MIN_SPATIAL_SIZE`, or ``size_multiple`` where that
+        is smaller (a size the network takes as it is needs no padding)."""
+        return min(MIN_SPATIAL_SIZE, self.size_multiple)
+
     def check_image(self, x: torch.Tensor) -> None:
-        """Raise :class:`InputError` unless ``x`` has ``spatial_dims`` trailing sizes this network accepts."""
+        """Raise :class:`InputError` unless ``x`` has ``spatial_dims`` trailing sizes, each at least
+        :attr:`min_size` (any size: :meth:`predict_noise` pads to the network's multiple)."""
         super().check_image(x)
-        bad = [n for n in x.shape[-self.spatial_dims:] if n % self.size_multiple]
-        if bad:
-            raise InputError(f"x has spatial shape {tuple(x.shape[-self.spatial_dims:])}; this prior accepts "
-                             f"sizes that are multiples of {self.size_multiple}")
+        spatial = tuple(x.shape[-self.spatial_dims:])
+        if min(spatial) < self.min_size:
+            raise InputError(f"x has spatial shape {spatial}; this prior needs at least {self.min_size} voxels "
+                             "along each spatial axis")
 
     @property
     def condition_channels(self) -> int:
@@ -100,6 +110,11 @@ class DiffusionPrior(ScoreModel):
     def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
                       condition: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted noise ``eps(x_t, t[, c])``, same shape as ``x``.
+
+        Spatial sizes that are not multiples of ``size_multiple`` are padded (and the condition with them)
+        symmetrically up to the next multiple, and the prediction is cropped back. The padding reflects the image
+        (replicates it on an axis too short to reflect): a reflected x_t looks like noise in the pad at high noise
+        levels and like a continuation of the image at low ones, where zeros would be an edge the network never saw.
 
         Args:
             x: noisy images ``(..., *spatial)``.
@@ -118,7 +133,8 @@ class DiffusionPrior(ScoreModel):
             t = t.expand(flat.shape[0])
         elif t.numel() != flat.shape[0]:
             raise InputError(f"timesteps has {t.numel()} values; expected 1 or one per image ({flat.shape[0]})")
-        return self.network(flat, timesteps=t).reshape(x.shape)
+        padded, crop = pad_to_multiple(flat, self.spatial_dims, self.size_multiple)
+        return self.network(padded, timesteps=t)[crop].reshape(x.shape)
 
 
 class VarianceExplodingPrior(ScoreModel):
@@ -157,6 +173,24 @@ class VarianceExplodingPrior(ScoreModel):
         sigma = self.schedule.alpha_sigma(timesteps)[1]
         alpha = _per_image((1 + sigma ** 2).rsqrt(), x, self.spatial_dims)
         return self.prior.predict_noise(x * alpha, self.prior.schedule.timesteps_for_ratio(sigma), condition)
+
+
+def pad_to_multiple(x: torch.Tensor, spatial_dims: int, multiple: int) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """``x`` (batch, channels, *spatial) padded on its ``spatial_dims`` trailing axes up to the next multiple of
+    ``multiple``, the extra split between both sides (the smaller half before), by reflection, or by replication on
+    an axis too short to reflect; and the index that crops a result of the padded shape back to ``x``'s."""
+    crop = [slice(None)] * x.ndim
+    for axis in range(x.ndim - spatial_dims, x.ndim):
+        n = x.shape[axis]
+        extra = -n % multiple
+        if not extra:
+            continue
+        before, after = extra // 2, extra - extra // 2
+        pad = [0, 0] * spatial_dims  # F.pad lists the last axis first
+        pad[2 * (x.ndim - 1 - axis):2 * (x.ndim - axis)] = before, after
+        x = torch.nn.functional.pad(x, pad, mode="reflect" if after < n else "replicate")
+        crop[axis] = slice(before, before + n)
+    return x, tuple(crop)
 
 
 def check_condition(condition: torch.Tensor | None, x: torch.Tensor, spatial_dims: int, channels: int) -> None:

@@ -96,8 +96,8 @@ def test_guard_checks_the_output_folder_and_leaves_python_callers_alone(tmp_path
      "unknown settings 'num_sampels' (did you mean 'num_samples'?), 'stpes' (did you mean 'steps'?)"),
     ("mr_t1_prior", "train", ["--epoch", "1"], "unknown setting 'epoch' (did you mean 'epochs'?)"),
     ("pet_fdg_prior", "inference", ["--orientation", "oblique"], "unknown orientation 'oblique'"),
-    ("mr_t1_prior", "inference", ["--num_samples", "1", "--steps", "1", "--image_shape", "[60, 60]"],
-     "multiples of 8"),
+    ("mr_t1_prior", "inference", ["--num_samples", "1", "--steps", "1", "--image_shape", "[6, 60]"],
+     "x has spatial shape (6, 60); this prior needs at least 8 voxels"),
     # the shipped weights do not fit a network with other channels: the setting reached the network
     ("pet_fdg_prior", "inference", [f"--{k}={v!r}" for k, v in TINY_NETWORK.items()], "do not fit this network"),
 ], ids=["misspelt", "misspelt-train", "orientation", "image-size", "network-setting"])

@@ -64,7 +64,7 @@ def test_user_case_folder(tmp_path, demo2d_case):
 
 @pytest.mark.parametrize("settings,message", [
     (["--steps", "0"], "steps must be an integer >= 1, got 0"),
-    (["--iterations", "0"], "iterations must be an integer >= 1, got 0"),
+    (["--iterations", "0"], "iterations must be 'auto' (chosen from the data) or an integer >= 1, got 0"),
     (["--step_size", "-1"], "step_size must be in (0, 2]"),
     (["--stpes", "5"], "unknown setting 'stpes' (did you mean 'steps'?)"),
     (["--num_samples", "0"], "num_samples must be an integer >= 1, got 0"),

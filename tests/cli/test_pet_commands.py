@@ -31,7 +31,7 @@ def test_simulate_writes_images_and_sinograms(simulated):
 @pytest.mark.parametrize("argv,message", [
     (["simulate", "--out", "x", "--seed", "3"], "seed 3 is a train subject"),
     (["simulate", "--out", "x", "--seed", "20000", "--preset", "petmr"], "unknown preset 'petmr'"),
-    (["demo", "--out", "x", "--count-level", "2%"], "unknown count_level '2%'"),
+    (["demo", "--out", "x", "--count-level", "2000%"], "count_level must be 'full', a percentage"),
     (["demo", "--out", "x", "--device", "tpu9"], "--device 'tpu9' is not a torch device"),
 ])
 def test_bad_command_lines_fail_clearly(argv, message, capsys, tmp_path, monkeypatch):

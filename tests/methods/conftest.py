@@ -10,9 +10,13 @@ from diffrecon.priors.bundle import load_bundle_prior
 from tests.priors.stand_ins import GaussianNoise
 
 
-def gaussian_volume_prior(mean: float = 1.0, std: float = 1.0) -> TriPlanarScore:
+def gaussian_volume_prior(mean: float = 1.0, std: float = 1.0, size_multiple: int = 1,
+                          orientations: tuple[str, ...] = ("axial",)) -> TriPlanarScore:
+    """Slice priors of independent Gaussian pixels per orientation; ``size_multiple``: the sizes their "network"
+    takes (others are padded for it)."""
     schedule = VPSchedule()
-    return TriPlanarScore({"axial": DiffusionPrior(GaussianNoise(mean, std, schedule), schedule, size_multiple=1)})
+    prior = DiffusionPrior(GaussianNoise(mean, std, schedule), schedule, size_multiple=size_multiple)
+    return TriPlanarScore({name: prior for name in orientations})
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,18 @@ def test_dds_recovers_more_than_zero_filled_and_cg_sense(brain, mr_priors):
     assert max(dds.report["data_residual"]) < 0.05  # about the noise (30 dB)
 
 
+@pytest.mark.parametrize("coils", [1, 3])
+def test_dds_reconstructs_k_space_of_any_size(coils, brain, mr_priors):
+    """21 x 27 images, which the prior's network (multiples of 8) does not take as they are, are padded for it: the
+    result has the image shape and fits the sampled k-space."""
+    image = brain[50:71, 40:67]
+    kspace, operator = _single_coil(image) if coils == 1 else _multi_coil(image, coils=coils)
+    result = DDS(mr_priors["vp"], steps=3, progress=False)(kspace, operator, num_samples=2,
+                                                           generator=torch.Generator().manual_seed(0))
+    assert result.samples.shape == (2, 21, 27) and result.mean.shape == image.shape
+    assert torch.isfinite(result.samples).all() and max(result.report["data_residual"]) < 0.1
+
+
 @pytest.mark.parametrize("make", [lambda p: DDS(p["vp"], steps=3, progress=False),
                                   lambda p: ScoreMRI(p["ve"], steps=2, progress=False)])
 def test_samples_are_determined_by_the_seed(make, brain, mr_priors):
@@ -245,9 +257,10 @@ def test_bad_input_is_refused_before_sampling(brain, mr_priors):
         DDS(vp, steps=1)(nan, operator)
     with pytest.raises(InputError, match="kspace must be a complex torch tensor"):
         DDS(vp, steps=1)(kspace.real, operator)
-    odd_kspace, odd_operator = _single_coil(brain[:60, :60])
-    with pytest.raises(InputError, match="images of 60 x 60 voxels do not fit the prior.*multiples of 8"):
-        DDS(vp, steps=1)(odd_kspace, odd_operator)
+    thin_kspace, thin_operator = _single_coil(brain[40:46, :60])
+    with pytest.raises(InputError, match=r"images of 6 x 60 voxels do not fit the prior: x has spatial shape "
+                                         r"\(6, 60\); this prior needs at least 8 voxels along each spatial axis"):
+        DDS(vp, steps=1)(thin_kspace, thin_operator)
     with pytest.raises(InputError, match="score-mri needs the VE form"):
         ScoreMRI(vp)
     with pytest.raises(InputError, match="dds needs the VP form"):

@@ -7,6 +7,7 @@ import torch
 from diffrecon.checks import InputError
 from diffrecon.physics.mri_coils import birdcage_maps, espirit_maps, rss, sense_combine, sense_operator
 from diffrecon.physics.mri_fft import fft_centered
+from diffrecon.physics.mri_masks import sampling_mask
 
 
 def _disc(n: int = 48) -> torch.Tensor:
@@ -55,6 +56,16 @@ def test_sense_operator_maps_from_a_narrow_calibration_region_match_the_coils():
     estimated = sense_operator(kspace, mask).coil_maps
     overlap = (estimated.conj() * maps).sum(0).abs()[image.abs() > 0.5]
     assert overlap.quantile(0.01) > 0.985  # a kernel of 6 gives 0.978, of 3 0.991
+
+
+def test_sense_operator_takes_odd_sized_k_space():
+    """21 x 27 k-space with a centre of 4 lines: all 4 are the calibration region."""
+    image = _disc(27)[3:24]
+    maps = birdcage_maps(image.shape, 4, dtype=torch.complex128)
+    mask = sampling_mask("random", image.shape, 4, center_fraction=0.15, seed=0).mask
+    estimated = sense_operator(fft_centered(maps * image) * mask, mask).coil_maps
+    assert estimated.shape == (4, 21, 27)
+    assert (estimated.conj() * maps).sum(0).abs()[image.abs() > 0.5].min() > 0.8  # coarse maps from 4 lines
 
 
 def test_sense_operator_refuses_a_kernel_as_wide_as_the_calibration_region():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.physics.mri_masks import MASK_KINDS, sampling_mask
+from diffrecon.physics.mri_masks import MASK_KINDS, calibration_width, sampling_mask
 
 ONE_D = ("random", "gaussian1d", "equispaced")
 
@@ -34,6 +34,16 @@ def test_line_masks_keep_whole_lines_and_the_centre(kind):
     assert torch.equal(result.mask, lines.expand(20, 100))  # readout fully sampled
     assert result.calibration == (10,)
     assert lines[45:55].all()
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_the_centre_is_where_espirit_looks_on_odd_axes_too(kind):
+    """An even centre on an odd axis (4 of 27 lines) starts at n // 2 - 2 = 11, where sigpy's ESPIRiT crops its
+    calibration region: all of it counts."""
+    result = sampling_mask(kind, (21, 27), 4, center_fraction=0.15, seed=0)
+    rows = slice(None) if kind in ONE_D else slice(9, 12)  # 2D kinds: 3 of 21 rows, from 21 // 2 - 1 = 9
+    assert result.calibration[-1] == 4 and result.mask[rows, 11:15].all()
+    assert calibration_width(result.mask) >= min(result.calibration)
 
 
 def test_two_d_masks_on_a_volume_undersample_the_phase_plane():

@@ -7,7 +7,7 @@ import torch
 from diffrecon.checks import InputError
 from diffrecon.physics.geometry import PRESET_NAMES, get_preset
 from diffrecon.physics.pet import PETAcquisitionModel, attenuation_factors, subset_views
-from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plane
+from diffrecon.physics.pet_simulation import count_fraction, simulate_pet, trues_per_direct_plane
 from diffrecon.physics.projector import PETProjector
 from diffrecon.physics.psf import GaussianPSF
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
@@ -135,11 +135,18 @@ def test_simulation_hits_the_requested_counts_and_is_reproducible():
     torch.testing.assert_close(first.model.forward(activity[None])[0], first.noiseless, rtol=1e-4, atol=1e-3)
 
 
+def test_any_count_level_is_a_fraction_of_the_full_one():
+    assert [count_fraction(level) for level in ("full", "10%", "0.3%", 0.05, "0.05")] == \
+        pytest.approx([1.0, 0.1, 0.003, 0.05, 0.05])
+    assert trues_per_direct_plane("0.3%") == pytest.approx(0.003 * trues_per_direct_plane("full"))
+
+
 def test_simulation_refuses_bad_requests():
     scanner, grid = tiny_scanner(0), tiny_grid()
     activity = cylinder(grid, 15.0)
-    with pytest.raises(InputError, match="unknown count_level '5%'"):
-        simulate_pet(activity, activity * 0, scanner, grid, count_level="5%")
+    for level in ("lots", "0%", "2000%", "-0.1"):
+        with pytest.raises(InputError, match=f"count_level must be 'full', a percentage .* got '{level}'"):
+            simulate_pet(activity, activity * 0, scanner, grid, count_level=level)
     with pytest.raises(InputError, match="activity contains 1 negative"):
         bad = activity.clone()
         bad[0, 0, 0] = -1

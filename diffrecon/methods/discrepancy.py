@@ -1,0 +1,175 @@
+"""Self-tuning data consistency by the discrepancy principle: a reconstruction should explain the data as well as the
+truth does in expectation, not better (that is fitting the noise) and not worse (the prior overriding the data).
+
+The space (:mod:`diffrecon.methods.spaces`) sets a call's :class:`Discrepancy` from the data alone: for PET the
+expected Poisson deviance of the expected counts of a smoothed OSEM image (:func:`poisson_discrepancy`); for MRI
+σ² times the number of measured samples, σ from a noise scan, the k-space periphery or the user
+(:func:`gaussian_discrepancy`). Methods whose strength of data consistency is "auto" choose it so that the result
+meets the target: PET-LiSch's schedule rises to it, PET-DDS's anchor and DDS's data weight are searched per sample
+and step (:func:`match_discrepancy`), Score-MRI's projection is relaxed to it in closed form. Every diffusion
+method reports its achieved deviance against the target, and a warning where it is far off.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from diffrecon.physics.discrepancy import kspace_noise_sigma, non_count_reason, poisson_expected_deviance
+from diffrecon.physics.fidelity import PoissonLikelihood
+from diffrecon.physics.psf import GaussianPSF
+
+LOG = logging.getLogger("diffrecon")
+OVERFIT_RATIO = 0.9
+"""Below this deviance / target the result fits the data more closely than the noise allows."""
+UNDERFIT_RATIO = 1.25
+"""Above it the result explains the data worse than the noise allows."""
+SMOOTHING_VOXELS = 1.0
+"""σ (voxels) of the Gaussian that smooths the OSEM image whose expected counts set the PET target: unsmoothed, its
+noise makes near-empty bins look emptier and the target too tight (validation phantoms: within 1-2% of the target of
+the true means at 0.1-10% counts, docs/robustness.md)."""
+NOISE_FREE = 1e-5
+"""An estimated k-space σ below this fraction of the data's rms is rounding noise: the data are noise-free."""
+TOLERANCE = 0.02
+"""|log(deviance / target)| at which the search of a data weight stops."""
+TRIALS = 6
+"""Data-consistency solves the search may take per step."""
+FLATTEST_SLOPE = 0.02
+"""The flattest d log(deviance) / d log(weight) the search's secant steps assume."""
+MAX_FACTOR = 1e4
+"""The search stays within this factor of its start on either side."""
+
+
+@dataclass
+class Discrepancy:
+    """The target misfit of one call: ``target`` is the deviance (:mod:`diffrecon.physics.fidelity`, in the
+    call's units) the result should have; None where it cannot be set (``source`` says why). ``target`` 0:
+    noise-free data, hard consistency. ``measurements``: the values the deviance sums over. ``warn_overfit``: warn
+    when a result fits the data far more closely than the target (not for MRI k-space: there the near-exact fit
+    of the measured samples was better than the target's on validation slices, docs/robustness.md)."""
+
+    target: float | None
+    measurements: int
+    source: str
+    warn_overfit: bool = True
+
+    @property
+    def available(self) -> bool:
+        return self.target is not None
+
+    @property
+    def noise_free(self) -> bool:
+        return self.target == 0
+
+    def report(self, deviance: torch.Tensor) -> dict[str, Any]:
+        """The target, each sample's deviance per measurement and ratio to the target, and warnings (logged too)
+        where a sample fits the data far better or far worse than the noise allows."""
+        deviance = deviance.detach().double().cpu()
+        report: dict[str, Any] = {"discrepancy_source": self.source, "measurements": self.measurements,
+                                  "deviance_per_measurement": (deviance / self.measurements).tolist()}
+        warnings = []
+        if not self.available:
+            warnings.append(f"data consistency not self-tuned: {self.source}")
+        elif not self.noise_free:
+            ratio = deviance / self.target
+            report.update(discrepancy_target_per_measurement=self.target / self.measurements,
+                          discrepancy_ratio=ratio.tolist())
+            if self.warn_overfit and (ratio < OVERFIT_RATIO).any():
+                warnings.append(f"over-fitting: deviance / target {ratio.min():.2f} < {OVERFIT_RATIO}: the result "
+                                "fits the data more closely than the noise allows (it has fitted noise); let the "
+                                "data consistency tune itself (the 'auto' defaults) or weaken it")
+            if (ratio > UNDERFIT_RATIO).any():
+                warnings.append(f"under-fitting: deviance / target {ratio.max():.2f} > {UNDERFIT_RATIO}: the result "
+                                "explains the data worse than the noise allows (the prior overrides the data, too "
+                                "few data steps, or a physics model that does not match the data)")
+        for warning in warnings:
+            LOG.warning(warning)
+        return {**report, "warnings": warnings}
+
+
+def poisson_discrepancy(fidelity: PoissonLikelihood, image: torch.Tensor) -> Discrepancy:
+    """The discrepancy target of PET counts: Σ E[D(Y; μ̂)] over the bins, μ̂ the expected counts (background
+    included) of ``image`` (an OSEM image) smoothed by :data:`SMOOTHING_VOXELS`; unavailable for data that are
+    not counts."""
+    data, model = fidelity.data, fidelity.model
+    reason = non_count_reason(data)
+    measurements = data[0].numel() if data.dim() == 4 else data.numel()
+    if reason is not None:
+        return Discrepancy(None, measurements, f"{reason}; not Poisson counts, so no target")
+    voxels = model.grid.voxel_size_mm
+    fwhm = tuple(SMOOTHING_VOXELS * math.sqrt(8 * math.log(2)) * v if n > 1 else 0.0
+                 for v, n in zip(voxels, model.grid.shape))
+    smooth = GaussianPSF(fwhm, voxels)(image.reshape(-1, *model.grid.shape))
+    with torch.no_grad():
+        target = poisson_expected_deviance(fidelity.expected(smooth)).flatten(1).sum(1)
+    return Discrepancy(float(target.mean()), measurements, "expected Poisson deviance of a smoothed OSEM image's "
+                       "expected counts")
+
+
+def gaussian_discrepancy(kspace: torch.Tensor, mask: torch.Tensor, measurements: int, noise_sigma: float | str,
+                         scale: float) -> Discrepancy:
+    """The discrepancy target of k-space in prior units (k-space / ``scale``): σ² m, σ the complex noise level
+    (``noise_sigma`` in the data's units, or "auto": :func:`~diffrecon.physics.discrepancy.kspace_noise_sigma`,
+    where an estimate below :data:`NOISE_FREE` of the data's rms counts as noise-free); 0 (hard consistency) for
+    σ = 0."""
+    if noise_sigma == "auto":
+        sigma = kspace_noise_sigma(kspace, mask)
+        if sigma is None:
+            return Discrepancy(None, measurements, "too few measured samples to estimate the k-space noise from; "
+                               "give noise_sigma", warn_overfit=False)
+        source = f"noise σ {sigma:.4g} estimated from the k-space"
+        if sigma < NOISE_FREE * float(kspace[..., mask].abs().square().mean().sqrt()):
+            sigma, source = 0.0, f"noise-free (estimated σ {sigma:.2g}): hard consistency"
+    else:
+        sigma = float(noise_sigma)
+        source = "noise-free (noise_sigma 0): hard consistency" if sigma == 0 else f"noise σ {sigma:.4g} given"
+    return Discrepancy((sigma / scale) ** 2 * measurements, measurements, source, warn_overfit=False)
+
+
+def match_discrepancy(solve: Callable[[torch.Tensor], torch.Tensor], deviance: Callable[[torch.Tensor], torch.Tensor],
+                      weight: torch.Tensor, target: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per batch item, a data weight w at which ``deviance(solve(w))`` meets ``target`` (the deviance falls as w
+    rises), searched in log w from ``weight`` (B,): a step of the log misfit (slope −1 assumed), then secant
+    steps (at most a factor 100 each), and regula falsi once the target is bracketed; at most :data:`TRIALS`
+    solves, within :data:`TOLERANCE`.
+    Returns the closest trial's images, weights and deviances."""
+    start = weight.double().log()
+    log_w = start.clone()
+    low = torch.full_like(log_w, -math.inf)  # largest log w found too weak (misfit above target)
+    high = torch.full_like(log_w, math.inf)  # smallest log w found too strong
+    low_error, high_error = torch.zeros_like(log_w), torch.zeros_like(log_w)
+    best_error = torch.full_like(log_w, math.inf)
+    best_image = best_w = best_deviance = previous = None
+    for _ in range(TRIALS):
+        image = solve(log_w.exp().to(weight.dtype))
+        misfit = deviance(image)
+        error = (misfit.double().clamp_min(1e-30) / target).log()
+        better = error.abs() < best_error.abs()
+        if best_image is None:
+            best_image, best_w, best_deviance = image, log_w.clone(), misfit
+        else:
+            shape = (-1,) + (1,) * (image.dim() - 1)
+            best_image = torch.where(better.reshape(shape).to(image.device), image, best_image)
+            best_w, best_deviance = torch.where(better, log_w, best_w), torch.where(better.to(misfit.device),
+                                                                                    misfit, best_deviance)
+        best_error = torch.where(better, error, best_error)
+        if (best_error.abs() <= TOLERANCE).all():
+            break
+        weak = error > 0
+        low, low_error = torch.where(weak, log_w, low), torch.where(weak, error, low_error)
+        high, high_error = torch.where(~weak, log_w, high), torch.where(~weak, error, high_error)
+        slope = torch.full_like(log_w, -1.0)
+        if previous is not None:  # the secant, no flatter than FLATTEST_SLOPE (a weak response: large steps)
+            secant = (error - previous[1]) / (log_w - previous[0])
+            slope = torch.where(secant < 0, secant.clamp(max=-FLATTEST_SLOPE), slope)
+        previous = (log_w, error)
+        step = (-error / slope).clamp(-math.log(100), math.log(100))
+        bracketed = low.isfinite() & high.isfinite()
+        falsi = low + low_error * (high - low) / (low_error - high_error).clamp_min(1e-12)
+        log_w = torch.where(bracketed, falsi, log_w + step)
+        log_w = log_w.clamp(start - math.log(MAX_FACTOR), start + math.log(MAX_FACTOR))
+    return best_image, best_w.exp().to(weight.dtype), best_deviance
