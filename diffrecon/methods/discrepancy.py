@@ -30,8 +30,8 @@ UNDERFIT_RATIO = 1.25
 """Above it the result explains the data worse than the noise allows."""
 SMOOTHING_VOXELS = 1.0
 """σ (voxels) of the Gaussian that smooths the OSEM image whose expected counts set the PET target: unsmoothed, its
-noise makes near-empty bins look emptier and the target too tight (validation phantoms: within 1-2% of the target of
-the true means at 0.1-10% counts, docs/robustness.md)."""
+noise makes near-empty bins look emptier and the target too tight at low counts (one phantom slice, test subject
+20000, a look disclosed in docs/robustness.md: within 1-2% of the target of the true means at 0.1-10% counts)."""
 NOISE_FREE = 1e-5
 """An estimated k-space σ below this fraction of the data's rms is rounding noise: the data are noise-free."""
 TOLERANCE = 0.02
