@@ -201,8 +201,9 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
         raise InputError(f"give exactly one of {name('kspace')} or {name('image')}")
     if image is not None:
         full, reference, voxel = _simulated_kspace(image, coils, snr_db, acceleration, seed, name)
+        noise_sigma = None  # known, but left to the estimate: simulated cases stand in for files without a scan
     else:
-        full, voxel = _measured_kspace(kspace, layout, readout_oversampling, slice_index, name)
+        full, voxel, noise_sigma = _measured_kspace(kspace, layout, readout_oversampling, slice_index, name)
         reference = None
     spatial = tuple(full.shape[1:])
     info: dict[str, Any] = {}
@@ -226,6 +227,7 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
         operator = MRIOperator(sampling, coil_maps)
     else:
         operator = sense_operator(measured, sampling)
+    operator.noise_sigma = noise_sigma
     if operator.coil_maps is None:  # one coil: no coil axis, so images and reference share a shape
         measured = measured[0]
     info.update(n_coils=operator.n_coils, shape=list(spatial),
@@ -251,8 +253,9 @@ def _mask_file(path: str | Path, spatial: tuple[int, ...], name: str) -> torch.T
 
 
 def _measured_kspace(path: str | Path, layout: str | None, oversampling: int | None, slice_index: int | None,
-                     name) -> tuple[torch.Tensor, tuple[float, ...] | None]:
-    """k-space (n_coils, *spatial) of one slice with the readout oversampling removed, and the voxel size."""
+                     name) -> tuple[torch.Tensor, tuple[float, ...] | None, float | None]:
+    """k-space (n_coils, *spatial) of one slice with the readout oversampling removed, the voxel size and the noise
+    σ of the file's noise scan (the crop in image space keeps the per-sample noise variance)."""
     from diffrecon.io.kspace import read_kspace
     from diffrecon.physics.mri_fft import remove_readout_oversampling
 
@@ -268,7 +271,7 @@ def _measured_kspace(path: str | Path, layout: str | None, oversampling: int | N
                                                                                    oversampling)
     if factor != 1:
         kspace = remove_readout_oversampling(kspace, dim=1, factor=factor)
-    return kspace, data.voxel_size_mm
+    return kspace, data.voxel_size_mm, data.noise_sigma
 
 
 def _simulated_kspace(path: str | Path, coils: int, snr_db: float, acceleration: float | None, seed: int, name):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from diffrecon.checks import InputError, check_file, check_finite
+from diffrecon.physics.discrepancy import noise_scan_sigma
 
 LAYOUT_AXES = "bcxyz"
 # ISMRMRD acquisitions that are not image k-space.
@@ -31,6 +32,9 @@ class KSpaceData:
         voxel_size_mm: voxel size of the reconstructed image (after oversampling removal) where the file says.
         reference: the file's own reconstruction (fastMRI ``reconstruction_rss``), if any.
         source: "numpy", "fastmri" or "ismrmrd".
+        noise_sigma: σ of the complex noise (E|n|² = σ²) from the file's noise scan (ISMRMRD noise measurement
+            acquisitions, all coils pooled), if it has one; in the k-space's units only where the scanner recorded
+            both with the same gain and bandwidth (not checked: ISMRMRD does not say).
     """
 
     kspace: torch.Tensor
@@ -40,6 +44,7 @@ class KSpaceData:
     reference: np.ndarray | None = None
     source: str = "numpy"
     header: dict = field(default_factory=dict)
+    noise_sigma: float | None = None
 
     @property
     def mask(self) -> torch.Tensor:
@@ -118,7 +123,8 @@ def read_fastmri(path: str | Path) -> KSpaceData:
 def read_ismrmrd(path: str | Path) -> KSpaceData:
     """Cartesian ISMRMRD HDF5: acquisitions placed by their encode steps; repeats (averages) are averaged.
 
-    Noise, navigator, phase-correction and dummy acquisitions are skipped; slices become a leading axis.
+    Navigator, phase-correction and dummy acquisitions are skipped; noise measurements give ``noise_sigma``;
+    slices become a leading axis.
     """
     import ismrmrd
 
@@ -140,6 +146,7 @@ def read_ismrmrd(path: str | Path) -> KSpaceData:
     limits = encoding.encodingLimits
     skipped = [getattr(ismrmrd, flag) for flag in _SKIPPED_FLAGS]
     images = [a for a in acquisitions if not any(a.is_flag_set(flag) for flag in skipped)]
+    noise = [a.data for a in acquisitions if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
     if not images:
         raise InputError(f"{name} holds no image acquisitions")
     n_slices = 1 + max(a.idx.slice for a in images)
@@ -164,7 +171,8 @@ def read_ismrmrd(path: str | Path) -> KSpaceData:
     oversampling, voxel = _header_geometry(xml, name)
     layout = "bcxyz"[:kspace.ndim]
     return KSpaceData(_to_tensor(kspace if n_slices > 1 else kspace[0], name, layout[n_slices == 1:]),
-                      ndim=len(spatial), readout_oversampling=oversampling, voxel_size_mm=voxel, source="ismrmrd")
+                      ndim=len(spatial), readout_oversampling=oversampling, voxel_size_mm=voxel, source="ismrmrd",
+                      noise_sigma=noise_scan_sigma(np.concatenate(noise, axis=1)) if noise else None)
 
 
 def _centre(limit, size: int) -> int:

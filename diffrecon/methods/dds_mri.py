@@ -132,7 +132,7 @@ class DDS(VPDiffusionMethod):
             return self._solve(image, gamma, call)
 
         refined, state.gamma, _ = match_discrepancy(trial, call.fidelity.deviance, state.gamma,
-                                                    call.discrepancy.target)
+                                                    call.discrepancy.aim, call.discrepancy.tolerance / 2)
         state.chosen.append(state.gamma.tolist())
         return trial(state.gamma) if state.couplings else refined  # the couplings' splits of the chosen γ
 

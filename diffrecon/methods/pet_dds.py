@@ -111,8 +111,10 @@ class PETDDS(VPDiffusionMethod):
         state: PETDDSState = call.state
         if not state.search:
             return self._ascent(image, state.lam, call, step)
+        discrepancy = call.discrepancy
         refined, weight, _ = match_discrepancy(lambda w: self._ascent(image, 1 / w, call, step),
-                                               call.fidelity.deviance, 1 / state.lam, call.discrepancy.target)
+                                               call.fidelity.deviance, 1 / state.lam, discrepancy.aim,
+                                               discrepancy.tolerance / 2)
         state.lam = 1 / weight
         state.chosen.append(state.lam.tolist())
         return refined

@@ -43,16 +43,13 @@ from typing import Any
 import torch
 
 from diffrecon.checks import InputError, check_auto, check_integer
-from diffrecon.classical.pet import PETReconstruction, em_ascent_step, osem, uniform_image
+from diffrecon.classical.pet import em_ascent_step
+from diffrecon.methods.likelihood_schedule import likelihood_schedule
 from diffrecon.methods.sampler import Call, VPDiffusionMethod
 from diffrecon.methods.spaces import PETSpace
 from diffrecon.physics.pet import PETAcquisitionModel, data_ratio, poisson_log_likelihood, subset_views
 from diffrecon.priors.prior import ScoreModel
 
-FALLBACK_ITERATIONS = 3
-"""K where the data give no discrepancy target (not counts): the fixed default tuned before 2026-12-07."""
-MAX_SCHEDULE_ITERATIONS = 50
-"""The schedule's (OS)EM run stops here if it has not reached the discrepancy target (reported)."""
 FLOAT_SUM_PRECISION = 1e-6
 """The precision of a float32 sum over a sinogram, as a fraction of the sum: below it two sums of the same image's
 PLL can disagree, so the line search aims this far past a target that the check then finds met."""
@@ -121,33 +118,9 @@ class PETLiSch(VPDiffusionMethod):
             subset_views(physics.projector.n_views, getattr(self, name), name)
 
     def prepare(self, call: Call) -> LiSchState:
-        target = None
-        if self.iterations == "auto" and call.discrepancy.available:
-            target = call.fidelity.saturated() - call.discrepancy.target / 2  # D = 2 (saturated − PLL)
-        fixed = FALLBACK_ITERATIONS if self.iterations == "auto" else self.iterations
-        curve = self._schedule_curve(call.measured, call.physics, call.extras["osem"], fixed, target)
-        iterations = float(fixed) if target is None else _crossing(curve, target)
-        n, first = len(self.timesteps), min(1.0, iterations)
-        positions = [first + (iterations - first) * i / max(n - 1, 1) for i in range(n)]
-        return LiSchState(subset_views(call.physics.projector.n_views, self.subsets), curve, iterations,
-                          [_interpolate(curve, k) for k in positions])
-
-    def _schedule_curve(self, data: torch.Tensor, model: PETAcquisitionModel, reference: PETReconstruction,
-                        iterations: int, target: float | None) -> list[float]:
-        """The PLL of the uniform start and after each iteration of (OS)EM with ``schedule_subsets`` subsets:
-        ``iterations`` of them, or with a ``target`` until the PLL reaches it (at most
-        :data:`MAX_SCHEDULE_ITERATIONS`). Where that is the algorithm of the ``reference`` OSEM run, its iterations
-        are reused and the run continued from its image."""
-        start = uniform_image(model, data[None])
-        curve = [float(poisson_log_likelihood(data, model.forward(start)))]
-        image = None
-        if self.schedule_subsets == self.space.osem_subsets:
-            curve, image = curve + reference.log_likelihood, reference.image
-        wanted = iterations if target is None else MAX_SCHEDULE_ITERATIONS
-        while len(curve) - 1 < wanted and (target is None or curve[-1] < target):
-            run = osem(data, model, 1, self.schedule_subsets, initial=image, progress=False)
-            curve, image = curve + run.log_likelihood, run.image
-        return curve[:wanted + 1] if target is None else curve
+        schedule = likelihood_schedule(call, len(self.timesteps), self.iterations, self.schedule_subsets)
+        return LiSchState(subset_views(call.physics.projector.n_views, self.subsets), schedule.curve,
+                          schedule.iterations, schedule.targets)
 
     def consistent(self, image: torch.Tensor, call: Call, step: int) -> torch.Tensor:
         state: LiSchState = call.state
@@ -228,18 +201,3 @@ def _fraction_to_target(measured: torch.Tensor, expected: torch.Tensor, change: 
         low = torch.where(reachable & (gap > 0), torch.minimum(newton, answer), low)
     return answer
 
-
-def _interpolate(curve: list[float], k: float) -> float:
-    """The value of ``curve`` (one value per iteration 0, 1, 2, ...) at real iteration ``k``, linearly."""
-    low = min(int(k), len(curve) - 1)
-    high = min(low + 1, len(curve) - 1)
-    return curve[low] + (k - low) * (curve[high] - curve[low])
-
-
-def _crossing(curve: list[float], target: float) -> float:
-    """The real iteration where the rising ``curve`` (iterations 0, 1, ...) reaches ``target``, linearly between
-    iterations; its last iteration where it never does, 0 where it starts above."""
-    for k in range(1, len(curve)):
-        if curve[k] >= target:
-            return max(0.0, k - 1 + (target - curve[k - 1]) / (curve[k] - curve[k - 1]))
-    return float(len(curve) - 1) if curve[0] < target else 0.0

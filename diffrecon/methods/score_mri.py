@@ -143,7 +143,7 @@ class ScoreMRI(VEDiffusionMethod):
         weights = dict(zip(sense_at, torch.linspace(*self.sense_weights, len(sense_at)).tolist()))
         discrepancy, targets = call.discrepancy, None
         if self.projection == "auto" and discrepancy.available and not discrepancy.noise_free:
-            per_sample = discrepancy.target / discrepancy.measurements * int(physics.mask.sum())
+            per_sample = discrepancy.aim / discrepancy.measurements * int(physics.mask.sum())
             targets = (per_sample / gain.square()).flatten()
         return ScoreMRIState(variant, projector, call.measured / gain, gain, maps, weights, self.tv.new(physics),
                              targets)

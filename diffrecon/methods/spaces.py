@@ -27,7 +27,8 @@ from diffrecon.checks import InputError, check_at_least, check_auto, check_integ
 from diffrecon.classical.mri import cg_sense, zero_filled
 from diffrecon.classical.pet import PETReconstruction, osem
 from diffrecon.methods.base import Stopwatch
-from diffrecon.methods.discrepancy import Discrepancy, gaussian_discrepancy, poisson_discrepancy
+from diffrecon.methods.discrepancy import (TARGET_ITERATIONS, Discrepancy, gaussian_discrepancy,
+                                           poisson_discrepancy)
 from diffrecon.methods.sampler import Call
 from diffrecon.physics.fidelity import GaussianLeastSquares, PoissonLikelihood
 from diffrecon.physics.mri_fft import fft_centered, ifft_centered
@@ -84,7 +85,8 @@ class PETSpace(ModalitySpace):
     Args:
         osem_iterations: iterations of the OSEM image that sets the scale (and the warm start); "auto": up to
             :data:`MAX_REFERENCE_ITERATIONS`, fewer where the data's discrepancy target is met first (OSEM stopped by
-            the discrepancy principle: at low counts one iteration already fits the noise).
+            the discrepancy principle: at low counts one iteration already fits the noise). The OSEM run goes on to
+            the iterations the target is set from (:data:`~diffrecon.methods.discrepancy.TARGET_ITERATIONS`).
         osem_subsets: its view subsets.
     """
 
@@ -106,25 +108,32 @@ class PETSpace(ModalitySpace):
         subset_views(physics.projector.n_views, self.osem_subsets, "osem_subsets")
         clock = Stopwatch(fidelity.data.device)
         with clock("physics"):
-            run, discrepancy = self._reference(fidelity)
-        scale = prior.intensity_scale(run.image, "emission_mean")
-        return Call(fidelity.data, physics, prior, fidelity.data, run.image, scale, clock, generator, num_samples,
-                    fidelity, extras={"osem": run}, discrepancy=discrepancy)
+            reference, run, discrepancy = self._reference(fidelity)
+        scale = prior.intensity_scale(reference, "emission_mean")
+        return Call(fidelity.data, physics, prior, fidelity.data, reference, scale, clock, generator, num_samples,
+                    fidelity, extras={"osem": run, "osem_subsets": self.osem_subsets}, discrepancy=discrepancy)
 
-    def _reference(self, fidelity: PoissonLikelihood) -> tuple[PETReconstruction, Discrepancy]:
-        """The OSEM reference and the discrepancy target (set from its first iteration's image): ``osem_iterations``
-        iterations, or ("auto") iterations until the deviance meets the target, at most
-        :data:`MAX_REFERENCE_ITERATIONS`."""
+    def _reference(self, fidelity: PoissonLikelihood) -> tuple[torch.Tensor, PETReconstruction, Discrepancy]:
+        """The OSEM reference image, the OSEM run it is part of (its curve, for PET-LiSch's schedule) and the
+        discrepancy target, set from that run's image at :data:`~diffrecon.methods.discrepancy.TARGET_ITERATIONS`.
+        The reference has ``osem_iterations`` iterations, or ("auto") the first at which the deviance meets the
+        target, at most :data:`MAX_REFERENCE_ITERATIONS`."""
         data, model = fidelity.data, fidelity.model
         fixed = self.osem_iterations != "auto"
-        run = osem(data, model, self.osem_iterations if fixed else 1, self.osem_subsets, progress=False)
-        discrepancy = poisson_discrepancy(fidelity, run.image)
-        saturated = fidelity.saturated()
-        while (not fixed and len(run.log_likelihood) < MAX_REFERENCE_ITERATIONS and discrepancy.available
-               and 2 * (saturated - run.log_likelihood[-1]) > discrepancy.target):
-            more = osem(data, model, 1, self.osem_subsets, initial=run.image, progress=False)
-            run = PETReconstruction(more.image, run.log_likelihood + more.log_likelihood)
-        return run, discrepancy
+        images, curve = [], []
+        image = None
+        for _ in range(max(TARGET_ITERATIONS, self.osem_iterations if fixed else MAX_REFERENCE_ITERATIONS)):
+            run = osem(data, model, 1, self.osem_subsets, initial=image, progress=False)
+            image = run.image
+            images.append(image)
+            curve += run.log_likelihood
+        discrepancy = poisson_discrepancy(fidelity, images[TARGET_ITERATIONS - 1])
+        chosen = self.osem_iterations if fixed else MAX_REFERENCE_ITERATIONS
+        if not fixed and discrepancy.available:
+            saturated = fidelity.saturated()
+            met = [k for k in range(1, chosen + 1) if 2 * (saturated - curve[k - 1]) <= discrepancy.aim]
+            chosen = met[0] if met else chosen
+        return images[chosen - 1], PETReconstruction(image, curve), discrepancy
 
     def represent(self, call: Call) -> None:
         """Nothing to set up: activity images are real."""
@@ -195,7 +204,8 @@ class MRISpace(ModalitySpace):
         clip: the Tweedie estimate (real and imaginary parts, prior units) is clamped to [-clip, clip] (DDPM's
             clipping of x̂₀; the prior's images lie in [0, 1]); None: not clamped.
         noise_sigma: σ of the complex k-space noise (E|n|² = σ², the data's units) that sets the discrepancy target;
-            "auto": estimated from the k-space periphery; 0: noise-free data (hard consistency).
+            "auto": the operator's (a noise scan of the file), else estimated from the k-space; 0: noise-free data
+            (hard consistency).
     """
 
     modality, default_prior = "MR", "mr_t1_prior"
@@ -247,7 +257,7 @@ class MRISpace(ModalitySpace):
         measured = kspace / scale
         mask = physics.mask.to(kspace.device).bool()
         measurements = int(mask.sum()) * (kspace.numel() // mask.numel())
-        discrepancy = gaussian_discrepancy(kspace, mask, measurements, self.noise_sigma, scale)
+        discrepancy = gaussian_discrepancy(kspace, mask, measurements, self.noise_sigma, scale, physics.noise_sigma)
         return Call(kspace, physics, score, measured, image / scale, scale, clock, generator, num_samples,
                     GaussianLeastSquares(physics, measured), discrepancy=discrepancy)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from diffrecon.physics.mri_fft import ifft_centered
@@ -107,6 +108,6 @@ def kspace_noise_sigma(kspace: torch.Tensor, mask: torch.Tensor) -> float | None
     return float((values.abs().square().median() / math.log(2)).sqrt())
 
 
-def noise_scan_sigma(noise: torch.Tensor) -> float:
+def noise_scan_sigma(noise: torch.Tensor | np.ndarray) -> float:
     """σ of complex noise (E|n|² = σ²) from noise-only samples (a noise adjustment scan), all coils pooled."""
-    return float(torch.as_tensor(noise).abs().pow(2).mean().sqrt())
+    return float(np.sqrt(np.mean(np.abs(np.asarray(noise)) ** 2)))

@@ -18,9 +18,11 @@ class MRIOperator:
     Args:
         mask: boolean sampling mask of the spatial shape (x, y) or (x, y, z).
         coil_maps: complex sensitivities (..., n_coils, *spatial), or None for single-coil data.
+        noise_sigma: σ of the complex noise of the data y = A x + n (E|n|² = σ²) where the acquisition says (a
+            noise scan), else None; the discrepancy target of the diffusion methods uses it.
     """
 
-    def __init__(self, mask: torch.Tensor, coil_maps: torch.Tensor | None = None):
+    def __init__(self, mask: torch.Tensor, coil_maps: torch.Tensor | None = None, noise_sigma: float | None = None):
         mask = torch.as_tensor(mask)
         if mask.dim() not in (2, 3):
             raise InputError(f"mask has shape {tuple(mask.shape)}; expected a 2D (x, y) or 3D (x, y, z) mask")
@@ -29,6 +31,7 @@ class MRIOperator:
                 raise InputError("mask must hold only 0/1 (or booleans)")
             mask = mask.bool()
         self.mask = mask
+        self.noise_sigma = noise_sigma
         self.ndim = mask.dim()
         self.shape = tuple(mask.shape)
         if coil_maps is not None:
@@ -42,7 +45,7 @@ class MRIOperator:
     def to(self, device: str | torch.device) -> MRIOperator:
         """This operator with its mask and coil maps on ``device`` (once, instead of a copy at every call)."""
         maps = None if self.coil_maps is None else self.coil_maps.to(device)
-        return MRIOperator(self.mask.to(device), maps)
+        return MRIOperator(self.mask.to(device), maps, self.noise_sigma)
 
     @property
     def image_shape(self) -> tuple[int, ...]:

@@ -85,6 +85,11 @@ def test_ismrmrd_grappa_file(shared_data):
     # GRAPPA R=2 with embedded calibration: every other line plus a block of ACS lines (142 of 256).
     assert int(lines.sum()) == 142 and lines[::2].all()
     assert data.voxel_size_mm == (1.0, 1.0, 5.0) and data.readout_oversampling == 1
+    # its one noise measurement (4 coils x 256 samples) gives the noise level; the operator of the case carries it
+    assert data.noise_sigma == pytest.approx(0.0727, rel=0.01)
+    from diffrecon.io.cases import load_mri_case
+    case = load_mri_case(shared_data / "sirf_mr_grappa" / "grappa2_1rep.h5")
+    assert case.physics.noise_sigma == data.noise_sigma and case.physics.to("cpu").noise_sigma == data.noise_sigma
 
 
 def test_hdf5_without_kspace_is_named(tmp_path):
