@@ -5,6 +5,8 @@ already in ``--out`` are skipped), then a markdown table (docs/robustness.md).
 
     python scripts/bench_robustness.py pet --count-levels 0.1% 0.3% 1% 3% 10% full --subjects 3 \\
         --out docs/robustness/pet_demo2d.jsonl
+    python scripts/bench_robustness.py pet --preset demo --real --small --count-levels 1% 10% --subjects 1 \\
+        --out docs/robustness/pet_demo.jsonl
     python scripts/bench_robustness.py mri --snrs none 30 20 --masks random:4 random:8 --subjects 2 \\
         --out docs/robustness/mri.jsonl
     python scripts/bench_robustness.py table docs/robustness/pet_demo2d.jsonl docs/robustness/mri.jsonl
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from diffrecon.benchmarks.mri import run as run_mri
+from diffrecon.benchmarks.pet import REAL_BRAINS, real_brain_case
 from diffrecon.benchmarks.pet import run as run_pet
 from diffrecon.benchmarks.records import read_lines
 from diffrecon.data.splits import subject_seeds
@@ -31,9 +34,14 @@ from diffrecon.io.demo_cases import simulated_mri_case, simulated_pet_case
 
 PET_DEFAULTS = {"pet-lisch": {}, "pet-dds": {}}
 PET_SWEEPS = {"pet-lisch": [{"iterations": k} for k in (1, 2, 3, 5, 8)],
-              "pet-dds": [{"lam": v} for v in (0.005, 0.02, 0.1, 0.5, 2.0, 10.0, 50.0)]}
+              "pet-dds": [{"lam": v} for v in (0.02, 0.1, 0.5, 2.0, 10.0, 50.0)]}
 PET_CLASSICAL = {"osem": [{"iterations": i, "post_filter_mm": f} for i in (1, 2, 4, 8) for f in (0.0, 4.0, 8.0, 12.0)],
                  "map-rdp": [{"beta": b} for b in (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)]}
+PET_SMALL = {"sweeps": {"pet-lisch": [{"iterations": k} for k in (2, 3, 5)],
+                        "pet-dds": [{"lam": v} for v in (0.02, 0.5, 10.0)]},
+             "classical": {"osem": [{"iterations": i, "post_filter_mm": f} for i in (2, 4, 8) for f in (0.0, 4.0, 8.0)],
+                           "map-rdp": [{"beta": b} for b in (0.1, 0.3, 1.0)]}}
+"""Coarser grids (``--small``) for fully 3D runs, which take a minute each on a CPU."""
 MRI_DEFAULTS = {"dds": {}, "score-mri": {}}
 MRI_SWEEPS = {"dds": [{"gamma": g} for g in (1.0, 3.0, 10.0, 30.0, 100.0, "auto")],
               "score-mri": [{"projection": "hard"}, {"projection": "auto"}]}
@@ -45,11 +53,11 @@ def key(line: dict) -> str:
                       sort_keys=True)
 
 
-def planned_runs(subjects: int, classical: dict, defaults: dict, sweeps: dict):
+def planned_runs(subjects: int, classical: dict, defaults: dict, sweeps: dict, real: tuple[str, ...] = ()):
     """(split, seed, method, settings, role) of one condition: the classical grids on both splits, the defaults
-    and sweeps of the diffusion methods on the test split."""
+    and sweeps of the diffusion methods on the test split; ``real``: test cases (named) after the phantoms."""
     for split in ("validation", "test"):
-        for seed in subject_seeds(split, subjects):
+        for seed in subject_seeds(split, subjects) + (list(real) if split == "test" else []):
             for name, grid in classical.items():
                 yield from ((split, seed, name, s, "classical") for s in grid)
             if split == "test":
@@ -62,11 +70,14 @@ def bench(conditions, runs, make_case, score, out: Path) -> None:
     done = {key(line) for line in read_lines(out)} if out.exists() else set()
     with out.open("a") as handle:
         for condition, options in conditions:
+            cached = (None, None)  # the last case built: runs come case by case
             for split, seed, name, settings, role in runs(condition):
                 line = {"condition": condition, "split": split, "seed": seed, "method": name, "settings": settings}
                 if key(line) in done:
                     continue
-                case = make_case(seed, split, **options)
+                if cached[0] != (split, seed):
+                    cached = ((split, seed), make_case(seed, split, **options))
+                case = cached[1]
                 figures = score(case, name, settings)
                 handle.write(json.dumps({**line, "role": role, **figures}) + "\n")
                 handle.flush()
@@ -76,14 +87,20 @@ def bench(conditions, runs, make_case, score, out: Path) -> None:
 
 def main_pet(args: argparse.Namespace) -> None:
     def make_case(seed, split, level):
+        if isinstance(seed, str):  # a real brain on the demo scanner (evaluation only)
+            return real_brain_case(seed, level, 0)
         return simulated_pet_case(seed, args.preset, level, lesions=2, lesion_kinds="mixed", split=split)
 
     def score(case, name, settings):
         line, _ = run_pet(case, name, settings, args.samples, 0)
         return {k: line[k] for k in ("nrmse", "psnr_db", "seconds", "network_evaluations")}
 
+    if args.real and args.preset != "demo":
+        raise SystemExit("--real scans the real brains on the demo scanner: use --preset demo")
+    real = tuple(REAL_BRAINS) if args.real else ()
     conditions = [(f"PET {args.preset} {level}", {"level": level}) for level in args.count_levels]
-    bench(conditions, lambda condition: planned_runs(args.subjects, PET_CLASSICAL, PET_DEFAULTS, PET_SWEEPS),
+    classical, sweeps = ((PET_SMALL["classical"], PET_SMALL["sweeps"]) if args.small else (PET_CLASSICAL, PET_SWEEPS))
+    bench(conditions, lambda condition: planned_runs(args.subjects, classical, PET_DEFAULTS, sweeps, real),
           make_case, score, Path(args.out))
 
 
@@ -113,6 +130,11 @@ def table(paths: list[str]) -> None:
     by_condition = defaultdict(list)
     for line in lines:
         by_condition[line["condition"]].append(line)
+    for condition, rows in list(by_condition.items()):  # real cases: a row of their own, classical tuned as above
+        validation = [r for r in rows if r["split"] == "validation"]
+        for name in sorted({r["seed"] for r in rows if isinstance(r["seed"], str)}):
+            by_condition[f"{condition} {name}"] = validation + [r for r in rows if r["seed"] == name]
+        by_condition[condition] = [r for r in rows if not isinstance(r["seed"], str)]
     print("| condition | method | default | oracle (per-case best) | gap | fixed (pre-wave) | tuned classical |")
     print("|---|---|---|---|---|---|---|")
     for condition, rows in by_condition.items():
@@ -159,6 +181,8 @@ def main() -> None:
     pet.add_argument("--count-levels", nargs="+", default=["0.1%", "1%", "10%"])
     pet.add_argument("--preset", default="demo2d", choices=("demo", "demo2d", "clinical_brain"))
     pet.add_argument("--subjects", type=int, default=3)
+    pet.add_argument("--real", action="store_true", help="also the real brains (FDG, SPM12) on the demo scanner")
+    pet.add_argument("--small", action="store_true", help="coarser sweeps and classical grids (PET_SMALL)")
     pet.add_argument("--samples", type=int, default=1)
     pet.add_argument("--out", required=True)
     mri = commands.add_parser("mri")

@@ -5,9 +5,11 @@ The space (:mod:`diffrecon.methods.spaces`) sets a call's :class:`Discrepancy` f
 expected Poisson deviance of the expected counts of an OSEM image (:func:`poisson_discrepancy`); for MRI
 σ² times the number of measured samples, σ from a noise scan, the k-space periphery or the user
 (:func:`gaussian_discrepancy`). Methods whose strength of data consistency is "auto" choose it so that the result
-meets the target: PET-LiSch's schedule rises to it, PET-DDS's anchor and DDS's data weight are searched per sample
-and step (:func:`match_discrepancy`), Score-MRI's projection is relaxed to it in closed form. Every diffusion
-method reports its achieved deviance against the target, and a warning where it is far off.
+meets the target, aimed one standard deviation of the truth's deviance above it (:attr:`Discrepancy.aim`,
+Morozov's τ > 1): PET-LiSch's schedule rises to it (:mod:`diffrecon.methods.likelihood_schedule`), PET-DDS's anchor
+and DDS's data weight are searched per sample and step (:func:`match_discrepancy`), Score-MRI's projection is
+relaxed to it in closed form. Every diffusion method reports its achieved deviance against the target, and a
+warning where it is far off.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ OVERFIT_RATIO = 0.9
 UNDERFIT_RATIO = 1.25
 """Above it the result explains the data worse than the noise allows."""
 TARGET_ITERATIONS = 4
-"""OSEM iterations (8 subsets) of the image whose expected counts μ̂ set the PET target. E[D] is steep and concave
+"""OSEM iterations (the space's subsets, 8) of the image whose expected counts μ̂ set the PET target. E[D] is steep and concave
 at low means, so an image of lower resolution (fewer iterations, or smoothed) spreads counts into near-empty bins
 and biases the target high, and in 3D that bias moves K a lot: the OSEM deviance falls only 1.7% from iteration 1
 to the truth's. On validation subject 10000 (docs/robustness.md) the targets from 1 / 2 / 4 / 8 iterations were
@@ -38,9 +40,10 @@ slices at 0.1-100% from 2 iterations on (0.4-0.6% from 1); smoothing the image b
 NOISE_FREE = 1e-5
 """An estimated k-space σ below this fraction of the data's rms is rounding noise: the data are noise-free."""
 TOLERANCE = 1.0
-"""The search of a data weight stops within this many standard deviations of the truth's deviance, √(2m) for m
-measurements (for Poisson bins of moderate mean and complex Gaussian samples, var D ≈ 2 and 1 per measurement):
-closer is below the noise of the target itself. A relative tolerance would not do: in 3D PET (3e6 bins at 1%
+"""The standard deviations of the truth's deviance, about target · √(2 / m) for m measurements (Poisson bins of
+moderate mean: var D ≈ 2 per bin; complex Gaussian samples: 1, so this is loose by √2 there), that set the aim
+above the target and half of which the search of a data weight stops within: closer is below the noise of the
+target itself. A relative tolerance would not do: in 3D PET (3e6 bins at 1%
 counts) the whole range from one OSEM iteration to the truth's deviance is 1.7%."""
 TRIALS = 6
 """Data-consistency solves the search may take per step."""

@@ -1,16 +1,17 @@
 """PET-LiSch (Webber et al., IEEE TMI 2025): likelihood-scheduled diffusion sampling for fully 3D PET.
 
-An EM run on the measured data goes first to the target iteration count K and its Poisson log-likelihood (PLL)
-after every iteration is recorded: OSEM over ``schedule_subsets`` view subsets (8 by default, the OSEM run that
-sets the scale, continued), or MLEM as in the paper with ``schedule_subsets=1``. Reverse step i of N gets the
-target PLL of iteration k_i = 1 + (K − 1) i / (N − 1) (linear interpolation between iterations), rising along
-the curve to PLL(K).
+An EM run on the measured data records its Poisson log-likelihood (PLL) after every iteration: OSEM over
+``schedule_subsets`` view subsets (8 by default, the OSEM run that sets the scale, continued), or MLEM as in the
+paper with ``schedule_subsets=1``. Reverse step i of N gets the target PLL of iteration
+k_i = 1 + (K − 1) i / (N − 1) (linear interpolation between iterations), rising along the curve to PLL(K)
+(:mod:`diffrecon.methods.likelihood_schedule`).
 
 K is by default chosen from the data (``iterations="auto"``, since 2026-12-07): the real iteration where the OSEM
-curve meets the discrepancy target, the PLL at which the deviance equals the expected Poisson deviance of the data
-(:mod:`diffrecon.methods.discrepancy`). The fixed K = 3 tuned at 1% counts in 3D over-fits the noise at lower
-counts and under-fits at higher ones (issue 29: on single slices at 1e5 counts OSEM 1 × 8 already fits better than
-the truth); below one iteration the schedule starts at the uniform image's PLL (iteration 0). At each step, likelihood steps start from the scaled Tweedie estimate and run until its PLL
+curve meets the discrepancy aim, the PLL at which the deviance is the expected Poisson deviance of the data plus one
+standard deviation (:mod:`diffrecon.methods.discrepancy`). The fixed K = 3 tuned at 1% counts in 3D over-fits the
+noise at lower counts and under-fits at higher ones (issue 29: on single slices at 1e5 counts OSEM 1 × 8 already
+fits better than the truth); below one iteration the schedule starts at the uniform image's PLL (iteration 0).
+At each step, likelihood steps start from the scaled Tweedie estimate and run until its PLL
 reaches the step's target, at most ``max_ascent_steps`` (steps that hit the cap are reported); where the estimate
 already meets the target, no data step is taken. So the final image is as consistent with the data as (OS)EM at
 K iterations (iso-likelihood), and K is the one hyperparameter that sets how much the result leans on the data.
