@@ -49,6 +49,14 @@ TRIALS = 6
 """Data-consistency solves the search may take per step."""
 FLATTEST_SLOPE = 0.02
 """The flattest d log(deviance) / d log(weight) the search's secant steps assume."""
+WEIGHT_PRECISION = 1.2
+"""The search also stops once its next step, from a measured slope or inside a bracket, would change the weight by
+less than this factor: in 3D the deviance tolerance is 0.04% of the target, below what the weight changes. PET-DDS
+on validation subject 10000 (demo scanner): stopping on the deviance alone (6 solves a step) against this rule,
+NRMSE 0.2078 in 41 s / 0.2057 in 23 s at 1% counts, 0.2712 / 0.2712 at 0.1%, 0.1872 / 0.1872 at 10% (fixed λ 0.02
+at 1%: 0.2057 in 22 s); single validation slices unchanged. A first step of at least a factor 2 (so that the secant
+is measured over more than the noise) was worse on validation (0.2121 at 1%, 0.2785 at 0.1%) and is not used, though
+on the SPM12 template (test data, 1%) the search stops near its start (NRMSE 0.107; its per-case best 0.078)."""
 MAX_FACTOR = 1e4
 """The search stays within this factor of its start on either side."""
 
@@ -159,7 +167,8 @@ def match_discrepancy(solve: Callable[[torch.Tensor], torch.Tensor], deviance: C
     """Per batch item, a data weight w at which ``deviance(solve(w))`` meets ``target`` (the deviance falls as w
     rises), searched in log w from ``weight`` (B,): a step of the log misfit (slope −1 assumed), then secant
     steps (at most a factor 100 each), and regula falsi once the target is bracketed; at most :data:`TRIALS`
-    solves, until within ``tolerance`` (deviance) of the target.
+    solves, until within ``tolerance`` (deviance) of the target or until the next weight would be within a factor
+    :data:`WEIGHT_PRECISION` of the last.
     Returns the closest trial's images, weights and deviances."""
     start = weight.double().log()
     log_w = start.clone()
@@ -182,19 +191,24 @@ def match_discrepancy(solve: Callable[[torch.Tensor], torch.Tensor], deviance: C
             best_w, best_deviance = torch.where(better, log_w, best_w), torch.where(better.to(misfit.device),
                                                                                     misfit, best_deviance)
         best_error = torch.where(better, error, best_error)
-        if (best_error.abs() <= log_tolerance).all():
-            break
         weak = error > 0
         low, low_error = torch.where(weak, log_w, low), torch.where(weak, error, low_error)
         high, high_error = torch.where(~weak, log_w, high), torch.where(~weak, error, high_error)
+        bracketed = low.isfinite() & high.isfinite()
         slope = torch.full_like(log_w, -1.0)
+        measured = torch.zeros_like(log_w, dtype=torch.bool)  # the step comes from a measured slope
         if previous is not None:  # the secant, no flatter than FLATTEST_SLOPE (a weak response: large steps)
             secant = (error - previous[1]) / (log_w - previous[0])
-            slope = torch.where(secant < 0, secant.clamp(max=-FLATTEST_SLOPE), slope)
+            measured = secant < 0
+            slope = torch.where(measured, secant.clamp(max=-FLATTEST_SLOPE), slope)
         previous = (log_w, error)
         step = (-error / slope).clamp(-math.log(100), math.log(100))
-        bracketed = low.isfinite() & high.isfinite()
         falsi = low + low_error * (high - low) / (low_error - high_error).clamp_min(1e-12)
-        log_w = torch.where(bracketed, falsi, log_w + step)
-        log_w = log_w.clamp(start - math.log(MAX_FACTOR), start + math.log(MAX_FACTOR))
+        proposed = torch.where(bracketed, falsi, log_w + step)
+        proposed = proposed.clamp(start - math.log(MAX_FACTOR), start + math.log(MAX_FACTOR))
+        small = (proposed - log_w).abs() <= math.log(WEIGHT_PRECISION)
+        settled = (best_error.abs() <= log_tolerance) | (small & (measured | bracketed))
+        if settled.all():
+            break
+        log_w = proposed
     return best_image, best_w.exp().to(weight.dtype), best_deviance
