@@ -9,6 +9,8 @@ already in ``--out`` are skipped), then a markdown table (docs/robustness.md).
         --out docs/robustness/pet_demo.jsonl
     python scripts/bench_robustness.py mri --snrs none 30 20 --masks random:4 random:8 --subjects 2 \\
         --out docs/robustness/mri.jsonl
+    python scripts/bench_robustness.py mri --real --snrs 30 --masks random:4 poisson:8 --subjects 2 \\
+        --out docs/robustness/mri_real.jsonl
     python scripts/bench_robustness.py table docs/robustness/pet_demo2d.jsonl docs/robustness/mri.jsonl
 
 Classical settings are chosen on the validation split per condition (the best mean over its subjects) and run on
@@ -25,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffrecon.benchmarks.mri import REAL_T1, load_case, real_t1_slice
 from diffrecon.benchmarks.mri import run as run_mri
 from diffrecon.benchmarks.pet import REAL_BRAINS, real_brain_case
 from diffrecon.benchmarks.pet import run as run_pet
 from diffrecon.benchmarks.records import read_lines
 from diffrecon.data.splits import subject_seeds
-from diffrecon.io.demo_cases import simulated_mri_case, simulated_pet_case
+from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case, simulated_pet_case
 
 PET_DEFAULTS = {"pet-lisch": {}, "pet-dds": {}}
 PET_SWEEPS = {"pet-lisch": [{"iterations": k} for k in (1, 2, 3, 5, 8)],
@@ -45,6 +48,7 @@ PET_SMALL = {"sweeps": {"pet-lisch": [{"iterations": k} for k in (2, 3, 5)],
 MRI_DEFAULTS = {"dds": {}, "score-mri": {}}
 MRI_SWEEPS = {"dds": [{"gamma": g} for g in (1.0, 3.0, 10.0, 30.0, 100.0, "auto")],
               "score-mri": [{"projection": "hard"}, {"projection": "auto"}]}
+CENTER_FRACTION = 0.08
 MRI_CLASSICAL = {"tv": [{"lam": v} for v in (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02)]}
 
 
@@ -106,6 +110,11 @@ def main_pet(args: argparse.Namespace) -> None:
 
 def main_mri(args: argparse.Namespace) -> None:
     def make_case(seed, split, snr, mask, acceleration):
+        if seed == "twix":  # the real scan, its own noise (8 coils)
+            return load_case("twix", seed, f"{mask}:{acceleration}", CENTER_FRACTION, split)
+        if isinstance(seed, str):  # a real T1 slice, scanned as the phantoms are
+            return scanned_mri_case(torch.as_tensor(real_t1_slice(seed)), list(REAL_T1).index(seed), coils=1,
+                                    acceleration=acceleration, mask=mask, snr_db=snr)
         return simulated_mri_case(seed, coils=1, acceleration=acceleration, mask=mask, snr_db=snr, split=split)
 
     def score(case, name, settings):
@@ -119,8 +128,13 @@ def main_mri(args: argparse.Namespace) -> None:
             value = None if snr == "none" else float(snr)
             conditions.append((f"MRI SNR {snr} {kind} R{acceleration}",
                                {"snr": value, "mask": kind, "acceleration": float(acceleration)}))
-    bench(conditions, lambda condition: planned_runs(args.subjects, MRI_CLASSICAL, MRI_DEFAULTS, MRI_SWEEPS),
-          make_case, score, Path(args.out))
+
+    def real(condition: str) -> tuple[str, ...]:
+        """Real T1 slices in every condition, the twix scan (its own noise) with the SNR-30 conditions."""
+        return (tuple(REAL_T1) + (("twix",) if " SNR 30 " in condition else ())) if args.real else ()
+
+    bench(conditions, lambda condition: planned_runs(args.subjects, MRI_CLASSICAL, MRI_DEFAULTS, MRI_SWEEPS,
+                                                     real(condition)), make_case, score, Path(args.out))
 
 
 def table(paths: list[str]) -> None:
@@ -189,6 +203,8 @@ def main() -> None:
     mri.add_argument("--snrs", nargs="+", default=["none", "30", "20"])
     mri.add_argument("--masks", nargs="+", default=["random:4", "random:8"])
     mri.add_argument("--subjects", type=int, default=2)
+    mri.add_argument("--real", action="store_true", help="also real T1 slices (scanned as the phantoms) and the "
+                     "twix scan (with the SNR-30 conditions)")
     mri.add_argument("--samples", type=int, default=1)
     mri.add_argument("--out", required=True)
     tables = commands.add_parser("table")
