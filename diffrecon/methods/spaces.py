@@ -84,7 +84,7 @@ class PETSpace(ModalitySpace):
 
     Args:
         osem_iterations: iterations of the OSEM image that sets the scale (and the warm start); "auto": up to
-            :data:`MAX_REFERENCE_ITERATIONS`, fewer where the data's discrepancy target is met first (OSEM stopped by
+            :data:`MAX_REFERENCE_ITERATIONS`, fewer where the data's discrepancy aim is met first (OSEM stopped by
             the discrepancy principle: at low counts one iteration already fits the noise). The OSEM run goes on to
             the iterations the target is set from (:data:`~diffrecon.methods.discrepancy.TARGET_ITERATIONS`).
         osem_subsets: its view subsets.
@@ -117,7 +117,7 @@ class PETSpace(ModalitySpace):
         """The OSEM reference image, the OSEM run it is part of (its curve, for PET-LiSch's schedule) and the
         discrepancy target, set from that run's image at :data:`~diffrecon.methods.discrepancy.TARGET_ITERATIONS`.
         The reference has ``osem_iterations`` iterations, or ("auto") the first at which the deviance meets the
-        target, at most :data:`MAX_REFERENCE_ITERATIONS`."""
+        aim (``Discrepancy.aim``), at most :data:`MAX_REFERENCE_ITERATIONS`."""
         data, model = fidelity.data, fidelity.model
         fixed = self.osem_iterations != "auto"
         images, curve = [], []
