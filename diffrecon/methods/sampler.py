@@ -134,6 +134,10 @@ class DiffusionMethod(Method):
         (default: unchanged)."""
         return image
 
+    def finish(self, call: Call) -> None:
+        """Undo what :meth:`prepare` changed outside the call (e.g. adapters on the prior), after sampling, also
+        when it fails (default: nothing)."""
+
     def result(self, image: torch.Tensor, call: Call, evaluations: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """The samples in the data's units from the last step's images, and the data fit to report (the space's
         by default); ``evaluations``: network evaluations per sample."""
@@ -155,8 +159,11 @@ class DiffusionMethod(Method):
         call = self.space.prepare(data, physics, self.prior, num_samples, generator)
         with call.clock("physics"):
             call.state = self.prepare(call)
-        self.space.represent(call)
-        image, evaluations = self.sample(call)
+        try:
+            self.space.represent(call)
+            image, evaluations = self.sample(call)
+        finally:
+            self.finish(call)
         samples, data_fit = self.result(image, call, evaluations)
         seconds = {"network": 0.0, "physics": 0.0, **call.clock.seconds}
         report = {**self.summary(call), "network_evaluations": evaluations, "scale": call.scale, **data_fit,

@@ -4,10 +4,13 @@ forms (fast on the tests' small images)."""
 from __future__ import annotations
 
 import pytest
+import torch
+from monai.networks.nets import DiffusionModelUNet
 
 from diffrecon.priors import DiffusionPrior, ScoreModel, TriPlanarScore, VPSchedule
 from diffrecon.priors.bundle import load_bundle_prior
 from tests.priors.stand_ins import GaussianNoise
+from tests.priors.test_adapters_and_conditions import randomised
 
 
 def gaussian_volume_prior(mean: float = 1.0, std: float = 1.0, size_multiple: int = 1,
@@ -17,6 +20,16 @@ def gaussian_volume_prior(mean: float = 1.0, std: float = 1.0, size_multiple: in
     schedule = VPSchedule()
     prior = DiffusionPrior(GaussianNoise(mean, std, schedule), schedule, size_multiple=size_multiple)
     return TriPlanarScore({name: prior for name in orientations})
+
+
+def unet_volume_prior(size_multiple: int = 4) -> TriPlanarScore:
+    """An axial prior with a real (tiny, randomly initialised) 2D DiffusionModelUNet: for methods that adapt the
+    network (SCD). Randomised throughout: MONAI zero-initialises the output layers, which would pass no gradient."""
+    torch.manual_seed(0)
+    network = randomised(DiffusionModelUNet(spatial_dims=2, in_channels=1, out_channels=1, channels=(8, 8, 8),
+                                            attention_levels=(False, False, False), num_res_blocks=1,
+                                            norm_num_groups=4, num_head_channels=8).eval())
+    return TriPlanarScore({"axial": DiffusionPrior(network, VPSchedule(), size_multiple=size_multiple)})
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from diffrecon.physics.mri_simulation import simulate_kspace
 from diffrecon.physics.pet_simulation import simulate_pet
 from diffrecon.physics.psf import GaussianPSF
 from diffrecon.priors import VPSchedule
+from tests.methods.conftest import unet_volume_prior
 from tests.physics.pet_fixtures import cylinder, tiny_grid, tiny_scanner
 
 
@@ -50,6 +51,8 @@ def _inputs(name, anatomy, prior):
 def test_every_registered_method_answers_the_one_call_shape(name, pet_case, mri_case, volume_prior, mr_priors):
     data, physics, truth = pet_case if METHODS[name].modality == "PT" else mri_case
     prior = volume_prior if METHODS[name].modality == "PT" else mr_priors[getattr(get_method(name), "schedule_kind", VPSchedule).kind]
+    if name.startswith("scd-") and METHODS[name].modality == "PT":  # adapts a network: the stand-in has none
+        prior = unet_volume_prior()
     method = build_method(name, **_inputs(name, pet_case[2].numpy(), prior))
     result = method(data, physics, generator=torch.Generator().manual_seed(7))
     assert isinstance(result, Reconstruction) and result.mean.shape == truth.shape
@@ -103,7 +106,7 @@ def test_registry_refuses_unknown_and_missing_options():
         build_method("mlem", iterations=0)
     with pytest.raises(InputError, match="beta must be a finite number >= 0"):
         build_method("map-rdp", beta=float("nan"))
-    assert set(method_names("MR")) == {"zero-filled", "cg-sense", "tv", "score-mri", "dds", "dps", "naive"}
+    assert set(method_names("MR")) == {"zero-filled", "cg-sense", "tv", "score-mri", "dds", "dps", "naive", "scd-dds"}
 
 
 def test_num_samples_must_be_a_positive_integer(pet_case):

@@ -1,0 +1,175 @@
+"""Steerable conditional diffusion (SCD; Barbano, Denker, Chung et al., IEEE TMI 2025; for PET, Webber, Hammers,
+King and Reader, IEEE NSS/MIC 2025): low-rank adapters on the frozen prior's networks are trained during sampling
+on the data misfit of the current estimate, steering the prior towards the measured subject when it lies outside
+the prior's training family.
+
+On the sampler's adaptation hook (:meth:`~diffrecon.methods.sampler.DiffusionMethod.adapt`): at every ``skip``-th
+reverse step and the ``last`` steps, ``iterations`` Adam steps (no weight decay) on the adapters (rank ``rank``,
+:mod:`diffrecon.priors.adapters`; zero-initialised up-projections, so the adapted network starts equal to the prior)
+minimise the data loss of the step's estimate per measurement; the adapters and the optimiser state are kept across
+the steps of one call and removed at its end (the prior, in memory and on disk, is unchanged). The step then
+proceeds as the base method's with the adapted network (the reference takes the next DDIM direction from the
+unadapted network: one more network evaluation per adapted step; ours does not).
+
+- DDS (MRI): the loss is ‖A x − y‖² of the estimate after the CG data-consistency step, differentiated through the
+  CG iterations (as the reference; without the total-variation couplings, whose splits belong to the sampling).
+- PET-DDS: the loss is the Poisson deviance of the Tweedie estimate itself, a stop-gradient variant: the EM ascent
+  steps are not differentiated (the PET projector's sparse products have no autograd path through them).
+
+The cost is ``iterations`` forward and backward passes of the network per adapted step, counted in the report as
+``steering_evaluations``. Not yet tuned or benchmarked (issue 30): the defaults are small, cheap starting values.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from diffrecon.checks import check_integer, check_positive
+from diffrecon.methods.dds_mri import DDS
+from diffrecon.methods.mri_diffusion import solve_consistency
+from diffrecon.methods.pet_dds import PETDDS
+from diffrecon.methods.sampler import Call
+from diffrecon.priors.adapters import attach_adapters, remove_adapters
+
+
+@dataclass
+class Steering:
+    """SCD's settings: adapter ``rank``, Adam ``learning_rate``, ``iterations`` per adapted step, adaptation at
+    every ``skip``-th step and the ``last`` steps."""
+
+    rank: int = 4
+    learning_rate: float = 1e-3
+    iterations: int = 2
+    skip: int = 4
+    last: int = 2
+
+    def __post_init__(self) -> None:
+        self.rank = check_integer("rank", self.rank)
+        self.learning_rate = check_positive("learning_rate", self.learning_rate)
+        self.iterations = check_integer("iterations", self.iterations)
+        self.skip = check_integer("skip", self.skip)
+        self.last = check_integer("last", self.last, minimum=0)
+
+    def settings(self) -> dict[str, Any]:
+        return {"rank": self.rank, "learning_rate": self.learning_rate, "adapt_iterations": self.iterations,
+                "skip": self.skip, "last": self.last}
+
+    def adapted_steps(self, steps: int) -> list[int]:
+        """The reverse steps (of ``steps``) whose network is adapted first."""
+        return sorted({i for i in range(steps) if i % self.skip == 0} | set(range(max(steps - self.last, 0), steps)))
+
+
+@dataclass
+class SteeringState:
+    """Per call: the adapters' parameters, their optimiser, the steps to adapt and, per adapted step, the loss
+    before and after."""
+
+    parameters: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    steps: list[int]
+    losses: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class SteeredMethod:
+    """What SCD adds to a method on the VP sampler (a mixin before the method's class): adapters attached in
+    :meth:`prepare`, trained in :meth:`adapt`, removed in :meth:`finish`; subclasses give :meth:`steering_loss`."""
+
+    steering: Steering
+
+    def prepare(self, call: Call) -> Any:
+        state = super().prepare(call)
+        parameters = attach_adapters(call.score, self.steering.rank)
+        optimizer = torch.optim.Adam(parameters, lr=self.steering.learning_rate, weight_decay=0.0)
+        call.extras["steering"] = SteeringState(parameters, optimizer, self.steering.adapted_steps(len(self.timesteps)))
+        return state
+
+    def adapt(self, x: torch.Tensor, t: float, call: Call, step: int) -> None:
+        steering: SteeringState = call.extras["steering"]
+        if step not in steering.steps:
+            return
+        start = time.perf_counter()
+        with torch.enable_grad():
+            losses = []
+            for _ in range(self.steering.iterations):
+                steering.optimizer.zero_grad()
+                loss = self.steering_loss(x.detach(), t, call)
+                loss.backward()
+                steering.optimizer.step()
+                losses.append(float(loss.detach()))
+        with torch.no_grad():
+            after = float(self.steering_loss(x, t, call))
+        steering.losses.append({"step": step, "before": losses[0], "after": after})
+        steering.seconds += time.perf_counter() - start
+
+    def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+        """The data loss (per measurement, summed over samples) of the estimate from the network at ``x``."""
+        raise NotImplementedError
+
+    def denoised(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+        """The Tweedie estimate of the (adapted) network at ``x``, in the space's image units."""
+        return self.space.from_network(call.score.tweedie(x, t), call)
+
+    def finish(self, call: Call) -> None:
+        remove_adapters(call.score)
+        super().finish(call)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), **self.steering.settings()}
+
+    def summary(self, call: Call) -> dict[str, Any]:
+        steering: SteeringState = call.extras["steering"]
+        return {**super().summary(call), "steering_losses": steering.losses,
+                "steering_evaluations": len(steering.losses) * (self.steering.iterations + 1),
+                "seconds_steering": steering.seconds}
+
+
+def _with_steering(base: type):
+    """A class decorator: the steered class gets a constructor signature listing ``base``'s settings and the
+    steering settings, so that the registry, the command line and the bundles see (and check) every option."""
+    def decorate(cls: type) -> type:
+        inherited = list(inspect.signature(base).parameters.values())
+        own = [p for name, p in inspect.signature(cls.__init__).parameters.items()
+               if name not in ("self", "prior", "settings")]
+        cls.__signature__ = inspect.Signature(inherited[:1] + own + inherited[1:])
+        return cls
+    return decorate
+
+
+@_with_steering(DDS)
+class SteeredDDS(SteeredMethod, DDS):
+    """SCD with DDS (MRI): arguments as :class:`~diffrecon.methods.dds_mri.DDS` plus the :class:`Steering`
+    settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
+
+    name = "scd-dds"
+
+    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-3, adapt_iterations: int = 2, skip: int = 4,
+                 last: int = 2, **settings: Any) -> None:
+        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last)
+        super().__init__(prior, **settings)
+
+    def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+        denoised = self.denoised(x, t, call)
+        gamma = call.state.gamma.reshape(-1, *(1,) * (denoised.dim() - 1)).to(denoised.real.dtype)
+        refined = solve_consistency(denoised, call.measured, call.physics, self.cg_iterations, 1 / gamma, denoised)
+        return call.fidelity.deviance(refined).sum() / call.discrepancy.measurements
+
+
+@_with_steering(PETDDS)
+class SteeredPETDDS(SteeredMethod, PETDDS):
+    """SCD with PET-DDS: arguments as :class:`~diffrecon.methods.pet_dds.PETDDS` plus the :class:`Steering`
+    settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
+
+    name = "scd-pet-dds"
+
+    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-3, adapt_iterations: int = 2, skip: int = 4,
+                 last: int = 2, **settings: Any) -> None:
+        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last)
+        super().__init__(prior, **settings)
+
+    def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+        return call.fidelity.deviance(self.denoised(x, t, call)).sum() / call.discrepancy.measurements

@@ -1,0 +1,88 @@
+"""SCD (steerable conditional diffusion): the adapters alone are trained, the data loss falls at every adapted step,
+the prior is left bit-identical and without adapters (also when sampling fails), and bad settings are refused."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffrecon.checks import InputError
+from diffrecon.methods.scd import SteeredDDS, SteeredPETDDS, Steering
+from diffrecon.priors.adapters import LoRALayer
+from tests.methods.conftest import unet_volume_prior
+from tests.methods.test_mri_diffusion import _single_coil, brain  # noqa: F401 (a fixture)
+from tests.methods.test_pet_diffusion import _scan
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+def _assert_untouched(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> None:
+    assert not any(isinstance(module, LoRALayer) for module in model.modules())
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[key], before[key]) for key in before)
+
+
+def _assert_steered(report: dict, adapted: list[int], iterations: int) -> None:
+    assert [entry["step"] for entry in report["steering_losses"]] == adapted
+    assert all(entry["after"] < entry["before"] for entry in report["steering_losses"])  # the data loss falls
+    assert report["steering_evaluations"] == len(adapted) * (iterations + 1) and report["seconds_steering"] > 0
+
+
+def test_scd_dds_trains_only_adapters_lowers_the_loss_and_leaves_the_prior(brain, mr_priors):  # noqa: F811
+    kspace, operator = _single_coil(brain[40:88, 40:88], snr_db=30)
+    prior = mr_priors["vp"]
+    before = _weights(prior)
+    method = SteeredDDS(prior, steps=5, adapt_iterations=3, learning_rate=1e-2, skip=2, last=1, progress=False)
+    report = method(kspace, operator).report
+    _assert_steered(report, [0, 2, 4], 3)
+    _assert_untouched(prior, before)
+    assert report["settings"]["rank"] == 4 and report["settings"]["skip"] == 2
+
+
+def test_scd_pet_dds_trains_only_adapters_and_lowers_the_loss():
+    measured, model, _ = _scan()
+    prior = unet_volume_prior()
+    before = _weights(prior)
+    report = SteeredPETDDS(prior, steps=4, adapt_iterations=2, learning_rate=1e-2, skip=4, last=1,
+                           progress=False)(measured, model, num_samples=2).report
+    _assert_steered(report, [0, 3], 2)
+    _assert_untouched(prior, before)
+
+
+def test_adapters_are_removed_when_sampling_fails():
+    measured, model, _ = _scan()
+    prior = unet_volume_prior()
+    before = _weights(prior)
+
+    def fail(step, image):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        SteeredPETDDS(prior, steps=3, callback=fail, progress=False)(measured, model)
+    _assert_untouched(prior, before)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"rank": 0}, "rank must be an integer >= 1, got 0"),
+    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0, got 0.0"),
+    ({"iterations": 0}, "iterations must be an integer >= 1, got 0"),
+    ({"skip": 0}, "skip must be an integer >= 1, got 0"),
+])
+def test_bad_steering_settings_are_refused(settings, message):
+    with pytest.raises(InputError, match=message):
+        Steering(**settings)
+
+
+def test_a_rank_above_the_layers_channels_is_refused_before_sampling():
+    measured, model, _ = _scan()
+    calls = []
+    with pytest.raises(InputError, match=r"rank \(16\) exceeds the 8 channels"):
+        SteeredPETDDS(unet_volume_prior(), steps=3, rank=16, callback=lambda *a: calls.append(a),
+                      progress=False)(measured, model)
+    assert calls == []
+
+
+def test_the_adapted_steps_are_every_skip_th_and_the_last():
+    assert Steering(skip=4, last=2).adapted_steps(10) == [0, 4, 8, 9]
+    assert Steering(skip=1, last=0).adapted_steps(3) == [0, 1, 2]
