@@ -81,6 +81,11 @@ class SteeredMethod:
 
     steering: Steering
 
+    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-3, adapt_iterations: int = 2, skip: int = 4,
+                 last: int = 2, **settings: Any) -> None:
+        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last)
+        super().__init__(prior, **settings)
+
     def prepare(self, call: Call) -> Any:
         state = super().prepare(call)
         parameters = attach_adapters(call.score, self.steering.rank)
@@ -133,7 +138,7 @@ def _with_steering(base: type):
     steering settings, so that the registry, the command line and the bundles see (and check) every option."""
     def decorate(cls: type) -> type:
         inherited = list(inspect.signature(base).parameters.values())
-        own = [p for name, p in inspect.signature(cls.__init__).parameters.items()
+        own = [p for name, p in inspect.signature(SteeredMethod.__init__).parameters.items()
                if name not in ("self", "prior", "settings")]
         cls.__signature__ = inspect.Signature(inherited[:1] + own + inherited[1:])
         return cls
@@ -146,11 +151,6 @@ class SteeredDDS(SteeredMethod, DDS):
     settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
 
     name = "scd-dds"
-
-    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-3, adapt_iterations: int = 2, skip: int = 4,
-                 last: int = 2, **settings: Any) -> None:
-        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last)
-        super().__init__(prior, **settings)
 
     def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
         denoised = self.denoised(x, t, call)
@@ -165,11 +165,6 @@ class SteeredPETDDS(SteeredMethod, PETDDS):
     settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
 
     name = "scd-pet-dds"
-
-    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-3, adapt_iterations: int = 2, skip: int = 4,
-                 last: int = 2, **settings: Any) -> None:
-        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last)
-        super().__init__(prior, **settings)
 
     def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
         return call.fidelity.deviance(self.denoised(x, t, call)).sum() / call.discrepancy.measurements
