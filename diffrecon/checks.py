@@ -71,12 +71,12 @@ def check_auto(name: str, value: Any, check: Callable[[str, Any], Any], expected
     refusal names both forms (``expected``: what a number must be)."""
     if isinstance(value, str) and value == "auto":
         return value
-    try:
-        if isinstance(value, str):
-            raise InputError(value)
-        return check(name, value)
-    except (InputError, TypeError):
-        raise InputError(f"{name} must be 'auto' (chosen from the data) or {expected}, got {value!r}") from None
+    if not isinstance(value, str):
+        try:
+            return check(name, value)
+        except (InputError, TypeError):
+            pass
+    raise InputError(f"{name} must be 'auto' (chosen from the data) or {expected}, got {value!r}")
 
 
 def check_integer(name: str, value: int, minimum: int = 1) -> int:

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 
 from diffrecon.checks import check_auto, check_integer, check_positive
 from diffrecon.classical.mri_tv import AxisTV
-from diffrecon.methods.discrepancy import match_discrepancy
 from diffrecon.methods.mri_diffusion import TotalVariationCouplings, solve_consistency
 from diffrecon.methods.sampler import Call, VPDiffusionMethod
 from diffrecon.methods.spaces import MRISpace
@@ -131,8 +130,7 @@ class DDS(VPDiffusionMethod):
                 coupling.splits, coupling.duals = splits, duals
             return self._solve(image, gamma, call)
 
-        refined, state.gamma, _ = match_discrepancy(trial, call.fidelity.deviance, state.gamma,
-                                                    call.discrepancy.aim, call.discrepancy.tolerance / 2)
+        refined, state.gamma, _ = call.discrepancy.match(trial, call.fidelity.deviance, state.gamma)
         state.chosen.append(state.gamma.tolist())
         return trial(state.gamma) if state.couplings else refined  # the couplings' splits of the chosen γ
 

@@ -89,6 +89,12 @@ class Discrepancy:
         0, NRMSE 0.82, where λ 2-50 gave 0.37 at 1.02-1.04 times the target)."""
         return self.target + self.tolerance
 
+    def match(self, solve: Callable[[torch.Tensor], torch.Tensor], deviance: Callable[[torch.Tensor], torch.Tensor],
+              weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`match_discrepancy` aimed at :attr:`aim`, within half a :attr:`tolerance`: the search every
+        self-tuning data weight uses."""
+        return match_discrepancy(solve, deviance, weight, self.aim, self.tolerance / 2)
+
     @property
     def available(self) -> bool:
         return self.target is not None

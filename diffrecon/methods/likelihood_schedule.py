@@ -31,30 +31,31 @@ class LikelihoodSchedule:
     targets: list[float]
 
 
-def likelihood_schedule(call: Call, steps: int, iterations: int | str, subsets: int) -> LikelihoodSchedule:
+def likelihood_schedule(call: Call, steps: int, iterations: int | str, subsets: int,
+                        reference_subsets: int) -> LikelihoodSchedule:
     """The schedule of a call over ``steps`` reverse steps: K = ``iterations``, or ("auto") where the curve of
     (OS)EM with ``subsets`` view subsets meets the discrepancy aim (``Discrepancy.aim``) (:data:`FALLBACK_ITERATIONS` where there is
-    none). Where the space's OSEM run (``call.extras["osem"]``) has the same subsets, its iterations are reused and
-    it is continued from its image."""
+    none). Where the space's OSEM run (``call.extras["osem"]``, over ``reference_subsets``) has the same subsets,
+    its iterations are reused and it is continued from its image."""
     target = None
     if iterations == "auto" and call.discrepancy.available:
         target = call.fidelity.saturated() - call.discrepancy.aim / 2  # D = 2 (saturated − PLL)
     fixed = FALLBACK_ITERATIONS if iterations == "auto" else iterations
-    curve = _curve(call, subsets, fixed, target)
+    curve = _curve(call, subsets, subsets == reference_subsets, fixed, target)
     k = float(fixed) if target is None else _crossing(curve, target)
     first = min(1.0, k)
     positions = [first + (k - first) * i / max(steps - 1, 1) for i in range(steps)]
     return LikelihoodSchedule(curve, k, [_interpolate(curve, p) for p in positions])
 
 
-def _curve(call: Call, subsets: int, iterations: int, target: float | None) -> list[float]:
+def _curve(call: Call, subsets: int, reuse: bool, iterations: int, target: float | None) -> list[float]:
     """The PLL of the uniform start and after each iteration of (OS)EM with ``subsets`` subsets: ``iterations`` of
     them, or with a ``target`` until the PLL reaches it (at most :data:`MAX_SCHEDULE_ITERATIONS`)."""
     data, model = call.measured, call.physics
     run: PETReconstruction = call.extras["osem"]
     curve = [float(poisson_log_likelihood(data, model.forward(uniform_image(model, data[None]))))]
     image = None
-    if subsets == call.extras["osem_subsets"]:
+    if reuse:
         curve, image = curve + run.log_likelihood, run.image
     wanted = iterations if target is None else MAX_SCHEDULE_ITERATIONS
     while len(curve) - 1 < wanted and (target is None or curve[-1] < target):

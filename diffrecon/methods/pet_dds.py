@@ -32,7 +32,6 @@ import torch
 from diffrecon.checks import check_at_least, check_auto, check_integer
 from diffrecon.classical.penalties import AnchorPenalty, PenaltySum, RelativeDifferencePenalty
 from diffrecon.classical.pet import em_ascent_step
-from diffrecon.methods.discrepancy import match_discrepancy
 from diffrecon.methods.sampler import Call, VPDiffusionMethod
 from diffrecon.methods.spaces import PETSpace
 from diffrecon.physics.pet import subset_views
@@ -111,10 +110,8 @@ class PETDDS(VPDiffusionMethod):
         state: PETDDSState = call.state
         if not state.search:
             return self._ascent(image, state.lam, call, step)
-        discrepancy = call.discrepancy
-        refined, weight, _ = match_discrepancy(lambda w: self._ascent(image, 1 / w, call, step),
-                                               call.fidelity.deviance, 1 / state.lam, discrepancy.aim,
-                                               discrepancy.tolerance / 2)
+        refined, weight, _ = call.discrepancy.match(lambda w: self._ascent(image, 1 / w, call, step),
+                                                    call.fidelity.deviance, 1 / state.lam)
         state.lam = 1 / weight
         state.chosen.append(state.lam.tolist())
         return refined

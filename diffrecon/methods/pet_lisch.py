@@ -119,7 +119,8 @@ class PETLiSch(VPDiffusionMethod):
             subset_views(physics.projector.n_views, getattr(self, name), name)
 
     def prepare(self, call: Call) -> LiSchState:
-        schedule = likelihood_schedule(call, len(self.timesteps), self.iterations, self.schedule_subsets)
+        schedule = likelihood_schedule(call, len(self.timesteps), self.iterations, self.schedule_subsets,
+                                       self.space.osem_subsets)
         return LiSchState(subset_views(call.physics.projector.n_views, self.subsets), schedule.curve,
                           schedule.iterations, schedule.targets)
 

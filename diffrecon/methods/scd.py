@@ -65,10 +65,8 @@ class Steering:
 
 @dataclass
 class SteeringState:
-    """Per call: the adapters' parameters, their optimiser, the steps to adapt and, per adapted step, the loss
-    before and after."""
+    """Per call: the adapters' optimiser, the steps to adapt and, per adapted step, the loss before and after."""
 
-    parameters: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     steps: list[int]
     losses: list[dict[str, float]] = field(default_factory=list)
@@ -90,7 +88,7 @@ class SteeredMethod:
         state = super().prepare(call)
         parameters = attach_adapters(call.score, self.steering.rank)
         optimizer = torch.optim.Adam(parameters, lr=self.steering.learning_rate, weight_decay=0.0)
-        call.extras["steering"] = SteeringState(parameters, optimizer, self.steering.adapted_steps(len(self.timesteps)))
+        call.extras["steering"] = SteeringState(optimizer, self.steering.adapted_steps(len(self.timesteps)))
         return state
 
     def adapt(self, x: torch.Tensor, t: float, call: Call, step: int) -> None:

@@ -111,7 +111,7 @@ class PETSpace(ModalitySpace):
             reference, run, discrepancy = self._reference(fidelity)
         scale = prior.intensity_scale(reference, "emission_mean")
         return Call(fidelity.data, physics, prior, fidelity.data, reference, scale, clock, generator, num_samples,
-                    fidelity, extras={"osem": run, "osem_subsets": self.osem_subsets}, discrepancy=discrepancy)
+                    fidelity, extras={"osem": run}, discrepancy=discrepancy)
 
     def _reference(self, fidelity: PoissonLikelihood) -> tuple[torch.Tensor, PETReconstruction, Discrepancy]:
         """The OSEM reference image, the OSEM run it is part of (its curve, for PET-LiSch's schedule) and the
