@@ -30,13 +30,13 @@ OVERFIT_RATIO = 0.9
 UNDERFIT_RATIO = 1.25
 """Above it the result explains the data worse than the noise allows."""
 TARGET_ITERATIONS = 4
-"""OSEM iterations (the space's subsets, 8) of the image whose expected counts μ̂ set the PET target. E[D] is steep and concave
-at low means, so an image of lower resolution (fewer iterations, or smoothed) spreads counts into near-empty bins
-and biases the target high, and in 3D that bias moves K a lot: the OSEM deviance falls only 1.7% from iteration 1
-to the truth's. On validation subject 10000 (docs/robustness.md) the targets from 1 / 2 / 4 / 8 iterations were
-+1.1 / +0.5 / +0.3 / +0.2% off the expected deviance of the true means in 3D at 1% counts, and within 0.3% on single
-slices at 0.1-100% from 2 iterations on (0.4-0.6% from 1); smoothing the image by 1 voxel made them worse
-(+1.2% from 1 iteration in 3D)."""
+"""OSEM iterations (the space's subsets, 8) of the image whose expected counts μ̂ set the PET target. E[D] is steep
+and concave at low means, so an image of lower resolution (fewer iterations, or smoothed) spreads counts into
+near-empty bins and biases the target high, and in 3D that bias moves K a lot: the OSEM deviance falls only 1.7%
+from iteration 1 to the truth's. On validation subject 10000 the targets from 1 / 2 / 4 / 8 iterations were +1.1 /
++0.5 / +0.3 / +0.2% off the expected deviance of the true means in 3D at 1% counts, and on single slices at
+0.1-100% within 0.6% from 1 iteration and 0.21% from 2 and 4 (``python scripts/check_discrepancy_target.py
+--preset demo --count-level 1%``; ``--count-level 0.1%`` etc. for slices)."""
 NOISE_FREE = 1e-5
 """An estimated k-space σ below this fraction of the data's rms is rounding noise: the data are noise-free."""
 TOLERANCE = 1.0
