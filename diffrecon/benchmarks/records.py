@@ -46,3 +46,13 @@ def is_done(done: dict[str, dict | None], key: str, name: str, settings: dict[st
                          f"{[then.get(k) for k in changed]} then, {[now.get(k) for k in changed]} now); give these "
                          "settings explicitly or write to a new --out file")
     return True
+
+
+def steering_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """SCD's figures of a report (none for other methods): its extra network passes, its seconds and the data loss
+    before the first and after the last adapted step."""
+    losses = report.get("steering_losses")
+    if not losses:
+        return {}
+    return {"steering_evaluations": report["steering_evaluations"], "seconds_steering": report["seconds_steering"],
+            "steering_loss_first": losses[0]["before"], "steering_loss_last": losses[-1]["after"]}

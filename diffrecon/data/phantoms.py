@@ -29,6 +29,9 @@ AMYLOID_NEGATIVE_GREY = (0.45, 0.65)
 AMYLOID_POSITIVE_GREY = (0.9, 1.25)
 AMYLOID_OTHER = {"white_matter": (1.0, 1.0), "csf": (0.0, 0.1), "skull": (0.1, 0.2), "scalp": (0.1, 0.3)}
 WARP_AMPLITUDE_MM = 4.0
+# Relative T2-weighted intensities (fast spin echo, long TE: fluid bright, white matter darkest of the brain, fat
+# of the scalp bright, cortical bone dark), for an MR contrast the T1 prior never saw; no random draw of its own.
+T2_WEIGHTED = {"csf": 1.0, "grey_matter": 0.6, "white_matter": 0.45, "skull": 0.05, "scalp": 0.7}
 # The "wide" population, for priors that must also help on real brains: grey/white contrast from low (hypometabolism,
 # heavy smoothing) to high, CSF blurred into its surroundings, skull and scalp from almost no uptake to muscle-like
 # uptake, and larger local shape differences. Same draws as the standard population, wider ranges.
@@ -48,6 +51,7 @@ class Subject:
     seed: int
     affine: np.ndarray
     t1: np.ndarray
+    t2: np.ndarray
     fdg: np.ndarray
     amyloid: np.ndarray
     mu_map: np.ndarray
@@ -134,10 +138,12 @@ def make_subject(seed: int, grid: ImageGrid | None = None, *, lesions: int = 0, 
         amyloid[mask] = factor * amyloid_values["white_matter"]
 
     bias = 1 + 0.05 * _smooth_field(rng, grid, 1)[0]
-    t1 = (rng.uniform(0.9, 1.1) * bias * (t1_brain * (brain >= 0.5) + 0.1 * gap + 0.05 * skull + 0.6 * scalp))
+    gain = rng.uniform(0.9, 1.1)
+    t1 = gain * bias * (t1_brain * (brain >= 0.5) + 0.1 * gap + 0.05 * skull + 0.6 * scalp)
+    t2 = gain * bias * activity(T2_WEIGHTED)
     mu_map = np.where(labels == LABELS["skull"], MU_BONE, np.where(labels > 0, MU_SOFT_TISSUE, 0.0))
-    return Subject(seed=int(seed), affine=grid.affine, t1=t1.astype(np.float32), fdg=fdg, amyloid=amyloid,
-                   mu_map=mu_map.astype(np.float32), labels=labels, grey_matter=grey.astype(np.float32),
+    return Subject(seed=int(seed), affine=grid.affine, t1=t1.astype(np.float32), t2=t2.astype(np.float32), fdg=fdg,
+                   amyloid=amyloid, mu_map=mu_map.astype(np.float32), labels=labels, grey_matter=grey.astype(np.float32),
                    white_matter=white.astype(np.float32), lesion_masks=masks, lesion_kinds=kinds,
                    amyloid_positive=amyloid_positive, scale=scale)
 

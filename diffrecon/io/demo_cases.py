@@ -22,15 +22,17 @@ from diffrecon.physics.pet_simulation import simulate_pet, trues_per_direct_plan
 
 def simulated_pet_case(seed: int = 20000, preset: str = "demo2d", count_level: str = "10%", lesions: int = 2,
                        lesion_kinds: str = "hot", psf_fwhm: float = 4.5, noise_seed: int = 0, split: str | None = "test",
-                       device: str | torch.device = "cpu") -> Case:
-    """Phantom subject ``seed`` of ``split`` (refused if it belongs to another) with ``lesions`` lesions,
-    scanned on ``preset`` at ``count_level`` as ``diffrecon simulate`` does; the case's reference is the true
-    activity, its images the T1 ("mr"), the μ-map and the lesion masks, and the model includes the PSF."""
+                       device: str | torch.device = "cpu", tracer: str = "fdg") -> Case:
+    """Phantom subject ``seed`` of ``split`` (refused if it belongs to another) with ``lesions`` lesions, its
+    ``tracer`` ("fdg" or "amyloid") scanned on ``preset`` at ``count_level`` as ``diffrecon simulate`` does; the
+    case's reference is the true activity, its images the T1 ("mr"), the μ-map and the lesion masks, and the model
+    includes the PSF."""
+    check_choice("tracer", tracer, ("fdg", "amyloid"))
     subject = make_subject(seed, get_preset(preset).grid, lesions=lesions, lesion_kinds=lesion_kinds, split=split)
     images = {"mr": subject.t1, "lesions": subject.lesion_masks, "white_matter": subject.white_matter,
               "labels": subject.labels}
-    return scanned_pet_case(subject.fdg, subject.mu_map, preset, count_level, psf_fwhm, noise_seed, images,
-                            {"phantom_seed": seed}, device)
+    return scanned_pet_case(getattr(subject, tracer), subject.mu_map, preset, count_level, psf_fwhm, noise_seed,
+                            images, {"phantom_seed": seed, "tracer": tracer}, device)
 
 
 def scanned_pet_case(activity: np.ndarray, mu_map: np.ndarray, preset: str = "demo", count_level: str = "10%",
@@ -47,12 +49,15 @@ def scanned_pet_case(activity: np.ndarray, mu_map: np.ndarray, preset: str = "de
 
 def simulated_mri_case(seed: int = 20000, coils: int = 8, acceleration: float = 4.0, mask: str = "random",
                        center_fraction: float = 0.08, snr_db: float = 30.0, phase: float = 1.0, noise_seed: int = 0,
-                       split: str | None = "test", slices: int = 1, device: str | torch.device = "cpu") -> Case:
-    """The central axial T1 slice (128 x 128, 1.5 mm, as the MR prior's images) of phantom subject ``seed`` of
-    ``split``, or with ``slices`` > 1 the volume of that many central slices (3D k-space: masks undersample the
-    last two axes, y and z), scanned as :func:`scanned_mri_case` describes; the reference is the magnitude."""
+                       split: str | None = "test", slices: int = 1, device: str | torch.device = "cpu",
+                       contrast: str = "t1") -> Case:
+    """The central axial slice (128 x 128, 1.5 mm, as the MR prior's images) of phantom subject ``seed`` of
+    ``split`` in ``contrast`` ("t1", or "t2": T2-weighted, a contrast the shipped T1 prior never saw), or with
+    ``slices`` > 1 the volume of that many central slices (3D k-space: masks undersample the last two axes, y and
+    z), scanned as :func:`scanned_mri_case` describes; the reference is the magnitude."""
+    check_choice("contrast", contrast, ("t1", "t2"))
     grid = ImageGrid((128, 128, check_integer("slices", slices)), (1.5, 1.5, 1.5))
-    volume = make_subject(seed, grid, split=split).t1
+    volume = getattr(make_subject(seed, grid, split=split), contrast)
     magnitude = torch.as_tensor(volume[..., 0] if slices == 1 else volume)
     case = scanned_mri_case(magnitude, seed, coils, acceleration, mask, center_fraction, snr_db, phase, noise_seed,
                             device)

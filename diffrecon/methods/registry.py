@@ -40,6 +40,8 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
                 "naive: the likelihood gradient at the noisy iterate added to the score, weight rising (Jalal et al.)"),
     MethodEntry("scd-pet-dds", "PT", "diffrecon.methods.scd:SteeredPETDDS",
                 "SCD: PET-DDS with low-rank adapters trained on the data during sampling (Barbano et al. 2025)"),
+    MethodEntry("scd-pet-lisch", "PT", "diffrecon.methods.scd:SteeredPETLiSch",
+                "SCD: PET-LiSch with low-rank adapters trained on the data during sampling (Webber et al. 2025)"),
     MethodEntry("zero-filled", "MR", "diffrecon.methods.mri_classical:ZeroFilled", "inverse FFT, coils combined"),
     MethodEntry("cg-sense", "MR", "diffrecon.methods.mri_classical:CGSENSE", "conjugate-gradient SENSE"),
     MethodEntry("tv", "MR", "diffrecon.methods.mri_classical:TV", "total-variation compressed sensing"),

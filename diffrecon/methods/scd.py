@@ -13,8 +13,8 @@ unadapted network: one more network evaluation per adapted step; ours does not).
 
 - DDS (MRI): the loss is ‖A x − y‖² of the estimate after the CG data-consistency step, differentiated through the
   CG iterations (as the reference; without the total-variation couplings, whose splits belong to the sampling).
-- PET-DDS: the loss is the Poisson deviance of the Tweedie estimate itself, a stop-gradient variant: the EM ascent
-  steps are not differentiated (the PET projector's sparse products have no autograd path through them).
+- PET-DDS and PET-LiSch: the loss is the Poisson deviance of the Tweedie estimate itself, a stop-gradient variant:
+  the EM ascent steps and likelihood steps that follow are not differentiated.
 
 The cost is ``iterations`` forward and backward passes of the network per adapted step, counted in the report as
 ``steering_evaluations``. Not yet tuned or benchmarked (issue 30): the defaults are small, cheap starting values.
@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 
-from diffrecon.checks import check_integer, check_positive
+from diffrecon.checks import InputError, check_integer, check_positive
 from diffrecon.methods.dds_mri import DDS
 from diffrecon.methods.mri_diffusion import solve_consistency
 from diffrecon.methods.pet_dds import PETDDS
+from diffrecon.methods.pet_lisch import PETLiSch
 from diffrecon.methods.sampler import Call
 from diffrecon.priors.adapters import attach_adapters, remove_adapters
 
@@ -42,10 +43,11 @@ class Steering:
     every ``skip``-th step and the ``last`` steps."""
 
     rank: int = 4
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-4
     iterations: int = 2
     skip: int = 4
     last: int = 2
+    stop_at_aim: bool = True
 
     def __post_init__(self) -> None:
         self.rank = check_integer("rank", self.rank)
@@ -53,10 +55,12 @@ class Steering:
         self.iterations = check_integer("iterations", self.iterations)
         self.skip = check_integer("skip", self.skip)
         self.last = check_integer("last", self.last, minimum=0)
+        if not isinstance(self.stop_at_aim, bool):
+            raise InputError(f"stop_at_aim must be true or false, got {self.stop_at_aim!r}")
 
     def settings(self) -> dict[str, Any]:
         return {"rank": self.rank, "learning_rate": self.learning_rate, "adapt_iterations": self.iterations,
-                "skip": self.skip, "last": self.last}
+                "skip": self.skip, "last": self.last, "stop_at_aim": self.stop_at_aim}
 
     def adapted_steps(self, steps: int) -> list[int]:
         """The reverse steps (of ``steps``) whose network is adapted first."""
@@ -75,13 +79,12 @@ class SteeringState:
 
 class SteeredMethod:
     """What SCD adds to a method on the VP sampler (a mixin before the method's class): adapters attached in
-    :meth:`prepare`, trained in :meth:`adapt`, removed in :meth:`finish`; subclasses give :meth:`steering_loss`."""
+    :meth:`prepare`, trained in :meth:`adapt`, removed in :meth:`finish`; subclasses give :meth:`steering_deviance`."""
 
     steering: Steering
-
-    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-3, adapt_iterations: int = 2, skip: int = 4,
-                 last: int = 2, **settings: Any) -> None:
-        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last)
+    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-4, adapt_iterations: int = 2, skip: int = 4,
+                 last: int = 2, stop_at_aim: bool = True, **settings: Any) -> None:
+        self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last, stop_at_aim)
         super().__init__(prior, **settings)
 
     def prepare(self, call: Call) -> Any:
@@ -96,21 +99,41 @@ class SteeredMethod:
         if step not in steering.steps:
             return
         start = time.perf_counter()
+        x = x.detach()
         with torch.enable_grad():
-            losses = []
+            losses, updates = [], 0
             for _ in range(self.steering.iterations):
                 steering.optimizer.zero_grad()
-                loss = self.steering_loss(x.detach(), t, call)
-                loss.backward()
+                deviance = self.steering_deviance(x, t, call)
+                losses.append(float(deviance.detach().mean()) / call.discrepancy.measurements)
+                excess = self._excess(deviance, call, step)
+                if not excess.requires_grad or float(excess.detach()) == 0:  # every sample fits as the noise allows
+                    break
+                excess.backward()
                 steering.optimizer.step()
-                losses.append(float(loss.detach()))
-        with torch.no_grad():
-            after = float(self.steering_loss(x, t, call))
-        steering.losses.append({"step": step, "before": losses[0], "after": after})
+                updates += 1
+        after = losses[-1]
+        if updates == len(losses):  # the last update's effect is not measured yet
+            with torch.no_grad():
+                after = float(self.steering_deviance(x, t, call).mean()) / call.discrepancy.measurements
+        steering.losses.append({"step": step, "before": losses[0], "after": after, "updates": updates,
+                                "passes": len(losses) + updates + (updates == len(losses))})
         steering.seconds += time.perf_counter() - start
 
-    def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
-        """The data loss (per measurement, summed over samples) of the estimate from the network at ``x``."""
+    def _excess(self, deviance: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        """The loss the adapters minimise: each sample's deviance above the step's aim (where the data set one
+        and :attr:`stop_at_aim`), else its deviance, summed and per measurement."""
+        if self.steering.stop_at_aim and call.discrepancy.available:
+            deviance = (deviance - self.steering_aim(call, step)).clamp_min(0)
+        return deviance.sum() / call.discrepancy.measurements
+
+    def steering_aim(self, call: Call, step: int) -> float:
+        """The deviance below which step ``step`` does not adapt: the discrepancy aim (the method's final data
+        fit)."""
+        return call.discrepancy.aim
+
+    def steering_deviance(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+        """The data misfit (the fidelity's deviance, per sample) of the estimate from the network at ``x``."""
         raise NotImplementedError
 
     def denoised(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
@@ -127,7 +150,7 @@ class SteeredMethod:
     def summary(self, call: Call) -> dict[str, Any]:
         steering: SteeringState = call.extras["steering"]
         return {**super().summary(call), "steering_losses": steering.losses,
-                "steering_evaluations": len(steering.losses) * (self.steering.iterations + 1),
+                "steering_evaluations": sum(entry["passes"] for entry in steering.losses),
                 "seconds_steering": steering.seconds}
 
 
@@ -150,19 +173,37 @@ class SteeredDDS(SteeredMethod, DDS):
 
     name = "scd-dds"
 
-    def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+    def steering_deviance(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
         denoised = self.denoised(x, t, call)
         gamma = call.state.gamma.reshape(-1, *(1,) * (denoised.dim() - 1)).to(denoised.real.dtype)
         refined = solve_consistency(denoised, call.measured, call.physics, self.cg_iterations, 1 / gamma, denoised)
-        return call.fidelity.deviance(refined).sum() / call.discrepancy.measurements
+        return call.fidelity.deviance(refined)
+
+
+class SteeredPETMethod(SteeredMethod):
+    """SCD's loss for the PET methods: the Poisson deviance of the (adapted) network's Tweedie estimate per
+    measurement, a stop-gradient variant of the seed's (the likelihood steps that follow are not differentiated)."""
+
+    def steering_deviance(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
+        return call.fidelity.deviance(self.denoised(x, t, call))
 
 
 @_with_steering(PETDDS)
-class SteeredPETDDS(SteeredMethod, PETDDS):
+class SteeredPETDDS(SteeredPETMethod, PETDDS):
     """SCD with PET-DDS: arguments as :class:`~diffrecon.methods.pet_dds.PETDDS` plus the :class:`Steering`
     settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
 
     name = "scd-pet-dds"
 
-    def steering_loss(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
-        return call.fidelity.deviance(self.denoised(x, t, call)).sum() / call.discrepancy.measurements
+
+@_with_steering(PETLiSch)
+class SteeredPETLiSch(SteeredPETMethod, PETLiSch):
+    """SCD with PET-LiSch (the seed's pairing, Webber et al. 2025): arguments as
+    :class:`~diffrecon.methods.pet_lisch.PETLiSch` plus the :class:`Steering` settings ``rank``,
+    ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
+
+    name = "scd-pet-lisch"
+
+    def steering_aim(self, call: Call, step: int) -> float:
+        """The step's own likelihood target (the schedule's, rising to the discrepancy aim), as a deviance."""
+        return 2 * (call.fidelity.saturated() - call.state.targets[step])

@@ -96,3 +96,4 @@ def remove_adapters(model: nn.Module) -> int:
                 setattr(parent, attribute, child.base)
                 removed += 1
     return removed
+

@@ -59,4 +59,9 @@ PRIORS = {
     **{f"pet-{o}-more": PriorRun("pet_fdg_prior", f"{o}_more", {"orientation": o, "epochs": 40},
                                  ("train_shapes.json", "train_more.json"), model=o)
        for o in ("axial", "coronal", "sagittal")},
+    # the shifted prior of SCD's experiment (docs/scd.md; not a candidate for shipping): an axial network trained from
+    # scratch on the amyloid phantoms (grey matter below white: another tracer's contrast), four slices per volume
+    "pet-axial-amyloid": PriorRun("pet_fdg_prior", "axial_amyloid",
+                                  {"orientation": "axial", "model_name": "axial_amyloid", "contrast": "amyloid",
+                                   "epochs": 30, "slices_per_volume": 4, "batch_size": 2}),
 }

@@ -14,7 +14,7 @@ from tests.bundles.conftest import BUNDLES, assert_refused
 from tests.bundles.test_bundle_files import REQUIRED
 from tests.bundles.test_pet_diffusion_bundles import run_bundle
 
-NAMES = {"dds_mri": "dds", "score_mri": "score-mri", "dps_mri": "dps", "naive_mri": "naive"}
+NAMES = {"dds_mri": "dds", "score_mri": "score-mri", "dps_mri": "dps", "naive_mri": "naive", "mri_scd": "scd-dds"}
 TINY = {name: ["--steps", "2", "--num_samples", "2", "--warm_start", "0.3"] for name in NAMES}
 
 

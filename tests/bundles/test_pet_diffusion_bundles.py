@@ -17,7 +17,8 @@ from tests.bundles.test_bundle_files import REQUIRED
 
 TINY = ["--steps", "2", "--num_samples", "2", "--chunk_size", "4"]
 DEMO2D = "{'seed': 20000, 'preset': 'demo2d', 'count_level': '10%', 'lesions': 1}"
-NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds", "pet_dps": "pet-dps", "pet_naive": "pet-naive"}
+NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds", "pet_dps": "pet-dps", "pet_naive": "pet-naive",
+         "pet_scd": "scd-pet-lisch"}
 
 
 def run_bundle(bundle: str, *settings: str) -> subprocess.CompletedProcess:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.methods.scd import SteeredDDS, SteeredPETDDS, Steering
+from diffrecon.methods.dds_mri import DDS
+from diffrecon.methods.scd import SteeredDDS, SteeredPETDDS, SteeredPETLiSch, Steering
 from diffrecon.priors.adapters import LoRALayer
 from tests.methods.conftest import unet_volume_prior
 from tests.methods.test_mri_diffusion import _single_coil, brain  # noqa: F401 (a fixture)
@@ -24,28 +25,49 @@ def _assert_untouched(model: torch.nn.Module, before: dict[str, torch.Tensor]) -
 
 
 def _assert_steered(report: dict, adapted: list[int], iterations: int) -> None:
-    assert [entry["step"] for entry in report["steering_losses"]] == adapted
-    assert all(entry["after"] < entry["before"] for entry in report["steering_losses"])  # the data loss falls
-    assert report["steering_evaluations"] == len(adapted) * (iterations + 1) and report["seconds_steering"] > 0
+    losses = report["steering_losses"]
+    assert [entry["step"] for entry in losses] == adapted
+    assert all(entry["after"] < entry["before"] for entry in losses)  # the data loss falls
+    assert all(entry["updates"] == iterations for entry in losses)
+    # a forward and a backward pass per update, and a forward pass to measure the last one
+    assert report["steering_evaluations"] == len(adapted) * (2 * iterations + 1) and report["seconds_steering"] > 0
 
 
 def test_scd_dds_trains_only_adapters_lowers_the_loss_and_leaves_the_prior(brain, mr_priors):  # noqa: F811
     kspace, operator = _single_coil(brain[40:88, 40:88], snr_db=30)
     prior = mr_priors["vp"]
     before = _weights(prior)
-    method = SteeredDDS(prior, steps=5, adapt_iterations=3, learning_rate=1e-2, skip=2, last=1, progress=False)
+    method = SteeredDDS(prior, steps=5, adapt_iterations=3, learning_rate=1e-2, skip=2, last=1, stop_at_aim=False,
+                        progress=False)
     report = method(kspace, operator).report
     _assert_steered(report, [0, 2, 4], 3)
     _assert_untouched(prior, before)
     assert report["settings"]["rank"] == 4 and report["settings"]["skip"] == 2
 
 
-def test_scd_pet_dds_trains_only_adapters_and_lowers_the_loss():
+def test_scd_does_not_adapt_a_sample_that_meets_the_discrepancy_aim(brain, mr_priors):  # noqa: F811
+    """With the floor at the discrepancy aim (the default) a sample whose estimate already fits the data as well as
+    the noise allows trains nothing, and the result is the base method's bit for bit (zero-initialised adapters).
+    The noise given is large, so every estimate meets the aim."""
+    kspace, operator = _single_coil(brain[40:88, 40:88], snr_db=30)
+    prior, noise = mr_priors["vp"], float(kspace.abs().max())
+    steered = SteeredDDS(prior, steps=4, skip=2, last=1, noise_sigma=noise, progress=False)(
+        kspace, operator, generator=torch.Generator().manual_seed(3))
+    plain = DDS(prior, steps=4, noise_sigma=noise, progress=False)(kspace, operator,
+                                                                   generator=torch.Generator().manual_seed(3))
+    assert all(entry["updates"] == 0 and entry["after"] == entry["before"]
+               for entry in steered.report["steering_losses"])
+    assert steered.report["steering_evaluations"] == 3  # one forward pass per adapted step
+    assert torch.equal(steered.mean, plain.mean)
+
+
+@pytest.mark.parametrize("method", [SteeredPETDDS, SteeredPETLiSch])
+def test_scd_pet_methods_train_only_adapters_and_lower_the_loss(method):
     measured, model, _ = _scan()
     prior = unet_volume_prior()
     before = _weights(prior)
-    report = SteeredPETDDS(prior, steps=4, adapt_iterations=2, learning_rate=1e-2, skip=4, last=1,
-                           progress=False)(measured, model, num_samples=2).report
+    report = method(prior, steps=4, adapt_iterations=2, learning_rate=1e-2, skip=4, last=1, stop_at_aim=False,
+                    progress=False)(measured, model, num_samples=2).report
     _assert_steered(report, [0, 3], 2)
     _assert_untouched(prior, before)
 
@@ -68,6 +90,7 @@ def test_adapters_are_removed_when_sampling_fails():
     ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0, got 0.0"),
     ({"iterations": 0}, "iterations must be an integer >= 1, got 0"),
     ({"skip": 0}, "skip must be an integer >= 1, got 0"),
+    ({"stop_at_aim": "yes"}, "stop_at_aim must be true or false, got 'yes'"),
 ])
 def test_bad_steering_settings_are_refused(settings, message):
     with pytest.raises(InputError, match=message):
