@@ -150,7 +150,7 @@ def table(paths: list[str]) -> None:
         figure = "nrmse" if next(iter(runs.values()))[0]["modality"] == "PET" else "psnr_db"
         means = {run: float(np.mean([g[figure] for g in group])) for run, group in runs.items()}
         for run, group in runs.items():
-            base = f"{group[0]['method'].removeprefix('scd-')} {{}}"
+            base = run_label(group[0], base=True)
             change = ""
             if group[0]["method"].startswith("scd-") and base in means:
                 value, reference = means[run], means[base]
@@ -161,8 +161,15 @@ def table(paths: list[str]) -> None:
                   f"{means[run]:.4g} | {change} | {np.mean([g['seconds'] for g in group]):.1f} | {passes:.0f} |")
 
 
-def run_label(line: dict) -> str:
-    return f"{line['method']} {json.dumps(line['settings'], sort_keys=True)}"
+STEERING_SETTINGS = ("rank", "learning_rate", "adapt_iterations", "skip", "last", "stop_at_aim")
+
+
+def run_label(line: dict, base: bool = False) -> str:
+    """A run's method and settings; with ``base``, those of its unsteered base (SCD's settings dropped)."""
+    settings = line["settings"]
+    if base:
+        settings = {k: v for k, v in settings.items() if k not in STEERING_SETTINGS}
+    return f"{line['method'].removeprefix('scd-') if base else line['method']} {json.dumps(settings, sort_keys=True)}"
 
 
 def main() -> None:

@@ -73,3 +73,27 @@ def test_user_case_folder(tmp_path, demo2d_case):
 def test_bad_settings_are_refused_before_any_work(settings, message, tmp_path):
     assert_refused([str(p) for p in inference_configs(BUNDLES / "pet_lisch")], BUNDLES / "pet_lisch",
                    tmp_path / "out", message, "--demo", DEMO2D, *settings)
+
+
+def _files(folder):
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file() and "runs" not in path.parts}
+
+
+def test_scd_killed_mid_adaptation_leaves_the_prior_bundle_as_shipped(tmp_path):
+    """The adapters live in memory for one run: a run killed while it adapts leaves no file in any bundle."""
+    bundles = {name: _files(BUNDLES / name) for name in ("pet_fdg_prior", "pet_scd")}
+    configs = BUNDLES / "pet_scd" / "configs"
+    files = str([str(path) for path in inference_configs(BUNDLES / "pet_scd")])
+    process = subprocess.Popen([sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--meta_file",
+                                str(configs / "metadata.json"), "--bundle_root", str(BUNDLES / "pet_scd"),
+                                "--output_dir", str(tmp_path), "--demo", DEMO2D, "--steps", "50", "--skip", "1",
+                                "--adapt_iterations", "1000", "--stop_at_aim", "false"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # the progress bar appears once sampling (and so adaptation) has begun
+        if "SCD-PET-LISCH" in line:
+            break
+    process.kill()
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert {name: _files(BUNDLES / name) for name in bundles} == bundles
+    assert not (tmp_path / "scd-pet-lisch.nii.gz").exists()

@@ -3,6 +3,8 @@ low-rank adapters: the adapted network starts equal to the prior, trains only it
 restores the shipped weights."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from monai.networks.nets import DiffusionModelUNet
@@ -53,14 +55,28 @@ def test_a_bad_condition_is_refused(condition, message):
         prior.predict_noise(torch.zeros(2, 8, 8), 10, condition)
 
 
-def test_adapters_start_equal_train_alone_and_leave_the_prior_untouched(tiny_unet):
-    prior = DiffusionPrior(randomised(tiny_unet), VPSchedule())
+def _wrapped(kind: str, network: torch.nn.Module) -> tuple[torch.nn.Module, torch.Tensor, int]:
+    """A slice prior, a patch-wise prior or a tri-planar score (one network per orientation) of ``network``'s kind,
+    an input of its shape and the number of networks."""
+    generator = torch.Generator().manual_seed(0)
+    prior = DiffusionPrior(network, VPSchedule())
+    if kind == "slice":
+        return prior, torch.randn(3, 8, 8, generator=generator), 1
+    if kind == "patch":
+        return PatchwisePrior(prior, (8, 8)), torch.randn(1, 16, 16, generator=generator), 1
+    priors = {name: DiffusionPrior(randomised(copy.deepcopy(network)), VPSchedule())
+              for name in ("axial", "coronal", "sagittal")}
+    return TriPlanarScore(priors), torch.randn(1, 8, 8, 8, generator=generator), 3
+
+
+@pytest.mark.parametrize("kind", ["slice", "patch", "triplanar"])
+def test_adapters_start_equal_train_alone_and_leave_the_prior_untouched(tiny_unet, kind):
+    prior, x, networks = _wrapped(kind, randomised(tiny_unet))
     shipped = {key: value.clone() for key, value in prior.state_dict().items()}
-    x = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0))
     before = prior.predict_noise(x, 100).detach()
     parameters = attach_adapters(prior, rank=2)
     layers = [m for m in prior.modules() if isinstance(m, LoRALayer)]
-    assert layers and len(parameters) == 2 * len(layers)
+    assert layers and len(parameters) == 2 * len(layers) and len(layers) % networks == 0  # a set per network
     assert all(not p.requires_grad for name, p in prior.named_parameters() if ".base." in name or "conv_in" in name)
     torch.testing.assert_close(prior.predict_noise(x, 100), before)  # the up maps start at zero
     optimiser = torch.optim.Adam(parameters, lr=1e-2)
