@@ -161,7 +161,7 @@ def table(paths: list[str]) -> None:
                   f"{means[run]:.4g} | {change} | {np.mean([g['seconds'] for g in group]):.1f} | {passes:.0f} |")
 
 
-STEERING_SETTINGS = ("rank", "learning_rate", "adapt_iterations", "skip", "last", "stop_at_aim")
+STEERING_SETTINGS = ("rank", "learning_rate", "adapt_iterations", "skip", "last", "stop_at_aim", "em_steps")
 
 
 def run_label(line: dict, base: bool = False) -> str:

@@ -4,20 +4,28 @@ on the data misfit of the current estimate, steering the prior towards the measu
 the prior's training family.
 
 On the sampler's adaptation hook (:meth:`~diffrecon.methods.sampler.DiffusionMethod.adapt`): at every ``skip``-th
-reverse step and the ``last`` steps, ``iterations`` Adam steps (no weight decay) on the adapters (rank ``rank``,
-:mod:`diffrecon.priors.adapters`; zero-initialised up-projections, so the adapted network starts equal to the prior)
-minimise the data loss of the step's estimate per measurement; the adapters and the optimiser state are kept across
-the steps of one call and removed at its end (the prior, in memory and on disk, is unchanged). The step then
-proceeds as the base method's with the adapted network (the reference takes the next DDIM direction from the
-unadapted network: one more network evaluation per adapted step; ours does not).
+reverse step and the ``last`` steps, up to ``adapt_iterations`` Adam steps (no weight decay) on the adapters (rank
+``rank``, :mod:`diffrecon.priors.adapters`; zero-initialised up-projections, so the adapted network starts equal to
+the prior) minimise the data loss of the step's estimate per measurement; the adapters and the optimiser state are
+kept across the steps of one call and removed at its end (the prior, in memory and on disk, is unchanged). The step
+then proceeds as the base method's with the adapted network.
 
 - DDS (MRI): the loss is ‖A x − y‖² of the estimate after the CG data-consistency step, differentiated through the
   CG iterations (as the reference; without the total-variation couplings, whose splits belong to the sampling).
-- PET-DDS and PET-LiSch: the loss is the Poisson deviance of the Tweedie estimate itself, a stop-gradient variant:
-  the EM ascent steps and likelihood steps that follow are not differentiated.
+- PET-DDS and PET-LiSch: the Poisson deviance of the Tweedie estimate (``em_steps=0``: a stop-gradient variant, the
+  method's likelihood steps not differentiated) or after ``em_steps`` MLEM steps differentiated through.
+- Ours, not the reference's: with ``stop_at_aim`` (the default) a sample's loss counts only above the discrepancy
+  aim (:mod:`diffrecon.methods.discrepancy`; PET-LiSch: the step's own likelihood target), and an adapted step stops
+  once no sample is above it: a prior that already explains the data as well as the noise allows is left alone.
 
-The cost is ``iterations`` forward and backward passes of the network per adapted step, counted in the report as
-``steering_evaluations``. Not yet tuned or benchmarked (issue 30): the defaults are small, cheap starting values.
+Measured on validation cases (docs/scd.md): more adaptation was worse or level everywhere in family and on the
+out-of-family cases we could build (amyloid PET and T2-weighted MR phantoms, a prior trained on amyloid
+reconstructing FDG), so the defaults (learning rate 1e-4, 2 updates at every 4th step and the last 2, rank 4) adapt
+little; tried and dropped: the reference's DDIM direction from the unadapted network (worse), its total-variation
+term (less harm than none, still worse than no steering), no floor (worse), more updates (worse).
+
+The cost is a forward and a backward pass of the network per update and one forward pass per adapted step,
+counted in the report as ``steering_evaluations``.
 """
 from __future__ import annotations
 
@@ -159,7 +167,8 @@ def _with_steering(base: type):
     steering settings, so that the registry, the command line and the bundles see (and check) every option."""
     def decorate(cls: type) -> type:
         inherited = list(inspect.signature(base).parameters.values())
-        own = [p for name, p in inspect.signature(SteeredMethod.__init__).parameters.items()
+        mixins = [k for k in cls.__mro__[1:cls.__mro__.index(base)] if "__init__" in vars(k)]
+        own = [p for mixin in mixins for name, p in inspect.signature(mixin.__init__).parameters.items()
                if name not in ("self", "prior", "settings")]
         cls.__signature__ = inspect.Signature(inherited[:1] + own + inherited[1:])
         return cls
@@ -181,11 +190,23 @@ class SteeredDDS(SteeredMethod, DDS):
 
 
 class SteeredPETMethod(SteeredMethod):
-    """SCD's loss for the PET methods: the Poisson deviance of the (adapted) network's Tweedie estimate per
-    measurement, a stop-gradient variant of the seed's (the likelihood steps that follow are not differentiated)."""
+    """SCD's loss for the PET methods: the Poisson deviance of the (adapted) network's Tweedie estimate after
+    ``em_steps`` MLEM steps differentiated through (the projector's exact adjoint as their backward pass); 0 (the
+    default) is a stop-gradient variant: the deviance of the estimate itself, the method's own likelihood steps
+    not differentiated."""
+
+    def __init__(self, prior, em_steps: int = 0, **settings: Any) -> None:
+        self.em_steps = check_integer("em_steps", em_steps, minimum=0)
+        super().__init__(prior, **settings)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "em_steps": self.em_steps}
 
     def steering_deviance(self, x: torch.Tensor, t: float, call: Call) -> torch.Tensor:
-        return call.fidelity.deviance(self.denoised(x, t, call))
+        image = self.denoised(x, t, call)
+        for _ in range(self.em_steps):
+            image = call.fidelity.em_step(image)
+        return call.fidelity.deviance(image)
 
 
 @_with_steering(PETDDS)

@@ -36,6 +36,19 @@ class _PETLinear(torch.autograd.Function):
         return ctx.model.adjoint(grad, ctx.views), None, None
 
 
+class _PETAdjoint(torch.autograd.Function):
+    """PSFᵀ Aᵀ (m ⊙ s) with the forward model as the backward pass (the adjoint's adjoint)."""
+
+    @staticmethod
+    def forward(ctx: Any, sinogram: torch.Tensor, model: PETAcquisitionModel):
+        ctx.model = model
+        return model.adjoint(sinogram)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        return ctx.model.linear(grad), None
+
+
 class PoissonLikelihood:
     """Poisson log-likelihood of measured counts ``data`` under ``model`` (with its background).
 
@@ -66,6 +79,13 @@ class PoissonLikelihood:
         subset = None if views is None else list(views)
         ratio = data_ratio(self.measured(views), self.expected(image.detach(), views))
         return self.model.adjoint(ratio - 1, subset)
+
+    def em_step(self, image: torch.Tensor) -> torch.Tensor:
+        """One MLEM step x Aᵀ(y / ȳ(x)) / Aᵀ1 of ``image`` (B, nx, ny, nz), differentiable with respect to it
+        (SCD's loss through the likelihood steps)."""
+        sensitivity = self.model.sensitivity()
+        ratio = data_ratio(self.data, self.expected(image))
+        return image * _PETAdjoint.apply(ratio, self.model) / sensitivity.clamp_min(torch.finfo(image.dtype).tiny)
 
     def saturated(self) -> float:
         """The log-likelihood Σ y log y − y of the saturated model ȳ = y: the deviance is twice the log-likelihood
