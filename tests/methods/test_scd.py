@@ -61,13 +61,14 @@ def test_scd_does_not_adapt_a_sample_that_meets_the_discrepancy_aim(brain, mr_pr
     assert torch.equal(steered.mean, plain.mean)
 
 
-@pytest.mark.parametrize("method", [SteeredPETDDS, SteeredPETLiSch])
-def test_scd_pet_methods_train_only_adapters_and_lower_the_loss(method):
+@pytest.mark.parametrize("method,em_steps", [(SteeredPETDDS, 0), (SteeredPETLiSch, 0), (SteeredPETDDS, 1)])
+def test_scd_pet_methods_train_only_adapters_and_lower_the_loss(method, em_steps):
     measured, model, _ = _scan()
     prior = unet_volume_prior()
     before = _weights(prior)
     report = method(prior, steps=4, adapt_iterations=2, learning_rate=1e-2, skip=4, last=1, stop_at_aim=False,
-                    progress=False)(measured, model, num_samples=2).report
+                    em_steps=em_steps, progress=False)(measured, model, num_samples=2).report
+    assert report["settings"]["em_steps"] == em_steps
     _assert_steered(report, [0, 3], 2)
     _assert_untouched(prior, before)
 
@@ -95,6 +96,11 @@ def test_adapters_are_removed_when_sampling_fails():
 def test_bad_steering_settings_are_refused(settings, message):
     with pytest.raises(InputError, match=message):
         Steering(**settings)
+
+
+def test_negative_em_steps_are_refused():
+    with pytest.raises(InputError, match="em_steps must be an integer >= 0, got -1"):
+        SteeredPETDDS(unet_volume_prior(), em_steps=-1)
 
 
 def test_a_rank_above_the_layers_channels_is_refused_before_sampling():
