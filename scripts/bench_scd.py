@@ -36,7 +36,7 @@ from diffrecon.benchmarks.mri import run as run_mri
 from diffrecon.benchmarks.pet import REAL_BRAINS, real_brain_case
 from diffrecon.benchmarks.pet import run as run_pet
 from diffrecon.benchmarks.records import read_lines
-from diffrecon.data.splits import subject_seeds
+from diffrecon.data.splits import split_of, subject_seeds
 from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case, simulated_pet_case
 from diffrecon.priors.weights import save_weights, state_dict_of
 
@@ -143,10 +143,12 @@ def table(paths: list[str]) -> None:
     lines = [line for path in paths for line in read_lines(Path(path))]
     groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for line in lines:
-        groups[(line["condition"], line["case"], line["prior"])][run_label(line)].append(line)
-    print("| condition | case | prior | run | n | NRMSE / PSNR | change against the base | seconds | SCD passes |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (condition, kind, prior), runs in groups.items():
+        split = split_of(line["seed"]) if isinstance(line["seed"], int) else "real"
+        groups[(line["condition"], line["case"], split, line["prior"])][run_label(line)].append(line)
+    print("| condition | case | split | prior | run | n | NRMSE / PSNR | change against the base | seconds | "
+          "SCD passes |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (condition, kind, split, prior), runs in groups.items():
         figure = "nrmse" if next(iter(runs.values()))[0]["modality"] == "PET" else "psnr_db"
         means = {run: float(np.mean([g[figure] for g in group])) for run, group in runs.items()}
         for run, group in runs.items():
@@ -157,7 +159,7 @@ def table(paths: list[str]) -> None:
                 change = (f"{100 * (value / reference - 1):+.1f}%" if figure == "nrmse"
                           else f"{value - reference:+.2f} dB")
             passes = np.mean([g.get("steering_evaluations", 0) for g in group])
-            print(f"| {condition} | {kind} | {Path(prior).name if prior else 'shipped'} | {run} | {len(group)} | "
+            print(f"| {condition} | {kind} | {split} | {Path(prior).name if prior else 'shipped'} | {run} | {len(group)} | "
                   f"{means[run]:.4g} | {change} | {np.mean([g['seconds'] for g in group]):.1f} | {passes:.0f} |")
 
 

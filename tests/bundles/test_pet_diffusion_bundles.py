@@ -18,7 +18,7 @@ from tests.bundles.test_bundle_files import REQUIRED
 TINY = ["--steps", "2", "--num_samples", "2", "--chunk_size", "4"]
 DEMO2D = "{'seed': 20000, 'preset': 'demo2d', 'count_level': '10%', 'lesions': 1}"
 NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds", "pet_dps": "pet-dps", "pet_naive": "pet-naive",
-         "pet_scd": "scd-pet-lisch"}
+         "pet_scd": "scd-pet-dds"}
 
 
 def run_bundle(bundle: str, *settings: str) -> subprocess.CompletedProcess:
@@ -90,10 +90,10 @@ def test_scd_killed_mid_adaptation_leaves_the_prior_bundle_as_shipped(tmp_path):
                                 "--adapt_iterations", "1000", "--stop_at_aim", "false"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:  # the progress bar appears once sampling (and so adaptation) has begun
-        if "SCD-PET-LISCH" in line:
+        if "SCD-PET-DDS" in line:
             break
     process.kill()
     process.wait(timeout=60)
     assert process.returncode != 0
     assert {name: _files(BUNDLES / name) for name in bundles} == bundles
-    assert not (tmp_path / "scd-pet-lisch.nii.gz").exists()
+    assert not (tmp_path / "scd-pet-dds.nii.gz").exists()
