@@ -47,8 +47,9 @@ from diffrecon.priors.adapters import attach_adapters, remove_adapters
 
 @dataclass
 class Steering:
-    """SCD's settings: adapter ``rank``, Adam ``learning_rate``, ``iterations`` per adapted step, adaptation at
-    every ``skip``-th step and the ``last`` steps."""
+    """SCD's settings: adapter ``rank``, Adam ``learning_rate``, at most ``iterations`` updates per adapted step,
+    adaptation at every ``skip``-th step and the ``last`` steps, and whether a sample whose loss meets the
+    discrepancy aim is left alone (``stop_at_aim``)."""
 
     rank: int = 4
     learning_rate: float = 1e-4
@@ -90,6 +91,7 @@ class SteeredMethod:
     :meth:`prepare`, trained in :meth:`adapt`, removed in :meth:`finish`; subclasses give :meth:`steering_deviance`."""
 
     steering: Steering
+
     def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-4, adapt_iterations: int = 2, skip: int = 4,
                  last: int = 2, stop_at_aim: bool = True, **settings: Any) -> None:
         self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last, stop_at_aim)
@@ -121,11 +123,12 @@ class SteeredMethod:
                 steering.optimizer.step()
                 updates += 1
         after = losses[-1]
-        if updates == len(losses):  # the last update's effect is not measured yet
+        if updates == len(losses):  # every pass ended in an update, whose effect is not measured yet
             with torch.no_grad():
                 after = float(self.steering_deviance(x, t, call).mean()) / call.discrepancy.measurements
+        measured_after = int(updates == len(losses))
         steering.losses.append({"step": step, "before": losses[0], "after": after, "updates": updates,
-                                "passes": len(losses) + updates + (updates == len(losses))})
+                                "passes": len(losses) + updates + measured_after})
         steering.seconds += time.perf_counter() - start
 
     def _excess(self, deviance: torch.Tensor, call: Call, step: int) -> torch.Tensor:
@@ -178,7 +181,7 @@ def _with_steering(base: type):
 @_with_steering(DDS)
 class SteeredDDS(SteeredMethod, DDS):
     """SCD with DDS (MRI): arguments as :class:`~diffrecon.methods.dds_mri.DDS` plus the :class:`Steering`
-    settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
+    settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``, ``stop_at_aim``."""
 
     name = "scd-dds"
 
@@ -212,7 +215,7 @@ class SteeredPETMethod(SteeredMethod):
 @_with_steering(PETDDS)
 class SteeredPETDDS(SteeredPETMethod, PETDDS):
     """SCD with PET-DDS: arguments as :class:`~diffrecon.methods.pet_dds.PETDDS` plus the :class:`Steering`
-    settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
+    settings ``rank``, ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``, ``stop_at_aim`` and ``em_steps``."""
 
     name = "scd-pet-dds"
 
@@ -221,7 +224,7 @@ class SteeredPETDDS(SteeredPETMethod, PETDDS):
 class SteeredPETLiSch(SteeredPETMethod, PETLiSch):
     """SCD with PET-LiSch (the seed's pairing, Webber et al. 2025): arguments as
     :class:`~diffrecon.methods.pet_lisch.PETLiSch` plus the :class:`Steering` settings ``rank``,
-    ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``."""
+    ``learning_rate``, ``adapt_iterations``, ``skip``, ``last``, ``stop_at_aim`` and ``em_steps``."""
 
     name = "scd-pet-lisch"
 
