@@ -78,7 +78,8 @@ def bench(modality: str, conditions: list[str], cases, runs, make_case, score, o
                         continue
                     case = case or make_case(condition, kind, seed)
                     figures = score(case, name, settings)
-                    line = {"key": key, "modality": modality, "condition": condition, "case": kind, "seed": seed, "prior": prior, **figures}
+                    line = {"key": key, "modality": modality, "condition": condition, "case": kind, "seed": seed,
+                            "prior": prior, **figures}
                     handle.write(json.dumps(line) + "\n")
                     handle.flush()
                     print(condition, kind, seed, name, settings, {k: round(figures[k], 4) for k in
@@ -159,8 +160,10 @@ def table(paths: list[str]) -> None:
                 change = (f"{100 * (value / reference - 1):+.1f}%" if figure == "nrmse"
                           else f"{value - reference:+.2f} dB")
             passes = np.mean([g.get("steering_evaluations", 0) for g in group])
-            print(f"| {condition} | {kind} | {split} | {Path(prior).name if prior else 'shipped'} | {run} | {len(group)} | "
-                  f"{means[run]:.4g} | {change} | {np.mean([g['seconds'] for g in group]):.1f} | {passes:.0f} |")
+            seconds = np.mean([g["seconds"] for g in group])
+            prior_name = Path(prior).name if prior else "shipped"
+            print(f"| {condition} | {kind} | {split} | {prior_name} | {run} | {len(group)} | {means[run]:.4g} | "
+                  f"{change} | {seconds:.1f} | {passes:.0f} |")
 
 
 STEERING_SETTINGS = ("rank", "learning_rate", "adapt_iterations", "skip", "last", "stop_at_aim", "em_steps")
