@@ -107,20 +107,22 @@ def main_pet(args: argparse.Namespace) -> None:
 
 
 def main_mri(args: argparse.Namespace) -> None:
-    def make_case(mask, kind, seed):
+    def make_case(condition, kind, seed):
+        mask = condition.split()[0]
         pattern, acceleration = mask.split(":")
         if kind == "twix":
             return load_case("twix", kind, mask, CENTER_FRACTION, args.split)
         if kind in REAL_T1:
-            return scanned_mri_case(torch.as_tensor(real_t1_slice(kind)), list(REAL_T1).index(kind), coils=1,
-                                    acceleration=float(acceleration), mask=pattern, snr_db=args.snr)
-        return simulated_mri_case(seed, coils=1, acceleration=float(acceleration), mask=pattern, snr_db=args.snr,
-                                  split=args.split, contrast=kind)
+            return scanned_mri_case(torch.as_tensor(real_t1_slice(kind)), list(REAL_T1).index(kind),
+                                    coils=args.coils, acceleration=float(acceleration), mask=pattern, snr_db=args.snr)
+        return simulated_mri_case(seed, coils=args.coils, acceleration=float(acceleration), mask=pattern,
+                                  snr_db=args.snr, split=args.split, contrast=kind)
 
     def score(case, name, settings):
         return run_mri(case, name, settings, args.samples, args.prior)
 
-    bench("MR", args.masks, case_seeds(args.cases, MRI_CONTRASTS, args.split, args.subjects), json.loads(args.runs),
+    masks = args.masks if args.coils == 1 else [f"{mask} {args.coils} coils" for mask in args.masks]
+    bench("MR", masks, case_seeds(args.cases, MRI_CONTRASTS, args.split, args.subjects), json.loads(args.runs),
           make_case, score, Path(args.out), args.prior)
 
 
@@ -196,6 +198,7 @@ def main() -> None:
         else:
             sub.add_argument("--masks", nargs="+", default=["random:4"])
             sub.add_argument("--snr", type=float, default=30.0)
+            sub.add_argument("--coils", type=int, default=1, help="simulated coils of the phantoms and real T1 slices")
     tables = commands.add_parser("table")
     tables.add_argument("paths", nargs="+")
     shifted = commands.add_parser("shifted-prior", help=shifted_prior.__doc__)

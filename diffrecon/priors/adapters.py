@@ -23,18 +23,21 @@ LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 class LoRALayer(nn.Module):
     """A frozen layer plus a low-rank update: base(x) + scale · up(down(x))."""
 
-    def __init__(self, base: nn.Module, rank: int, scale: float = 1.0) -> None:
+    def __init__(self, base: nn.Module, rank: int, scale: float = 1.0,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.base, self.scale = base, float(scale)
-        if isinstance(base, nn.Linear):
-            self.down = nn.Linear(base.in_features, rank, bias=False)
-            self.up = nn.Linear(rank, base.out_features, bias=False)
-        else:
-            conv = type(base)
-            self.down = conv(base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation,
-                             bias=False)
-            self.up = conv(rank, base.out_channels, 1, bias=False)
-        nn.init.normal_(self.down.weight, std=1 / rank)
+        with torch.random.fork_rng(devices=[]):  # the layers' default initialisation, overwritten below
+            if isinstance(base, nn.Linear):
+                self.down = nn.Linear(base.in_features, rank, bias=False)
+                self.up = nn.Linear(rank, base.out_features, bias=False)
+            else:
+                conv = type(base)
+                self.down = conv(base.in_channels, rank, base.kernel_size, base.stride, base.padding, base.dilation,
+                                 bias=False)
+                self.up = conv(rank, base.out_channels, 1, bias=False)
+        with torch.no_grad():
+            self.down.weight.copy_(torch.randn(self.down.weight.shape, generator=generator) / rank)
         nn.init.zeros_(self.up.weight)
         self.to(device=base.weight.device, dtype=base.weight.dtype)
 
@@ -56,9 +59,11 @@ def _targets(network: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
     return found
 
 
-def attach_adapters(model: nn.Module, rank: int, scale: float = 1.0) -> list[nn.Parameter]:
+def attach_adapters(model: nn.Module, rank: int, scale: float = 1.0, seed: int = 0) -> list[nn.Parameter]:
     """Attach rank-``rank`` adapters to every network of ``model`` (a prior, a tri-planar score: all of its
-    networks) and freeze the rest; returns the adapters' parameters (what an optimiser updates).
+    networks) and freeze the rest; returns the adapters' parameters (what an optimiser updates). The random
+    down-projections are drawn from ``seed``, so that a run is reproducible and does not touch the global random
+    state.
 
     Raises:
         InputError: adapters already attached, no layer to adapt, or ``rank`` larger than a layer's input or
@@ -80,8 +85,9 @@ def attach_adapters(model: nn.Module, rank: int, scale: float = 1.0) -> list[nn.
                              f"({type(layer).__name__} {sizes[0]} -> {sizes[1]}); use a rank <= {min(sizes)}")
     model.requires_grad_(False)
     parameters = []
+    generator = torch.Generator().manual_seed(seed)
     for parent, attribute, layer in targets:
-        adapter = LoRALayer(layer, rank, scale)
+        adapter = LoRALayer(layer, rank, scale, generator)
         setattr(parent, attribute, adapter)
         parameters += [adapter.down.weight, adapter.up.weight]
     return parameters

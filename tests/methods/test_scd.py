@@ -115,3 +115,16 @@ def test_a_rank_above_the_layers_channels_is_refused_before_sampling():
 def test_the_adapted_steps_are_every_skip_th_and_the_last():
     assert Steering(skip=4, last=2).adapted_steps(10) == [0, 4, 8, 9]
     assert Steering(skip=1, last=0).adapted_steps(3) == [0, 1, 2]
+
+
+def test_a_steered_run_is_reproducible_and_leaves_the_global_random_state_alone():
+    measured, model, _ = _scan()
+    prior = unet_volume_prior()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(len(runs))  # a different global state each time: the adapters must not depend on it
+        method = SteeredPETDDS(prior, steps=3, learning_rate=1e-2, skip=1, stop_at_aim=False, progress=False)
+        state = torch.get_rng_state()
+        runs.append(method(measured, model, generator=torch.Generator().manual_seed(5)).mean)
+        assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(runs[0], runs[1])
