@@ -11,7 +11,8 @@ option names (``--mu-map``) instead.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffrecon.checks import InputError, check_at_least, check_device, check_file, check_integer
+from diffrecon.checks import (InputError, check_at_least, check_device, check_file, check_integer,
+                              check_nonnegative)
 from diffrecon.io.nifti import load_nifti
 from diffrecon.io.sinogram import load_sinogram
 from diffrecon.io.volumes import load_on_grid
@@ -31,6 +33,17 @@ from diffrecon.physics.projector import PETProjector
 
 def _namer(names: Mapping[str, str] | None):
     return lambda key: (names or {}).get(key, key)
+
+
+@contextmanager
+def _naming(path: str | Path | None) -> Iterator[None]:
+    """Name the file ``path`` in an InputError raised inside that does not (checks of its content once read)."""
+    try:
+        yield
+    except InputError as error:
+        if not isinstance(path, (str, Path)) or str(path) in str(error):
+            raise
+        raise InputError(f"{error} (in {str(path)!r})") from error
 
 
 @dataclass
@@ -101,7 +114,7 @@ def load_pet_case(sinogram: str | Path, *, multiplicative: str | Path | None = N
     measured, scanner = load_sinogram(sinogram)
     factors = {key: _factor(path, name(key), scanner) for key, path in
                (("multiplicative", multiplicative), ("additive", additive))}
-    image_grid, affine = resolve_grid(grid, scanner, name("grid"))
+    image_grid, affine = resolve_grid(grid, scanner, name("grid"), source=sinogram)
     on_grid = {key: load_on_grid(path, name(key), affine, image_grid.shape)
                for key, path in (("mu_map", mu_map), *images.items()) if path}
     projector = PETProjector(scanner, image_grid, device=device)
@@ -109,30 +122,34 @@ def load_pet_case(sinogram: str | Path, *, multiplicative: str | Path | None = N
         attenuation = attenuation_factors(projector, torch.as_tensor(on_grid["mu_map"]))
         base = factors["multiplicative"]
         factors["multiplicative"] = attenuation if base is None else base.to(device) * attenuation
-    model = PETAcquisitionModel(projector, factors["multiplicative"], factors["additive"],
-                                psf_fwhm_mm=psf_fwhm or None)
-    data = model.check_data(torch.as_tensor(measured), name("sinogram"))
+    with _naming(multiplicative):  # the files were checked on reading but for all-zero factors
+        model = PETAcquisitionModel(projector, factors["multiplicative"], factors["additive"],
+                                    psf_fwhm_mm=psf_fwhm or None)
+    with _naming(sinogram):
+        data = model.check_data(torch.as_tensor(measured), name("sinogram"))
     reference = on_grid.pop("reference", None)
     return Case(data, model, affine, reference, on_grid, {"scanner": scanner.name, "grid": list(image_grid.shape)})
 
 
-def resolve_grid(spec: str | Path | None, scanner: ScannerGeometry,
-                 name: str = "grid") -> tuple[ImageGrid, np.ndarray]:
-    """The image grid and its affine from a preset name, a NIfTI image, or the preset whose scanner matches."""
+def resolve_grid(spec: str | Path | None, scanner: ScannerGeometry, name: str = "grid",
+                 source: str | Path = "the sinogram") -> tuple[ImageGrid, np.ndarray]:
+    """The image grid and its affine from a preset name, a NIfTI image, or the preset whose scanner matches (the
+    scanner of ``source``, the sinogram file named in the error)."""
     if spec is None:
         for preset in PRESET_NAMES:
             if get_preset(preset).scanner == scanner:
                 return get_preset(preset).grid, get_preset(preset).grid.affine
-        raise InputError(f"{name} is required: the sinogram's scanner matches no preset ({', '.join(PRESET_NAMES)}); "
-                         "give a preset name or a NIfTI image on the wanted grid")
+        raise InputError(f"{name} is required: the scanner of {str(source)!r} matches no preset "
+                         f"({', '.join(PRESET_NAMES)}); give a preset name or a NIfTI image on the wanted grid")
     spec = str(spec)
     if spec in PRESET_NAMES:
         return get_preset(spec).grid, get_preset(spec).grid.affine
     if not spec.endswith((".nii", ".nii.gz")):
         raise InputError(f"{name} {spec!r} is neither a preset ({', '.join(PRESET_NAMES)}) nor a NIfTI file")
     image, affine = load_nifti(spec, name)
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise InputError(f"{name}: the affine of {spec!r} is singular; expected an invertible voxel-to-world matrix")
+    if image.ndim < 3 or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InputError(f"{name}: {spec!r} has shape {image.shape} and affine {affine.tolist()}; expected a 3D "
+                         "image (or more dimensions) with a finite, invertible voxel-to-world matrix")
     voxel = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
     return ImageGrid(tuple(image.shape[:3]), voxel), affine
 
@@ -142,7 +159,11 @@ def _factor(path: str | Path | None, name: str, scanner: ScannerGeometry) -> tor
         return None
     factor, factor_scanner = load_sinogram(path)
     if factor_scanner != scanner:
-        raise InputError(f"{name}: its scanner geometry differs from the sinogram's")
+        raise InputError(f"{name}: its scanner geometry differs from the sinogram's (in {str(path)!r})")
+    if factor.ndim != 3:
+        raise InputError(f"{name} {str(path)!r} has shape {factor.shape}; expected one set of factors "
+                         f"{scanner.data_shape} (n_sinograms, n_views, n_bins)")
+    check_nonnegative(f"{name} {str(path)!r}", factor)
     return torch.as_tensor(factor)
 
 
@@ -152,8 +173,19 @@ def _simulated_case(folder: Path, name: str) -> dict[str, Any]:
     try:
         info = json.loads(info_file.read_text())
         files = info["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise InputError(f"{name}: {str(info_file)!r} is not a diffrecon simulation record: {error}") from error
+    if not isinstance(files, dict) or not all(isinstance(path, str) and path for path in files.values()) \
+            or not isinstance(files.get("sinogram"), str):
+        raise InputError(f"{name}: {str(info_file)!r}: 'files' is {files!r}; expected an object of file names with "
+                         "at least 'sinogram'")
+    preset, psf = info.get("preset"), info.get("psf_fwhm_mm")
+    if preset is not None and preset not in PRESET_NAMES:
+        raise InputError(f"{name}: {str(info_file)!r}: 'preset' is {preset!r}; expected one of "
+                         f"{', '.join(PRESET_NAMES)}")
+    if psf is not None and (isinstance(psf, bool) or not isinstance(psf, (int, float)) or not np.isfinite(psf)
+                            or psf < 0):
+        raise InputError(f"{name}: {str(info_file)!r}: 'psf_fwhm_mm' is {psf!r}; expected a number >= 0 (or null)")
     located = {key: folder / Path(path).name for key, path in files.items()}
     case = {"sinogram": located["sinogram"], "multiplicative": located.get("multiplicative"),
             "additive": located.get("additive"), "grid": info.get("preset"), "psf_fwhm": info.get("psf_fwhm_mm"),
@@ -200,7 +232,8 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
     if (kspace is None) == (image is None):
         raise InputError(f"give exactly one of {name('kspace')} or {name('image')}")
     if image is not None:
-        full, reference, voxel = _simulated_kspace(image, coils, snr_db, acceleration, seed, name)
+        with _naming(image):
+            full, reference, voxel = _simulated_kspace(image, coils, snr_db, acceleration, seed, name)
         noise_sigma = None  # known, but left to the estimate: simulated cases stand in for files without a scan
     else:
         full, voxel, noise_sigma = _measured_kspace(kspace, layout, readout_oversampling, slice_index, name)
@@ -223,16 +256,17 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
                              f"leave {name('acceleration')} out to reconstruct it as measured")
         reference = rss(ifft_centered(full, len(spatial)), len(spatial))
     measured = full * sampling
-    if coil_maps is not None:
-        operator = MRIOperator(sampling, coil_maps)
-    else:
-        operator = sense_operator(measured, sampling)
-    operator.noise_sigma = noise_sigma
-    if operator.coil_maps is None:  # one coil: no coil axis, so images and reference share a shape
-        measured = measured[0]
-    info.update(n_coils=operator.n_coils, shape=list(spatial),
-                acceleration=float(sampling.numel() / sampling.sum()))
-    operator.check_kspace(measured, name("kspace"))
+    with _naming(kspace if image is None else image):
+        if coil_maps is not None:
+            operator = MRIOperator(sampling, coil_maps)
+        else:
+            operator = sense_operator(measured, sampling)
+        operator.noise_sigma = noise_sigma
+        if operator.coil_maps is None:  # one coil: no coil axis, so images and reference share a shape
+            measured = measured[0]
+        info.update(n_coils=operator.n_coils, shape=list(spatial),
+                    acceleration=float(sampling.numel() / sampling.sum()))
+        operator.check_kspace(measured, name("kspace"))
     return Case(measured.to(device), operator, _affine(voxel), reference, info=info)
 
 
@@ -243,7 +277,10 @@ def _affine(voxel: tuple[float, ...] | None) -> np.ndarray:
 
 def _mask_file(path: str | Path, spatial: tuple[int, ...], name: str) -> torch.Tensor:
     path = check_file(name, path)
-    mask = torch.as_tensor(np.load(path, allow_pickle=False))
+    try:
+        mask = torch.as_tensor(np.load(path, allow_pickle=False))
+    except Exception as error:  # numpy raises many types for broken files, torch for unsupported dtypes
+        raise InputError(f"{name}: cannot read {str(path)!r} as a NumPy array: {error}") from error
     if tuple(mask.shape) != spatial:
         raise InputError(f"{name} {str(path)!r} has shape {tuple(mask.shape)}; expected the k-space's spatial shape "
                          f"{spatial}")
@@ -270,7 +307,8 @@ def _measured_kspace(path: str | Path, layout: str | None, oversampling: int | N
     factor = data.readout_oversampling if oversampling is None else check_integer(name("readout_oversampling"),
                                                                                    oversampling)
     if factor != 1:
-        kspace = remove_readout_oversampling(kspace, dim=1, factor=factor)
+        with _naming(path):
+            kspace = remove_readout_oversampling(kspace, dim=1, factor=factor)
     return kspace, data.voxel_size_mm, data.noise_sigma
 
 

@@ -91,10 +91,29 @@ def select_series(series: list[SeriesInfo], series_uid: str | None = None, modal
 
 
 def _floats(ds: Dataset, keyword: str, n: int, path: Path) -> np.ndarray:
-    value = ds.get(keyword)
-    if value is None or len(value) != n:
-        raise InputError(f"dicom file {str(path)!r}: {keyword} missing or not {n} numbers; cannot place the slice")
-    return np.asarray([float(v) for v in value], dtype=np.float64)
+    value = None
+    try:
+        value = ds.get(keyword)
+        numbers = np.asarray([float(v) for v in value], dtype=np.float64) if value is not None else None
+    except Exception:  # pydicom raises many types for corrupt elements, float() for text
+        numbers = None
+    if numbers is None or len(numbers) != n or not np.isfinite(numbers).all():
+        raise InputError(f"dicom file {str(path)!r}: {keyword} missing or not {n} finite numbers (found {value!r}); "
+                         "cannot place the slice")
+    return numbers
+
+
+def _number(ds: Dataset, keyword: str, default: float, path: Path, kind: type = float) -> float:
+    """A numeric header value (``default`` when absent or empty); InputError naming the file when unreadable."""
+    value = None
+    try:
+        value = ds.get(keyword)
+        number = default if value is None or value == "" else kind(value)
+    except Exception:  # pydicom raises many types for corrupt elements, int()/float() for text
+        number = None
+    if number is None or not np.isfinite(number):
+        raise InputError(f"dicom file {str(path)!r}: {keyword} is {value!r}; expected a finite number")
+    return number
 
 
 def series_geometry(datasets: list[Dataset], files: list[Path]) -> tuple[list[int], np.ndarray]:
@@ -180,7 +199,11 @@ def suv_factor(ds: Dataset) -> float:
             raise InputError(f"SUV: series starts {-elapsed:.0f} s before the injection; check SeriesTime and "
                              "RadiopharmaceuticalStartTime")
         decayed *= 2.0 ** (-elapsed / float(half_life))
-    return float(weight) * 1000.0 / decayed
+    factor = float(weight) * 1000.0 / decayed if decayed > 0 else np.inf
+    if not np.isfinite(factor):
+        raise InputError(f"SUV: weight {weight!r} g and dose {dose!r} Bq decayed to {decayed:.4g} Bq over the time "
+                         f"since injection give no finite SUV factor; expected plausible values{needed}")
+    return factor
 
 
 def load_dicom_series(folder: str | Path, *, series_uid: str | None = None, modality: str | None = None,
@@ -197,33 +220,55 @@ def load_dicom_series(folder: str | Path, *, series_uid: str | None = None, moda
     Raises:
         InputError: no or ambiguous series, inconsistent geometry, unreadable pixels, or missing SUV fields.
     """
-    info = select_series(list_series(folder, name), series_uid, modality, name)
+    try:
+        info = select_series(list_series(folder, name), series_uid, modality, name)
+    except InputError as error:  # the choice among several series: say in which folder
+        if str(folder) in str(error):
+            raise
+        raise InputError(f"{error} (in {str(folder)!r})") from error
     datasets = []
     for path in info.files:
         try:
             datasets.append(pydicom.dcmread(path))
         except Exception as error:
             raise InputError(f"{name}: cannot read DICOM file {str(path)!r}: {error}") from error
-    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in datasets):
-        raise InputError(f"{name}: series {info.series_uid} holds multi-frame images; expected one slice per file")
-    order, affine = series_geometry(datasets, info.files)
+    if any(_number(ds, "NumberOfFrames", 1, path, int) > 1 for ds, path in zip(datasets, info.files)):
+        raise InputError(f"{name}: series {info.series_uid} in {str(folder)!r} holds multi-frame images; expected "
+                         "one slice per file")
+    try:
+        order, affine = series_geometry(datasets, info.files)
+    except InputError as error:
+        raise InputError(f"{name} {str(folder)!r}: {error}") from error
     datasets = [datasets[i] for i in order]
     files = [info.files[i] for i in order]
-    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    shapes = {(_number(ds, "Rows", 0, path, int), _number(ds, "Columns", 0, path, int)) for ds, path in
+              zip(datasets, files)}
     if len(shapes) != 1:
-        raise InputError(f"{name}: slices of series {info.series_uid} have different sizes {sorted(shapes)}")
+        raise InputError(f"{name}: slices of series {info.series_uid} in {str(folder)!r} have different sizes "
+                         f"{sorted(shapes)}")
+    expected = next(iter(shapes))
     slices = []
     for ds, path in zip(datasets, files):
         try:
             pixels = ds.pixel_array.astype(np.float64)
         except Exception as error:  # truncated file, unsupported compression
             raise InputError(f"{name}: cannot decode pixel data of {str(path)!r}: {error}") from error
-        slices.append(pixels * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0))
+        if pixels.shape != expected:
+            raise InputError(f"{name}: pixel data of {str(path)!r} have shape {pixels.shape}; expected one "
+                             f"{expected} (Rows, Columns) plane")
+        slices.append(pixels * (_number(ds, "RescaleSlope", 1, path) or 1) + _number(ds, "RescaleIntercept", 0, path))
     array = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (rows, cols, z) -> (x=column, y=row, z)
     units = str(datasets[0].get("Units", ""))
     if suv:
         if info.modality.upper() != "PT":
-            raise InputError(f"{name}: SUV asked for a {info.modality!r} series; SUV needs a PET (PT) series")
-        array = array * suv_factor(datasets[0])
+            raise InputError(f"{name}: SUV asked for a {info.modality!r} series (in {str(folder)!r}); SUV needs a "
+                             "PET (PT) series")
+        try:
+            array = array * suv_factor(datasets[0])
+        except (TypeError, ValueError) as error:  # InputError included: name the file its fields came from
+            raise InputError(f"{name}: {str(files[0])!r}: {error}") from error
         units = "SUVbw"
+    if not np.isfinite(array).all():
+        raise InputError(f"{name}: series {info.series_uid} in {str(folder)!r} holds NaN/Inf voxels after "
+                         "RescaleSlope/RescaleIntercept (and SUV); expected finite values")
     return DicomVolume(array.astype(np.float32), affine, info.modality, units, datasets, files)

@@ -92,7 +92,7 @@ class _Header:
             values = [kind(item) for item in self.list(key, default)]
         except ValueError:
             raise self.error(key, f"{'integers' if kind is int else 'numbers'}") from None
-        if not values or any(not np.isfinite(v) for v in values):
+        if not values or (kind is float and any(not np.isfinite(v) for v in values)):
             raise self.error(key, "finite numbers")
         return values
 
@@ -207,6 +207,9 @@ def read_interfile_sinogram(path: str | Path) -> tuple[np.ndarray, ScannerGeomet
     if not len(axial) == len(lows) == len(highs) == n_segments:
         raise header.error("matrix size[4]", f"the number of entries of the axial matrix size ({len(axial)}) and "
                            f"of the min/max ring difference lists ({len(lows)}, {len(highs)})")
+    if int(header.number("number of rings", kind=int)) > sum(axial):  # before the geometry's per-ring tables
+        raise header.error("number of rings", f"at most the {sum(axial)} sinograms of '{axial_key}' (segment 0 "
+                           "holds one per ring)")
     scanner = _scanner_from_header(header, list(zip(lows, highs)), n_views)
     sizes = segment_sizes(scanner)
     offsets = np.cumsum([0] + sizes)
@@ -217,9 +220,14 @@ def read_interfile_sinogram(path: str | Path) -> tuple[np.ndarray, ScannerGeomet
                                f"segment ({low}, {high}) with {scanner.n_rings} rings, got {n_axial}")
 
     data_path = path.parent / header.text("name of data file")
-    check_file(f"data file named in {str(path)!r}", data_path)
+    try:
+        check_file(f"data file named in {str(path)!r}", data_path)
+    except OSError as error:  # a name the file system refuses (too long, ...)
+        raise header.error("name of data file", f"a readable file name ({error})") from error
     offset_key = "data offset in bytes[1]" if "data offset in bytes[1]" in header.keys else "data offset in bytes"
     offset = int(header.number(offset_key, 0, kind=int))
+    if offset < 0:
+        raise header.error(offset_key, "a byte offset >= 0")
     scales = set(header.numbers("image scaling factor[1]", "1"))
     if len(scales) != 1:
         raise header.error("image scaling factor[1]", "one scale factor (or equal ones) for all segments")

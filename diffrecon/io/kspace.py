@@ -16,6 +16,9 @@ from diffrecon.checks import InputError, check_file, check_finite
 from diffrecon.physics.discrepancy import noise_scan_sigma
 
 LAYOUT_AXES = "bcxyz"
+# A file may describe at most this many times more k-space values than it stores (undersampling, compression):
+# more means a corrupt header, refused before allocating it.
+_MAX_EXPANSION = 1024
 # ISMRMRD acquisitions that are not image k-space.
 _SKIPPED_FLAGS = ("ACQ_IS_NOISE_MEASUREMENT", "ACQ_IS_NAVIGATION_DATA", "ACQ_IS_PHASECORR_DATA",
                   "ACQ_IS_DUMMYSCAN_DATA", "ACQ_IS_RTFEEDBACK_DATA", "ACQ_IS_HPFEEDBACK_DATA")
@@ -65,7 +68,7 @@ def read_kspace(path: str | Path, layout: str | None = None) -> KSpaceData:
     try:
         with h5py.File(path, "r") as handle:
             keys = set(handle.keys())
-    except OSError as error:
+    except Exception as error:  # h5py raises many types for broken files
         raise InputError(f"kspace file {str(path)!r} is not a readable HDF5 file: {error}") from error
     if "kspace" in keys:
         return read_fastmri(path)
@@ -91,7 +94,9 @@ def read_numpy_kspace(path: str | Path, layout: str = "cxy") -> KSpaceData:
                 raise InputError(f"kspace file {str(path)!r} has no 'kspace' array (found {loaded.files})")
             loaded = loaded["kspace"]
         array = np.asarray(loaded)
-    except (OSError, ValueError, EOFError) as error:
+    except InputError:
+        raise
+    except Exception as error:  # numpy raises many types for broken files (a header's own parser too)
         raise InputError(f"kspace file {str(path)!r} cannot be read as a NumPy array: {error}") from error
     return KSpaceData(_to_tensor(array, f"kspace file {str(path)!r}", layout), ndim=2 + ("z" in layout))
 
@@ -101,10 +106,11 @@ def read_fastmri(path: str | Path) -> KSpaceData:
     from monai.apps.reconstruction.fastmri_reader import FastMRIReader
 
     path = check_file("kspace file", path)
+    _check_fastmri_kspace(path)
     try:
         content = FastMRIReader().read(str(path))
         array = np.asarray(content["kspace"])
-    except (OSError, KeyError, ValueError) as error:
+    except Exception as error:  # h5py raises many types for broken files
         raise InputError(f"kspace file {str(path)!r}: cannot read fastMRI k-space: {error}") from error
     layout = {3: "bxy", 4: "bcxy"}.get(array.ndim)
     if layout is None:
@@ -120,6 +126,26 @@ def read_fastmri(path: str | Path) -> KSpaceData:
                       header={key: content[key] for key in ("acquisition", "patient_id") if key in content})
 
 
+def _check_fastmri_kspace(path: Path) -> None:
+    """Refuse a 'kspace' that is not a complex dataset, or that declares more values than the file could hold
+    (an unwritten or corrupt dataset would be read as a huge array of fill values)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            kspace = handle["kspace"]
+            kind = "dataset" if isinstance(kspace, h5py.Dataset) else "group"
+            shape, dtype = (kspace.shape, kspace.dtype) if kind == "dataset" else (None, None)
+    except Exception as error:  # h5py raises many types for broken files
+        raise InputError(f"kspace file {str(path)!r}: cannot read fastMRI k-space: {error}") from error
+    if kind != "dataset" or shape is None or dtype.kind != "c":
+        raise InputError(f"kspace file {str(path)!r}: fastMRI 'kspace' is a {kind} of {dtype}; expected a complex "
+                         "(slices, [coils,] x, y) array")
+    if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > _MAX_EXPANSION * path.stat().st_size:
+        raise InputError(f"kspace file {str(path)!r}: fastMRI 'kspace' declares shape {shape}, more than the "
+                         f"{path.stat().st_size}-byte file can hold; expected a complete file")
+
+
 def read_ismrmrd(path: str | Path) -> KSpaceData:
     """Cartesian ISMRMRD HDF5: acquisitions placed by their encode steps; repeats (averages) are averaged.
 
@@ -131,19 +157,28 @@ def read_ismrmrd(path: str | Path) -> KSpaceData:
     path = check_file("kspace file", path)
     name = f"kspace file {str(path)!r}"
     try:
-        dataset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+        dataset = ismrmrd.Dataset(str(path), "dataset", mode="r")  # read-only: opening must not touch the file
         xml = dataset.read_xml_header()
         count = dataset.number_of_acquisitions()
         acquisitions = [dataset.read_acquisition(i) for i in range(count)]
         dataset.close()
     except Exception as error:  # ismrmrd/h5py raise many types for broken files
         raise InputError(f"{name}: cannot read ISMRMRD data: {error}") from error
-    header = ismrmrd.xsd.CreateFromDocument(xml)
-    encoding = header.encoding[0]
-    if encoding.trajectory.value != "cartesian":
-        raise InputError(f"{name}: trajectory {encoding.trajectory.value!r} is not supported; expected cartesian")
-    matrix = encoding.encodedSpace.matrixSize
-    limits = encoding.encodingLimits
+    encoding = _encoding(xml, name)
+    try:
+        trajectory = encoding.trajectory.value
+        matrix = encoding.encodedSpace.matrixSize
+        size_x, size_y, size_z = int(matrix.x), int(matrix.y), int(matrix.z)
+        limits = encoding.encodingLimits
+        offset_y = size_y // 2 - _centre(limits.kspace_encoding_step_1, size_y)
+        offset_z = size_z // 2 - _centre(limits.kspace_encoding_step_2, size_z)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InputError(f"{name}: ISMRMRD header lacks a readable encoded matrix and encoding limits: "
+                         f"{error}") from error
+    if trajectory != "cartesian":
+        raise InputError(f"{name}: trajectory {trajectory!r} is not supported; expected cartesian")
+    if min(size_x, size_y, size_z) < 1:
+        raise InputError(f"{name}: encoded matrix size ({size_x}, {size_y}, {size_z}); expected sizes >= 1")
     skipped = [getattr(ismrmrd, flag) for flag in _SKIPPED_FLAGS]
     images = [a for a in acquisitions if not any(a.is_flag_set(flag) for flag in skipped)]
     noise = [a.data for a in acquisitions if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
@@ -151,24 +186,31 @@ def read_ismrmrd(path: str | Path) -> KSpaceData:
         raise InputError(f"{name} holds no image acquisitions")
     n_slices = 1 + max(a.idx.slice for a in images)
     n_coils = images[0].active_channels
-    spatial = (matrix.x, matrix.y, matrix.z) if matrix.z > 1 else (matrix.x, matrix.y)
+    spatial = (size_x, size_y, size_z) if size_z > 1 else (size_x, size_y)
+    stored = sum(a.data.size for a in images)
+    if n_slices * n_coils * int(np.prod(spatial)) > _MAX_EXPANSION * stored:
+        raise InputError(f"{name}: {n_slices} slice(s) x {n_coils} coils of the encoded matrix {spatial} are more "
+                         f"than {_MAX_EXPANSION} times the {stored} samples it holds; expected a header and "
+                         "acquisitions that agree")
     total = np.zeros((n_slices, n_coils, *spatial), dtype=np.complex128)
     hits = np.zeros((n_slices, *spatial[1:]), dtype=np.int64)
-    offset_y = matrix.y // 2 - _centre(limits.kspace_encoding_step_1, matrix.y)
-    offset_z = matrix.z // 2 - _centre(limits.kspace_encoding_step_2, matrix.z)
     for acq in images:
-        start = matrix.x // 2 - acq.center_sample
-        if acq.active_channels != n_coils or not 0 <= start <= matrix.x - acq.number_of_samples:
-            raise InputError(f"{name}: acquisition {acq.scan_counter} does not fit the encoded matrix "
-                             f"({acq.active_channels} coils, {acq.number_of_samples} samples)")
+        start = size_x // 2 - acq.center_sample
         where = (acq.idx.slice, acq.idx.kspace_encode_step_1 + offset_y)
         where = where + ((acq.idx.kspace_encode_step_2 + offset_z,) if len(spatial) == 3 else ())
+        if acq.active_channels != n_coils or not 0 <= start <= size_x - acq.number_of_samples \
+                or not all(0 <= index < size for index, size in zip(where[1:], spatial[1:])):
+            raise InputError(f"{name}: acquisition {acq.scan_counter} does not fit the encoded matrix {spatial} "
+                             f"({acq.active_channels} coils, {acq.number_of_samples} samples, phase encode "
+                             f"{where[1:]})")
         line = (slice(None), slice(start, start + acq.number_of_samples))
         total[where[0]][line + where[1:]] += acq.data
         hits[where] += 1
     hits_full = np.expand_dims(np.maximum(hits, 1), (1, 2))
     kspace = (total / hits_full).astype(np.complex64)
     oversampling, voxel = _header_geometry(xml, name)
+    if len({line.shape[0] for line in noise}) > 1:
+        raise InputError(f"{name}: its noise measurements have different numbers of coils; expected one")
     layout = "bcxyz"[:kspace.ndim]
     return KSpaceData(_to_tensor(kspace if n_slices > 1 else kspace[0], name, layout[n_slices == 1:]),
                       ndim=len(spatial), readout_oversampling=oversampling, voxel_size_mm=voxel, source="ismrmrd",
@@ -179,18 +221,32 @@ def _centre(limit, size: int) -> int:
     return size // 2 if limit is None or limit.center is None else int(limit.center)
 
 
-def _header_geometry(xml: str | bytes, name: str) -> tuple[int, tuple[float, ...]]:
-    """Readout oversampling (encoded / reconstructed x) and reconstructed voxel size from ISMRMRD XML."""
+def _encoding(xml: str | bytes, name: str):
+    """The first encoding of an ISMRMRD XML header; InputError naming the file when it cannot be parsed."""
     import ismrmrd
 
     try:
-        encoding = ismrmrd.xsd.CreateFromDocument(xml.decode() if isinstance(xml, bytes) else xml).encoding[0]
-    except Exception as error:
+        return ismrmrd.xsd.CreateFromDocument(xml.decode() if isinstance(xml, bytes) else xml).encoding[0]
+    except Exception as error:  # the XML parser raises many types for broken or incomplete headers
         raise InputError(f"{name}: unreadable ISMRMRD XML header: {error}") from error
-    encoded, recon = encoding.encodedSpace, encoding.reconSpace
-    oversampling = max(1, int(round(encoded.matrixSize.x / recon.matrixSize.x)))
-    fov, size = recon.fieldOfView_mm, recon.matrixSize
-    voxel = (fov.x / size.x, fov.y / size.y, fov.z / max(size.z, 1))
+
+
+def _header_geometry(xml: str | bytes, name: str) -> tuple[int, tuple[float, ...]]:
+    """Readout oversampling (encoded / reconstructed x) and reconstructed voxel size from ISMRMRD XML."""
+    encoding = _encoding(xml, name)
+    try:
+        encoded, recon = encoding.encodedSpace, encoding.reconSpace
+        fov, size = recon.fieldOfView_mm, recon.matrixSize
+        sizes = (float(encoded.matrixSize.x), float(size.x), float(size.y), float(max(size.z, 1)))
+        fields = (float(fov.x), float(fov.y), float(fov.z))
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InputError(f"{name}: ISMRMRD header lacks a readable reconstructed matrix and field of view: "
+                         f"{error}") from error
+    if not all(np.isfinite(v) and v > 0 for v in sizes + fields):
+        raise InputError(f"{name}: ISMRMRD header gives matrix sizes {sizes} and field of view {fields} mm; expected "
+                         "finite numbers > 0")
+    oversampling = max(1, int(round(sizes[0] / sizes[1])))
+    voxel = (fields[0] / sizes[1], fields[1] / sizes[2], fields[2] / sizes[3])
     return oversampling, voxel
 
 
@@ -198,6 +254,8 @@ def _to_tensor(array: np.ndarray, name: str, layout: str) -> torch.Tensor:
     """Check a raw k-space array and reorder its axes to (b, c, x, y[, z]) (b only when present)."""
     if not np.iscomplexobj(array):
         raise InputError(f"{name} holds real {array.dtype} data; expected complex k-space")
+    if 0 in array.shape:
+        raise InputError(f"{name} has shape {array.shape}; expected k-space with no empty axis")
     layout = layout.lower()
     if (len(layout) != array.ndim or len(set(layout)) != len(layout) or set(layout) - set(LAYOUT_AXES)
             or not {"x", "y"} <= set(layout)):

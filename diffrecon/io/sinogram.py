@@ -48,10 +48,23 @@ def geometry_from_dict(fields: dict, source: str) -> ScannerGeometry:
     if unknown or missing:
         raise InputError(f"{source}: scanner geometry has unknown field(s) {unknown} / lacks required field(s) "
                          f"{missing}; expected the fields {list(_GEOMETRY_FIELDS)}")
+    for f in dataclasses.fields(ScannerGeometry):
+        if f.name in fields and not _of_type(fields[f.name], f.type):
+            raise InputError(f"{source}: scanner geometry field {f.name!r} is {fields[f.name]!r}; expected "
+                             f"{'a string' if f.type == 'str' else 'an integer' if f.type == 'int' else 'a number'}")
     try:
         return ScannerGeometry(**fields)
-    except (InputError, TypeError) as error:
+    except (InputError, TypeError, ValueError) as error:
         raise InputError(f"{source}: invalid scanner geometry: {error}") from error
+
+
+def _of_type(value: object, annotation: str) -> bool:
+    """Whether a JSON value fits a ScannerGeometry field's annotation ('int', 'float' or 'str'); booleans are not
+    numbers here."""
+    if annotation == "str":
+        return isinstance(value, str)
+    kinds = (int,) if annotation == "int" else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -114,9 +127,18 @@ def load_sinogram(path: str | Path) -> tuple[np.ndarray, ScannerGeometry]:
         array, geometry = _load_npz(path)
     else:
         sidecar = check_file(f"geometry sidecar of {str(path)!r}", sidecar_path(path))
-        geometry = _parse_json(sidecar.read_text(), str(sidecar))
+        try:
+            text = sidecar.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"geometry sidecar {str(sidecar)!r} is not readable JSON text: {error}") from error
+        geometry = _parse_json(text, str(sidecar))
         array = load_nifti(path, "sinogram")[0].T
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"sinogram in {str(path)!r} holds {array.dtype} values; expected real numbers (counts)")
     scanner = geometry_from_dict(geometry, str(path))
+    if array.ndim < 3 or scanner.n_rings > array.shape[-3]:  # before the geometry's per-ring tables are built
+        raise InputError(f"sinogram in {str(path)!r} has shape {array.shape}; expected (..., n_sinograms, n_views, "
+                         f"n_bins) with at least one sinogram per ring ({scanner.n_rings} rings)")
     check_shape(f"sinogram in {str(path)!r}", array, scanner.data_shape, "the stored geometry's data_shape")
     return np.ascontiguousarray(array, dtype=np.float32), scanner
 

@@ -34,7 +34,9 @@ def load_volume(path: str | Path, name: str = "image", *, series_uid: str | None
         raise InputError(f"{name}: series_uid, modality and suv apply to DICOM folders; {str(path)!r} is a file")
     array, affine = load_nifti(path, name)
     if array.ndim != 3:
-        raise InputError(f"{name} has shape {array.shape}; expected a 3D (x, y, z) volume")
+        raise InputError(f"{name} {str(path)!r} has shape {array.shape}; expected a 3D (x, y, z) volume")
+    if not np.isfinite(affine).all():
+        raise InputError(f"{name} {str(path)!r} has a NaN/Inf affine; expected a finite voxel-to-world matrix")
     return array, affine
 
 
@@ -73,11 +75,14 @@ def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_
     array, affine = load_volume(path, name)
     if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
         return array
-    coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0,
-                                      name=name).mean())
-    if coverage < min_coverage:
-        spacing = tuple(round(float(v), 3) for v in np.abs(affine[:3, :3]).sum(0))
-        raise InputError(f"{name} (shape {array.shape}, voxels {spacing} mm) covers {100 * coverage:.0f}% of the "
-                         f"reconstruction grid (shape {tuple(target_shape)}); expected an image in the same patient "
-                         f"coordinates covering at least {100 * min_coverage:.0f}% of it")
-    return resample_to_grid(array, affine, target_affine, target_shape, name=name)
+    try:
+        coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0,
+                                          name=name).mean())
+        if coverage < min_coverage:
+            spacing = tuple(round(float(v), 3) for v in np.abs(affine[:3, :3]).sum(0))
+            raise InputError(f"{name} (shape {array.shape}, voxels {spacing} mm) covers {100 * coverage:.0f}% of the "
+                             f"reconstruction grid (shape {tuple(target_shape)}); expected an image in the same "
+                             f"patient coordinates covering at least {100 * min_coverage:.0f}% of it")
+        return resample_to_grid(array, affine, target_affine, target_shape, name=name)
+    except InputError as error:  # the checks name the parameter; say which file it was
+        raise InputError(f"{error} (in {str(path)!r})") from error
