@@ -53,7 +53,7 @@ class Steering:
 
     rank: int = 4
     learning_rate: float = 1e-4
-    iterations: int = 2
+    iterations: int = 1
     skip: int = 4
     last: int = 2
     stop_at_aim: bool = True
@@ -92,7 +92,7 @@ class SteeredMethod:
 
     steering: Steering
 
-    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-4, adapt_iterations: int = 2, skip: int = 4,
+    def __init__(self, prior, rank: int = 4, learning_rate: float = 1e-4, adapt_iterations: int = 1, skip: int = 4,
                  last: int = 2, stop_at_aim: bool = True, **settings: Any) -> None:
         self.steering = Steering(rank, learning_rate, adapt_iterations, skip, last, stop_at_aim)
         super().__init__(prior, **settings)
