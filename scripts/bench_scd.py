@@ -35,7 +35,7 @@ from diffrecon.benchmarks.mri import REAL_T1, load_case, real_t1_slice
 from diffrecon.benchmarks.mri import run as run_mri
 from diffrecon.benchmarks.pet import REAL_BRAINS, real_brain_case
 from diffrecon.benchmarks.pet import run as run_pet
-from diffrecon.benchmarks.records import read_lines
+from diffrecon.benchmarks.records import read_lines, resolved_settings
 from diffrecon.data.splits import split_of, subject_seeds
 from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case, simulated_pet_case
 from diffrecon.priors.weights import save_weights, state_dict_of
@@ -172,8 +172,11 @@ STEERING_SETTINGS = ("rank", "learning_rate", "adapt_iterations", "skip", "last"
 
 
 def run_label(line: dict, base: bool = False) -> str:
-    """A run's method and settings; with ``base``, those of its unsteered base (SCD's settings dropped)."""
-    settings = line["settings"]
+    """A run's method and settings (with any default it ran with that differs from today's: a line written
+    before a default changed); with ``base``, those of its unsteered base (SCD's settings dropped)."""
+    today = resolved_settings(line["method"], {})
+    then = line.get("resolved") or today
+    settings = {**{k: v for k, v in then.items() if k in today and today[k] != v}, **line["settings"]}
     if base:
         settings = {k: v for k, v in settings.items() if k not in STEERING_SETTINGS}
     return f"{line['method'].removeprefix('scd-') if base else line['method']} {json.dumps(settings, sort_keys=True)}"
