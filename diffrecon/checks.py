@@ -103,9 +103,11 @@ def check_file(name: str, path: str | Path) -> Path:
 
 
 def check_output_dir(name: str, path: str | Path) -> Path:
-    """Raise unless ``path`` is a folder that exists and is writable, or can be created (its nearest existing
-    parent is a writable folder); creates nothing, so a refused command leaves no trace. Returns it as a Path."""
-    import os
+    """Raise unless ``path`` is a folder where a file can be written, or one that can be created: the folder is
+    made, a file written there and removed, and the folders made are removed again, so that a refused command
+    leaves no trace and a folder the permissions allow but the file system refuses (/proc, /sys, read-only mounts)
+    is refused before any work. Returns it as a Path."""
+    import tempfile
 
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -115,9 +117,19 @@ def check_output_dir(name: str, path: str | Path) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"{name} {str(path)!r}: {str(existing)!r} is a file, so the folder cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing == path else f"cannot be created: {str(existing)!r} is not writable"
-        raise InputError(f"{name} {str(path)!r} {what}; expected a folder you can write to")
+    made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".diffrecon-write-check-"):
+            pass
+    except OSError as error:
+        what = "cannot be written" if path.is_dir() else "cannot be created"
+        raise InputError(f"{name} {str(path)!r} {what} ({error.strerror or error}); expected a folder you can write "
+                         "to") from error
+    finally:
+        for folder in made:
+            if folder.is_dir():
+                folder.rmdir()
     return path
 
 

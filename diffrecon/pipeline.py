@@ -60,7 +60,7 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
     default the modality's shipped one) fitted to the case's grid, others from the case's images (e.g. ``mr``).
 
     Raises:
-        InputError: an input the case does not have (named).
+        InputError: an input the case does not have (named), or a prior bundle of another modality.
     """
     from diffrecon.methods.registry import get_method
     from diffrecon.priors.bundle import fit_prior
@@ -72,7 +72,8 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
             bundle = prior or DEFAULT_PRIORS.get(modality)
             if bundle is None:
                 raise InputError(f"method {name!r} needs a prior; no default prior bundle for modality {modality}")
-            inputs[key] = fit_prior(bundle, case.physics, get_method(name).schedule_kind.kind, case.data.device)
+            inputs[key] = fit_prior(bundle, case.physics, get_method(name).schedule_kind.kind, case.data.device,
+                                    modality=modality, method_name=name)
         elif key in case.images:
             inputs[key] = case.images[key]
         else:

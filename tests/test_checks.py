@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from diffrecon.checks import InputError, check_device
+from diffrecon.checks import InputError, check_device, check_output_dir
 
 
 def test_check_device_accepts_cpu_and_refuses_non_devices():
@@ -36,3 +38,19 @@ def test_check_device_cuda_with_and_without_gpus(monkeypatch, n_gpus):
     else:
         with pytest.raises(InputError, match="--gpu 'cuda:0' asked for CUDA, but this torch build or machine has no"):
             check_device("--gpu", "cuda:0")
+
+
+def test_check_output_dir_writes_a_file_and_leaves_no_trace(tmp_path):
+    assert check_output_dir("--out", tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert check_output_dir("--out", tmp_path) == tmp_path
+    assert list(tmp_path.iterdir()) == []  # the folders made and the file written are removed again
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc file system here")
+def test_check_output_dir_refuses_folders_the_file_system_refuses():
+    """/proc passes permission checks (for root) but takes no files: only writing one tells."""
+    with pytest.raises(InputError, match=r"--out '/proc/x/y' cannot be created \(.+\); expected a folder you can "
+                                         "write to"):
+        check_output_dir("--out", "/proc/x/y")
+    with pytest.raises(InputError, match="--out '/proc' cannot be written"):
+        check_output_dir("--out", "/proc")

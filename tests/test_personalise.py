@@ -13,7 +13,7 @@ from diffrecon.checks import InputError
 from diffrecon.io.demo_cases import phantom_subject_folders, simulated_pet_case
 from diffrecon.personalise import personalise, read_personalised
 from diffrecon.personalise import personalised_target, pet_grid_image
-from diffrecon.priors.bundle import load_volume_prior
+from diffrecon.priors.bundle import load_volume_prior, prior_modality
 from diffrecon.priors.weights import sha256
 from diffrecon.registration.pseudo_pet import find_subjects
 
@@ -45,6 +45,7 @@ def test_a_complete_prior_bundle_with_only_the_asked_orientation_fine_tuned(buil
     record = read_personalised(built)
     assert record["fine_tuned"] == ["sagittal"] and record["set"]["accepted"] == ["subject_00000", "subject_00001"]
     assert len(record["set"]["images"]) == 3  # two pseudo-PET images and one mixture
+    assert prior_modality(built) == "PT"  # its metadata declares it, so a method of the other modality refuses it
     prior = load_volume_prior(built, inputs[0].physics.grid.shape)
     assert prior.predict_noise(torch.zeros(1, *inputs[0].physics.grid.shape), 100).shape == (1, 64, 72, 56)
 

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 
+from diffrecon import __version__
 from diffrecon.checks import InputError
 
 # Sub-command modules in diffrecon/cli/, in the order `diffrecon --help` lists them.
@@ -16,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = ("demo", "simulate", "recon", "personalise", 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffrecon", description="PET and MRI reconstruction with diffusion priors.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"diffrecon.cli.{name}").register(subparsers)

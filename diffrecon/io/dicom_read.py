@@ -6,6 +6,7 @@ scaled by its own RescaleSlope/Intercept, and the patient LPS geometry is turned
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ SUV_FIELDS = ("Units (BQML)", "DecayCorrection (START or ADMIN)", "PatientWeight
               "RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife (s)",
               "RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime or "
               "RadiopharmaceuticalStartTime (injection)", "SeriesDate and SeriesTime (decay reference for START)")
+CHOOSE_BY_OPTION = "choose one by series UID (--series-uid) or modality (--modality)"  # diffrecon dicom2nifti's options
 
 
 @dataclass
@@ -76,9 +78,17 @@ def list_series(folder: str | Path, name: str = "dicom folder") -> list[SeriesIn
     return list(series.values())
 
 
+def choose_by_conversion(folder: str | Path) -> str:
+    """How to pick one series of ``folder`` where an image is read without a series option (``recon --reference``,
+    the bundles' images): convert that series to NIfTI first."""
+    return (f"convert the one you want with `diffrecon dicom2nifti {shlex.quote(str(folder))} --series-uid UID --out "
+            "FILE.nii.gz` and give that file")
+
+
 def select_series(series: list[SeriesInfo], series_uid: str | None = None, modality: str | None = None,
-                  name: str = "dicom folder") -> SeriesInfo:
-    """Pick one series by UID and/or modality; a clear error lists the candidates when the choice is ambiguous."""
+                  name: str = "dicom folder", choose: str = CHOOSE_BY_OPTION) -> SeriesInfo:
+    """Pick one series by UID and/or modality; a clear error lists the candidates when the choice is ambiguous and
+    says how to ``choose`` (by default the options of ``diffrecon dicom2nifti``)."""
     matches = [s for s in series if (series_uid is None or s.series_uid == series_uid)
                and (modality is None or s.modality.upper() == modality.upper())]
     if len(matches) == 1:
@@ -86,8 +96,7 @@ def select_series(series: list[SeriesInfo], series_uid: str | None = None, modal
     listing = "; ".join(f"{s.series_uid} ({s.modality}, {len(s.files)} files, {s.description!r})" for s in series)
     if not matches:
         raise InputError(f"{name}: no series with series_uid={series_uid!r} modality={modality!r}; found {listing}")
-    raise InputError(f"{name}: {len(matches)} series match; choose one by series UID (--series-uid) or modality "
-                     f"(--modality): {listing}")
+    raise InputError(f"{name}: {len(matches)} series match; {choose}: {listing}")
 
 
 def _floats(ds: Dataset, keyword: str, n: int, path: Path) -> np.ndarray:
@@ -207,7 +216,7 @@ def suv_factor(ds: Dataset) -> float:
 
 
 def load_dicom_series(folder: str | Path, *, series_uid: str | None = None, modality: str | None = None,
-                      suv: bool = False, name: str = "dicom folder") -> DicomVolume:
+                      suv: bool = False, name: str = "dicom folder", choose: str = CHOOSE_BY_OPTION) -> DicomVolume:
     """Load one series of single-frame images as a float32 (x, y, z) volume with its RAS affine.
 
     Args:
@@ -216,12 +225,13 @@ def load_dicom_series(folder: str | Path, *, series_uid: str | None = None, moda
         modality: alternatively, the modality ("PT", "MR", ...) of the one series to load.
         suv: convert a PET series in Bq/mL to body-weight SUV (see :func:`suv_factor`).
         name: parameter name used in error messages.
+        choose: how the user picks one of several series, in the error (see :func:`select_series`).
 
     Raises:
         InputError: no or ambiguous series, inconsistent geometry, unreadable pixels, or missing SUV fields.
     """
     try:
-        info = select_series(list_series(folder, name), series_uid, modality, name)
+        info = select_series(list_series(folder, name), series_uid, modality, name, choose)
     except InputError as error:  # the choice among several series: say in which folder
         if str(folder) in str(error):
             raise

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import affine_transform
 
-from diffrecon.checks import InputError, check_shape
-from diffrecon.io.dicom_read import load_dicom_series
+from diffrecon.checks import InputError, check_finite, check_shape
+from diffrecon.io.dicom_read import choose_by_conversion, load_dicom_series
 from diffrecon.io.nifti import load_nifti
 
 
@@ -23,12 +23,15 @@ def load_volume(path: str | Path, name: str = "image", *, series_uid: str | None
     Args:
         path: a .nii/.nii.gz file or a folder holding DICOM files.
         name: parameter name for error messages.
-        series_uid, modality: which series to load from a folder holding several (DICOM only).
+        series_uid, modality: which series to load from a folder holding several (DICOM only); where they leave
+            several, the error advises converting the wanted one (the commands that read images through here
+            take no series option).
         suv: convert a PET series to body-weight SUV (DICOM only).
     """
     path = Path(path)
     if path.is_dir():
-        volume = load_dicom_series(path, series_uid=series_uid, modality=modality, suv=suv, name=name)
+        volume = load_dicom_series(path, series_uid=series_uid, modality=modality, suv=suv, name=name,
+                                   choose=choose_by_conversion(path))
         return volume.array, volume.affine
     if suv or series_uid or modality:
         raise InputError(f"{name}: series_uid, modality and suv apply to DICOM folders; {str(path)!r} is a file")
@@ -69,13 +72,15 @@ def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_
     that grid, else resampled by its affine (linear; zero outside the image).
 
     Raises:
-        InputError: the image covers less than ``min_coverage`` of the grid, i.e. it is not in the grid's patient
-            coordinates (another frame of reference, or the wrong file).
+        InputError: NaN/Inf voxels (refused here, as the case is loaded, not after the reconstruction), or the
+            image covers less than ``min_coverage`` of the grid, i.e. it is not in the grid's patient coordinates
+            (another frame of reference, or the wrong file).
     """
     array, affine = load_volume(path, name)
-    if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
-        return array
     try:
+        check_finite(name, array)
+        if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
+            return array
         coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0,
                                           name=name).mean())
         if coverage < min_coverage:

@@ -14,6 +14,7 @@ reaches the network whose weights are loaded:
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from diffrecon.bundle import bundle_config, parsed_content
+from diffrecon.bundle import bundle_config, bundle_path, parsed_content
 from diffrecon.checks import InputError, check_choice
 from diffrecon.priors.prior import DiffusionPrior, ScoreModel, VarianceExplodingPrior
 from diffrecon.priors.schedules import VESchedule, VPSchedule
@@ -30,6 +31,7 @@ from diffrecon.priors.weights import load_weights
 from diffrecon.transforms.intensity import INTENSITY_SCALES
 
 COMBINED = "triplanar"
+PRIOR_KINDS = {"PT": "a PET prior", "MR": "an MR prior"}  # how a refusal names a prior of each modality
 
 
 def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule | VESchedule,
@@ -133,17 +135,53 @@ def load_volume_prior(bundle: str | Path, shape: Sequence[int], device: str | to
     return TriPlanarScore(priors, **({"chunk_size": settings["chunk_size"]} if "chunk_size" in settings else {}))
 
 
-def fit_prior(bundle: str | Path, physics: Any, kind: str, device: str | torch.device = "cpu",
-              **settings: object) -> ScoreModel:
+def prior_modality(bundle: str | Path) -> str | None:
+    """The modality ("PT", "MR", ...) of the images a prior bundle's networks were trained on, as its metadata
+    declares it (MONAI's ``network_data_format.inputs.image.modality``); None where the metadata is absent or
+    declares none (priors written before bundles declared it).
+
+    Raises:
+        InputError: no such bundle, or a metadata file that is not JSON.
+    """
+    metadata = bundle_path(bundle) / "configs" / "metadata.json"
+    if not metadata.is_file():
+        return None
+    try:
+        modality = json.loads(metadata.read_text())["network_data_format"]["inputs"]["image"]["modality"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"prior bundle {str(bundle)!r}: {str(metadata)!r} is not a JSON file: {error}") from error
+    except (KeyError, TypeError):
+        return None
+    return modality if isinstance(modality, str) else None
+
+
+def check_prior_modality(bundle: str | Path, modality: str, method_name: str | None = None) -> None:
+    """Raise unless prior ``bundle`` is one of ``modality`` (or declares none, :func:`prior_modality`), so that an
+    MR prior given to a PET method (or the reverse) is refused by name rather than by a setting or model it lacks;
+    ``method_name`` names the method in the refusal."""
+    declared = prior_modality(bundle)
+    if declared is not None and declared != modality:
+        method = f"method {method_name}" if method_name else "the method"
+        raise InputError(f"prior {str(bundle)!r} is {PRIOR_KINDS.get(declared, f'a {declared} prior')} (modality "
+                         f"{declared}); {method} needs {PRIOR_KINDS.get(modality, f'a {modality} prior')} "
+                         f"({modality})")
+
+
+def fit_prior(bundle: str | Path, physics: Any, kind: str, device: str | torch.device = "cpu", *,
+              modality: str | None = None, method_name: str | None = None, **settings: object) -> ScoreModel:
     """The prior of ``bundle`` that a method sampling with schedule ``kind`` ("vp" or "ve") uses on the images of
     ``physics`` (anything with an ``image_shape``): a bundle with a model per form (the MR prior) gives that form's
     slice prior (volumes are scored slice by slice by the method); a bundle of slice priors per orientation (the PET
-    prior) gives the score over volumes of the image shape (:func:`load_volume_prior`). Settings as
-    :func:`load_bundle_prior`.
+    prior) gives the score over volumes of the image shape (:func:`load_volume_prior`). With ``modality`` (the
+    method's, "PT" or "MR"), a prior bundle of another modality is refused first (:func:`check_prior_modality`,
+    naming ``method_name``). Settings as :func:`load_bundle_prior`.
 
     Raises:
-        InputError: the bundle has no prior of that form, or as :func:`load_bundle_prior`.
+        InputError: a prior of another modality, the bundle has no prior of that form, or as
+            :func:`load_bundle_prior`.
     """
+    if modality is not None:
+        check_prior_modality(bundle, modality, method_name)
     models = list(bundle_config(bundle)["models"])
     if kind in models:
         return load_bundle_prior(bundle, kind, device, **settings)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from diffrecon.checks import InputError, check_finite, check_shape
-from diffrecon.io.dicom_read import load_dicom_series
+from diffrecon.io.dicom_read import choose_by_conversion, load_dicom_series
 from diffrecon.io.nifti import load_nifti
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -54,7 +54,7 @@ def read_image(path: str | Path, name: str) -> Image:
     path = Path(path)
     source = f"{name} ({path})"
     if path.is_dir():
-        volume = load_dicom_series(path, name=name)
+        volume = load_dicom_series(path, name=name, choose=choose_by_conversion(path))
         uid = volume.datasets[0].get("FrameOfReferenceUID")
         return Image(volume.array.astype(np.float32), volume.affine, str(uid) if uid else None, source)
     if not path.is_file():

@@ -13,6 +13,7 @@ from monai.bundle import ConfigParser
 from diffrecon.checks import InputError
 from diffrecon.priors import (DiffusionPrior, PatchwisePrior, TriPlanarScore, VarianceExplodingPrior,
                               load_bundle_prior, save_weights)
+from diffrecon.priors.bundle import fit_prior, prior_modality
 from diffrecon.priors.weights import checksum_path, sha256
 from tests.bundles.conftest import BUNDLES, COMMON, TINY_NETWORK
 
@@ -53,6 +54,16 @@ def tiny_copy(bundle: str, folder: Path, **settings) -> Path:
 def tiny_bundle(tmp_path):
     """The PET bundle with a tiny network and random weights for every orientation."""
     return tiny_copy("pet_fdg_prior", tmp_path)
+
+
+def test_priors_declare_their_modality_and_older_ones_still_load(tmp_path):
+    assert prior_modality("pet_fdg_prior") == "PT" and prior_modality("mr_t1_prior") == "MR"
+    root = tiny_copy("mr_t1_prior", tmp_path)
+    with pytest.raises(InputError, match=r"is an MR prior \(modality MR\); method pet-dds needs a PET prior \(PT\)"):
+        fit_prior(root, None, "vp", modality="PT", method_name="pet-dds")
+    (root / "configs/metadata.json").unlink()  # a prior bundle written before bundles declared their modality
+    assert prior_modality(root) is None
+    assert fit_prior(root, None, "vp", modality="PT", method_name="pet-dds").schedule.kind == "vp"
 
 
 def test_mr_bundle_ve_form_is_the_vp_network(tmp_path):

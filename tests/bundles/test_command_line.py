@@ -113,6 +113,12 @@ def test_output_folder_is_checked_before_the_work(tmp_path):
     assert_one_line_error(result, "is a file, so the folder cannot be created")
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc file system here")
+def test_an_output_folder_the_file_system_refuses_is_refused_before_the_work():
+    assert "output_dir '/proc/diffrecon_out' cannot be created" in refusal(
+        inference("pet_fdg_prior"), BUNDLES / "pet_fdg_prior", "--output_dir", "/proc/diffrecon_out")
+
+
 def test_network_settings_reach_the_sampled_prior(tmp_path):
     """Weights of a tiny network (other channels than the config's), sampled with the channels given on the
     command line: the run succeeds only if the setting builds the network the weights are loaded into."""

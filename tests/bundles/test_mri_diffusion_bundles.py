@@ -65,3 +65,9 @@ def test_real_twix_scan_undersampled(shared_data, tmp_path):
 def test_bad_settings_are_refused_before_any_work(settings, message, tmp_path):
     assert_refused([str(p) for p in inference_configs(BUNDLES / "score_mri")], BUNDLES / "score_mri", tmp_path / "out",
                    message, *settings)
+
+
+def test_a_pet_prior_is_refused_by_its_modality(tmp_path):
+    assert_refused([str(p) for p in inference_configs(BUNDLES / "dds_mri")], BUNDLES / "dds_mri", tmp_path / "out",
+                   "prior 'pet_fdg_prior' is a PET prior (modality PT); method dds needs an MR prior (MR)",
+                   "--prior_bundle", "pet_fdg_prior")

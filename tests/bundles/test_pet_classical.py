@@ -11,7 +11,7 @@ import pytest
 
 from diffrecon.cli import main
 from diffrecon.io.dicom_read import load_dicom_series
-from diffrecon.io.nifti import load_nifti
+from diffrecon.io.nifti import load_nifti, save_nifti
 from tests.bundles.conftest import BUNDLES, assert_refused
 from tests.bundles.test_bundle_files import REQUIRED
 
@@ -63,3 +63,12 @@ def test_the_bundle_the_cli_and_python_share_one_path(tmp_path, demo2d_case):
 ])
 def test_bad_settings_are_refused_before_any_work(tmp_path, settings, message):
     assert_refused([str(BUNDLE / "configs" / "inference.json")], BUNDLE, tmp_path / "out", message, *settings)
+
+
+def test_a_nan_in_the_reference_is_refused_before_any_work(tmp_path, demo2d_case):
+    reference, affine = load_nifti(demo2d_case / "fdg.nii.gz")
+    reference[3, 3, 0] = np.nan
+    save_nifti(tmp_path / "nan.nii.gz", reference, affine)
+    assert_refused([str(BUNDLE / "configs" / "inference.json")], BUNDLE, tmp_path / "out",
+                   "reference contains 1 NaN/Inf value(s); expected finite numbers", "--sinogram", str(demo2d_case),
+                   "--reference", str(tmp_path / "nan.nii.gz"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from diffrecon import __version__
 from diffrecon.cli import COMMAND_MODULES, main
 
 
@@ -27,3 +28,9 @@ def test_unknown_method_is_refused(capsys):
     with pytest.raises(SystemExit) as raised:
         main(["recon", "--method", "fbp", "--out", "x"])
     assert raised.value.code == 2 and "invalid choice: 'fbp'" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["--version"])
+    assert raised.value.code == 0 and capsys.readouterr().out == f"diffrecon {__version__}\n"

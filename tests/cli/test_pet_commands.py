@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,8 @@ def test_simulate_writes_images_and_sinograms(simulated):
     (["simulate", "--out", "x", "--seed", "20000", "--preset", "petmr"], "unknown preset 'petmr'"),
     (["demo", "--out", "x", "--count-level", "2000%"], "count_level must be 'full', a percentage"),
     (["demo", "--out", "x", "--device", "tpu9"], "--device 'tpu9' is not a torch device"),
+    pytest.param(["demo", "--out", "/sys/diffrecon_out"], "--out '/sys/diffrecon_out' cannot be created",
+                 marks=pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="no /sys file system here")),
 ])
 def test_bad_command_lines_fail_clearly(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -41,6 +41,18 @@ def test_bowsher_with_an_mr_dicom_series_equals_the_nifti_mr(scan, tmp_path):
     assert json.loads((tmp_path / "dicom" / "bowsher.json").read_text())["metrics"]["bowsher"]["nrmse"] < 0.6
 
 
+def test_a_folder_of_two_series_is_refused_with_advice_recon_can_follow(scan, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _recon(scan, out, "osem", "--reference", str(scan)) == 2  # fdg_dicom (PT) and t1_dicom (MR) below it
+    error = capsys.readouterr().err
+    assert f"--reference: 2 series match; convert the one you want with `diffrecon dicom2nifti {scan} --series-uid " \
+           "UID --out FILE.nii.gz` and give that file: " in error
+    assert not out.exists()
+    uid = load_dicom_series(scan / "fdg_dicom").series_uid  # listed in the error; the advice, followed:
+    assert main(["dicom2nifti", str(scan), "--series-uid", uid, "--out", str(tmp_path / "fdg.nii.gz")]) == 0
+    assert _recon(scan, out, "osem", "--reference", str(tmp_path / "fdg.nii.gz")) == 0
+
+
 def test_recon_exports_a_series_joining_the_source_study(scan, tmp_path, capsys):
     out = tmp_path / "osem"
     assert _recon(scan, out, "osem", "--export-source-dicom", str(scan / "fdg_dicom")) == 2

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from diffrecon.cli import main
-from diffrecon.io.nifti import load_nifti
+from diffrecon.io.nifti import load_nifti, save_nifti
 from diffrecon.io.sinogram import save_sinogram
 from diffrecon.physics.geometry import get_preset
 
@@ -19,6 +20,9 @@ def simulated(demo2d_case):
     save_sinogram(out / "zeros.npz", np.zeros(get_preset("demo2d").scanner.data_shape, np.float32),
                   get_preset("demo2d").scanner)
     (out / "a_file").write_text("not a folder")
+    reference, affine = load_nifti(out / "fdg.nii.gz")
+    reference[3, 3, 0] = np.nan
+    save_nifti(out / "nan.nii.gz", reference, affine)
     return out
 
 
@@ -31,6 +35,17 @@ def simulated(demo2d_case):
     (["--method", "osem", "--sinogram", "{sim}/zeros.npz"], "--sinogram holds no counts"),
     (["--method", "osem", "--multiplicative", "{sim}/zeros.npz"], "multiplicative factors are all zero"),
     (["--method", "osem", "--out", "{sim}/a_file/out"], "--out '{sim}/a_file/out': '{sim}/a_file' is a file"),
+    pytest.param(["--method", "osem", "--out", "/proc/diffrecon_out"], "--out '/proc/diffrecon_out' cannot be created",
+                 marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc file system here")),
+    (["--method", "pet-lisch", "--prior", "mr_t1_prior"],
+     "prior 'mr_t1_prior' is an MR prior (modality MR); method pet-lisch needs a PET prior (PT)"),
+    (["--method", "pet-dds", "--prior", "mr_t1_prior"],
+     "prior 'mr_t1_prior' is an MR prior (modality MR); method pet-dds needs a PET prior (PT)"),
+    # images are checked as the case is loaded: no partial outputs (OSEM, the reference) before the refusal
+    (["--method", "pet-lisch", "--reference", "{sim}/nan.nii.gz"],
+     "--reference contains 1 NaN/Inf value(s); expected finite numbers (in '{sim}/nan.nii.gz')"),
+    (["--method", "bowsher", "--mr", "{sim}/nan.nii.gz"], "--mr contains 1 NaN/Inf value(s)"),
+    (["--method", "osem", "--mu-map", "{sim}/nan.nii.gz"], "--mu-map contains 1 NaN/Inf value(s)"),
 ])
 def test_bad_pet_input_is_refused_before_any_work(simulated, tmp_path, capsys, argv, message):
     argv = [a.format(sim=simulated) for a in argv]

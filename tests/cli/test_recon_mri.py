@@ -60,6 +60,18 @@ def test_simulated_acquisition_from_an_image(tmp_path):
     assert np.allclose(nib.load(tmp_path / "o" / "tv.nii.gz").header.get_zooms(), (2, 2, 3))
 
 
+@pytest.mark.parametrize("method", ["dds", "score-mri"])
+def test_a_pet_prior_is_refused_by_its_modality(tmp_path, capsys, method):
+    image = np.zeros((48, 48, 1), dtype=np.float32)
+    image[9:39, 12:36] = 1.0
+    save_nifti(tmp_path / "image.nii.gz", image, np.eye(4))
+    code = main(["recon", "--method", method, "--prior", "pet_fdg_prior", "--image", str(tmp_path / "image.nii.gz"),
+                 "--coils", "4", "--acceleration", "2", "--center-fraction", "0.4", "--out", str(tmp_path / "o")])
+    assert code == 2 and not (tmp_path / "o").exists()
+    assert (f"prior 'pet_fdg_prior' is a PET prior (modality PT); method {method} needs an MR prior (MR)"
+            in capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--acceleration", "0.5"], "acceleration must be a number >= 1"),
     (["--acceleration", "4", "--mask", "spiral"], "unknown mask kind 'spiral'"),
