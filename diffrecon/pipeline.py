@@ -12,7 +12,8 @@ import torch
 
 from diffrecon.checks import InputError
 from diffrecon.io.cases import Case
-from diffrecon.io.results import save_reconstruction
+from diffrecon.io.figures import PET_COLORMAPS
+from diffrecon.io.results import metrics_table, save_reconstruction
 from diffrecon.methods import Method, Reconstruction, build_method
 from diffrecon.methods.registry import METHODS, required_inputs
 
@@ -23,6 +24,7 @@ DEFAULT_PRIORS = {"PT": "pet_fdg_prior", "MR": "mr_t1_prior"}
 # fix, β 0.1 / 1: NRMSE 0.222 / 0.252).
 DEMO_RDP_BETA = 0.3
 CMAPS = {"PT": "gray_r", "MR": "gray"}  # PET activity dark on white, as read on PET workstations
+QUANTITIES = {"PT": "activity (a.u.)", "MR": "magnitude (a.u.)"}  # the panels' colour-bar labels
 
 
 def pet_case(sinogram: str | Path | None = None, *, demo: dict[str, Any] | None = None,
@@ -90,24 +92,43 @@ def comparisons(case: Case, method: Method) -> dict[str, torch.Tensor]:
     return {}
 
 
+def check_colormap(colormap: str | None, modality: str) -> str:
+    """The panel's colour map: ``colormap`` (PET: one of :data:`PET_COLORMAPS`) or the modality's default.
+
+    Raises:
+        InputError: another colour map, or one given for MRI (magnitude images are shown in grey).
+    """
+    if colormap is None:
+        return CMAPS[modality]
+    if modality != "PT":
+        raise InputError(f"colormap {colormap!r} is for PET images; MRI magnitude images are shown in grey")
+    if colormap not in PET_COLORMAPS:
+        raise InputError(f"colormap {colormap!r}; expected one of {', '.join(PET_COLORMAPS)}")
+    return colormap
+
+
 def reconstruct_case(case: Case, method: Method, out: str | Path, *, num_samples: int = 1,
-                     seed: int = 0) -> tuple[Reconstruction, dict[str, Any]]:
+                     seed: int = 0, colormap: str | None = None) -> tuple[Reconstruction, dict[str, Any]]:
     """Reconstruct ``case`` with ``method`` (samples drawn from ``seed``) and write the result to ``out``
-    (:func:`diffrecon.io.results.save_reconstruction`); returns the result and the report as written."""
+    (:func:`diffrecon.io.results.save_reconstruction`; the panel in ``colormap``, default the modality's:
+    :func:`check_colormap`); returns the result and the report as written."""
+    cmap = check_colormap(colormap, method.modality)
     generator = torch.Generator(case.data.device).manual_seed(int(seed))
     result = method(case.data, case.physics, num_samples=num_samples, generator=generator)
     written = save_reconstruction(out, method.name, result.mean, case.affine, {**result.report, **case.info},
                                   std=result.std, samples=result.samples, reference=case.reference,
-                                  comparisons=comparisons(case, method), cmap=CMAPS[method.modality])
+                                  comparisons=comparisons(case, method), cmap=cmap,
+                                  quantity=QUANTITIES[method.modality])
     return result, written
 
 
 def run_demo(out: str | Path, *, seed: int | None = None, count_level: str = "1%", preset: str = "demo",
-             device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+             device: str | torch.device = "cpu", colormap: str = "gray_r") -> dict[str, dict[str, float]]:
     """``diffrecon demo``: a test-split phantom subject (three hot lesions) scanned on ``preset`` at
     ``count_level`` (the built-in case of the bundles, :func:`pet_case`), reconstructed with OSEM, MAP-EM with the
-    relative difference prior and PET-LiSch at its defaults; NIfTI volumes, a PNG panel and a metrics table
-    (markdown and JSON) written to ``out``. Returns the metrics by method."""
+    relative difference prior and PET-LiSch at its defaults; NIfTI volumes, a PNG panel (in ``colormap``, one
+    of :data:`PET_COLORMAPS`) and a metrics table (markdown and JSON) written to ``out``. Returns the metrics by
+    method."""
     import json
 
     from diffrecon.checks import check_device, check_output_dir
@@ -118,6 +139,7 @@ def run_demo(out: str | Path, *, seed: int | None = None, count_level: str = "1%
     from diffrecon.physics.pet_simulation import trues_per_direct_plane
 
     trues_per_direct_plane(count_level)  # validate before any work
+    check_colormap(colormap, "PT")
     check_device("--device", device)
     out = check_output_dir("--out", out)
     seed = subject_seeds("test", 1)[0] if seed is None else int(seed)
@@ -151,14 +173,12 @@ def run_demo(out: str | Path, *, seed: int | None = None, count_level: str = "1%
         save_nifti(out / f"{name}.nii.gz", image, case.affine)
     save_panel(out / "panel.png", {"ground truth": truth, **results, "PET-LiSch - truth": results["PET-LiSch"] - truth},
                title=f"diffrecon demo: subject {seed}, {count_level} counts", signed={"PET-LiSch - truth"},
-               cmap="gray_r", centre=tuple(int(c) for c in np.argwhere(lesions[0]).mean(axis=0).round()),
+               cmap=colormap, quantity=QUANTITIES["PT"],
+               centre=tuple(int(c) for c in np.argwhere(lesions[0]).mean(axis=0).round()),
                annotations={name: f"PSNR {row['psnr_db']:.1f} dB, SSIM {row['ssim']:.3f}" for name, row in rows.items()})
     (out / "metrics.json").write_text(json.dumps(rows, indent=2))
-    table = ["| method | PSNR (dB) | SSIM | NRMSE (brain) | CRC (hot lesions) | white-matter CoV | time (s) |",
-             "|---|---|---|---|---|---|---|"]
-    table += [f"| {name} | {r['psnr_db']:.2f} | {r['ssim']:.3f} | {r['nrmse']:.3f} | {r['crc_hot_lesions']:.2f} | "
-              f"{r['white_matter_cov']:.3f} | {r['seconds']:.1f} |" for name, r in rows.items()]
-    (out / "metrics.md").write_text("\n".join(table) + "\n")
-    print("\n".join(table))
+    table = metrics_table(rows, headers={"nrmse": "NRMSE (brain)"})
+    (out / "metrics.md").write_text(table + "\n")
+    print(table)
     print(f"results in {out.resolve()}: panel.png, metrics.md, *.nii.gz")
     return rows

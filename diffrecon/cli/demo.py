@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from diffrecon.io.figures import PET_COLORMAPS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,10 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="demo", choices=("demo", "demo2d"),
                         help="scanner + grid: demo (fully 3D, the default) or demo2d (one axial slice of it, "
                              "seconds: a quick check that the pipeline runs)")
+    parser.add_argument("--colormap", default="gray_r", choices=PET_COLORMAPS,
+                        help="colour map of the panel's images: gray_r (inverted grey, the default) or hot")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from diffrecon.pipeline import run_demo
 
-    run_demo(args.out, seed=args.seed, count_level=args.count_level, preset=args.preset, device=args.device)
+    run_demo(args.out, seed=args.seed, count_level=args.count_level, preset=args.preset, device=args.device,
+             colormap=args.colormap)

@@ -16,6 +16,7 @@ from typing import Any
 from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
+from diffrecon.io.figures import PET_COLORMAPS
 from diffrecon.methods.registry import METHODS, build_method, check_options, method_names, required_inputs
 
 # options that are method hyperparameters, by constructor parameter name
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "; ".join(f"{e.name} ({e.modality}): {e.summary}" for e in METHODS.values()))
     parser.add_argument("--method", required=True, choices=method_names(), help="reconstruction method")
     parser.add_argument("--out", required=True, help="output folder (created)")
+    parser.add_argument("--colormap", default=None, choices=PET_COLORMAPS,
+                        help="colour map of a PET result's panel: gray_r (inverted grey, the default) or hot; MRI "
+                             "panels are grey")
     method = parser.add_argument_group("method options (each method takes some of them; others are refused)")
     method.add_argument("--iterations", type=int, default=None,
                         help="number of iterations (method default; pet-lisch: K of its likelihood schedule, default "
@@ -89,12 +93,13 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> None:
     from diffrecon.io.results import as_volume
-    from diffrecon.pipeline import DEFAULT_PRIORS, method_inputs, reconstruct_case
+    from diffrecon.pipeline import DEFAULT_PRIORS, check_colormap, method_inputs, reconstruct_case
 
     modality = METHODS[args.method].modality
     if modality == "MR" and args.export_source_dicom:
         raise InputError("--export-source-dicom: k-space files carry no patient position, so an MRI result cannot "
                          "join a source study; leave the option out to export it as a new study")
+    check_colormap(args.colormap, modality)
     options = method_options(args)
     inputs = required_inputs(args.method)
     for key in inputs:  # images such as the Bowsher MR come from the case (the prior has a default bundle)
@@ -107,7 +112,8 @@ def run(args: argparse.Namespace) -> None:
     method = build_method(args.method, **options, **method_inputs(args.method, case, args.prior))
     if "prior" in inputs:  # which prior bundle made the result, in its report
         case.info["prior"] = str(args.prior or DEFAULT_PRIORS[modality])
-    result, written = reconstruct_case(case, method, args.out, num_samples=args.num_samples, seed=args.seed)
+    result, written = reconstruct_case(case, method, args.out, num_samples=args.num_samples, seed=args.seed,
+                                       colormap=args.colormap)
     summary = ", ".join(f"{key} NRMSE {m['nrmse']:.4f}" for key, m in written.get("metrics", {}).items())
     print(f"wrote {args.method}.nii.gz, .png and .json in {args.out}" + (f" ({summary})" if summary else ""))
     description = result.report["description"]

@@ -1,5 +1,6 @@
 """Write a reconstruction: NIfTI mean (and std), the other images shown beside it, a JSON report with metrics
-against the reference, and a PNG panel; shared by ``diffrecon recon`` and the method bundles."""
+against the reference, and a PNG panel; shared by ``diffrecon recon`` and the method bundles. The metrics table
+that ``diffrecon demo`` and a bundle run print is :func:`metrics_table`."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,25 @@ from diffrecon.checks import InputError
 from diffrecon.io.figures import save_panel
 from diffrecon.io.nifti import save_nifti
 
+# metric key -> (column header, value format), in the order the columns are shown
+METRIC_COLUMNS = {"psnr_db": ("PSNR (dB)", "{:.2f}"), "ssim": ("SSIM", "{:.3f}"),
+                  "nrmse": ("NRMSE", "{:.3f}"), "crc_hot_lesions": ("CRC (hot lesions)", "{:.2f}"),
+                  "white_matter_cov": ("white-matter CoV", "{:.3f}"), "seconds": ("time (s)", "{:.1f}")}
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, float]], headers: Mapping[str, str] | None = None) -> str:
+    """A markdown table of metrics by method (or image), one row each: the columns of :data:`METRIC_COLUMNS`
+    that some row has ("-" where another lacks it), ``headers`` renaming some (e.g. {"nrmse": "NRMSE (brain)"});
+    empty without rows. ``diffrecon demo`` and the bundle runs print it, so both show their numbers alike."""
+    keys = [key for key in METRIC_COLUMNS if any(key in row for row in rows.values())]
+    if not keys:
+        return ""
+    names = [(headers or {}).get(key, METRIC_COLUMNS[key][0]) for key in keys]
+    lines = ["| method | " + " | ".join(names) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(METRIC_COLUMNS[key][1].format(row[key]) if key in row else "-"
+                                         for key in keys) + " |" for name, row in rows.items()]
+    return "\n".join(lines)
+
 
 def as_volume(image: Any) -> np.ndarray:
     """A magnitude (x, y, z) numpy volume of an image tensor or array (2D images get a z axis of 1)."""
@@ -24,10 +44,11 @@ def as_volume(image: Any) -> np.ndarray:
 def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarray, report: Mapping[str, Any], *,
                         std: Any = None, samples: Any = None, reference: Any = None,
                         comparisons: Mapping[str, Any] | None = None, cmap: str = "gray",
-                        title: str | None = None) -> dict[str, Any]:
+                        quantity: str = "intensity (a.u.)", title: str | None = None) -> dict[str, Any]:
     """Write ``<name>.nii.gz`` (and ``<name>_std.nii.gz``, the samples as a 4D ``<name>_samples.nii.gz``), the
     ``comparisons`` and ``reference.nii.gz``, then ``<name>.json`` (``report`` plus NRMSE/PSNR/SSIM of every
-    image against the reference) and ``<name>.png``.
+    image against the reference) and ``<name>.png`` (``cmap`` and a colour bar labelled ``quantity``, the images'
+    values with units; the std on its own scale).
 
     Images are tensors or arrays (x, y[, z]); complex ones are written as magnitudes. The JSON is written under a
     temporary name and renamed, so a complete-looking report never describes missing images.
@@ -65,6 +86,6 @@ def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarra
     partial.write_text(json.dumps(report, indent=2))
     partial.replace(out / f"{name}.json")
     save_panel(out / f"{name}.png", columns, title=title or str(report.get("description", name)),
-               annotations=annotations, signed={"error"}, cmap=cmap,
+               annotations=annotations, signed={"error"}, own_scale={"std"}, cmap=cmap, quantity=quantity,
                vmax=float(np.percentile(next(iter(columns.values())), 99.5)))
     return report

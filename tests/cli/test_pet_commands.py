@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diffrecon.checks import InputError
 from diffrecon.cli import main
+from diffrecon.io import figures, results
 from diffrecon.io.nifti import load_nifti
 from diffrecon.io.sinogram import load_sinogram
 from diffrecon.physics.geometry import get_preset
@@ -64,6 +66,40 @@ def test_recon_methods_from_files(simulated, tmp_path, method, extra):
     if method == "mlem":
         assert len(report["log_likelihood"]) == 8
         assert np.all(np.diff(report["log_likelihood"]) >= 0)
+
+
+def recorded_panels(monkeypatch, module) -> list[dict]:
+    """The options of every panel ``module`` draws (drawn as usual)."""
+    panels, save = [], module.save_panel
+    monkeypatch.setattr(module, "save_panel", lambda path, columns, **options: (panels.append(options),
+                                                                                save(path, columns, **options))[1])
+    return panels
+
+
+def test_recon_panel_in_the_chosen_colormap_with_units(simulated, tmp_path, monkeypatch):
+    panels = recorded_panels(monkeypatch, results)
+    assert _recon(simulated, tmp_path, "osem", "--iterations", "1", "--colormap", "hot") == 0
+    assert [(p["cmap"], p["quantity"]) for p in panels] == [("hot", "activity (a.u.)")]
+
+
+def test_demo_panel_colormap_and_metrics_table(tmp_path, monkeypatch, capsys):
+    """``--colormap`` reaches the panel; the table printed is the one written to metrics.md."""
+    panels = recorded_panels(monkeypatch, figures)
+    assert main(["demo", "--out", str(tmp_path), "--preset", "demo2d", "--count-level", "full",
+                 "--colormap", "hot"]) == 0
+    assert [(p["cmap"], p["quantity"]) for p in panels] == [("hot", "activity (a.u.)")]
+    table = (tmp_path / "metrics.md").read_text()
+    assert table.startswith("| method | PSNR (dB) | SSIM | NRMSE (brain) | CRC (hot lesions) |")
+    assert table.count("\n") == 5  # header, rule, three methods
+    assert table in capsys.readouterr().out
+
+
+def test_demo_refuses_another_colormap_before_any_work(tmp_path):
+    from diffrecon.pipeline import run_demo
+
+    with pytest.raises(InputError, match="colormap 'jet'; expected one of gray_r, hot"):
+        run_demo(tmp_path / "out", preset="demo2d", colormap="jet")
+    assert not (tmp_path / "out").exists()
 
 
 def test_recon_refuses_inconsistent_inputs(simulated, tmp_path, capsys):

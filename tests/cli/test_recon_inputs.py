@@ -46,6 +46,8 @@ def simulated(demo2d_case):
      "--reference contains 1 NaN/Inf value(s); expected finite numbers (in '{sim}/nan.nii.gz')"),
     (["--method", "bowsher", "--mr", "{sim}/nan.nii.gz"], "--mr contains 1 NaN/Inf value(s)"),
     (["--method", "osem", "--mu-map", "{sim}/nan.nii.gz"], "--mu-map contains 1 NaN/Inf value(s)"),
+    (["--method", "zero-filled", "--colormap", "hot"],
+     "colormap 'hot' is for PET images; MRI magnitude images are shown in grey"),
 ])
 def test_bad_pet_input_is_refused_before_any_work(simulated, tmp_path, capsys, argv, message):
     argv = [a.format(sim=simulated) for a in argv]
