@@ -78,7 +78,8 @@ class Steering:
 
 @dataclass
 class SteeringState:
-    """Per call: the adapters' optimiser, the steps to adapt and, per adapted step, the loss before and after."""
+    """Per call: the adapters' optimiser, the steps to adapt and, per adapted step, the loss before and after, the
+    updates taken and the network passes spent (forward and backward)."""
 
     optimizer: torch.optim.Optimizer
     steps: list[int]
@@ -122,13 +123,13 @@ class SteeredMethod:
                 excess.backward()
                 steering.optimizer.step()
                 updates += 1
+        measure_after = updates == len(losses)  # every pass ended in an update, whose effect is not measured yet
         after = losses[-1]
-        if updates == len(losses):  # every pass ended in an update, whose effect is not measured yet
+        if measure_after:
             with torch.no_grad():
                 after = float(self.steering_deviance(x, t, call).mean()) / call.discrepancy.measurements
-        measured_after = int(updates == len(losses))
         steering.losses.append({"step": step, "before": losses[0], "after": after, "updates": updates,
-                                "passes": len(losses) + updates + measured_after})
+                                "passes": len(losses) + updates + int(measure_after)})
         steering.seconds += time.perf_counter() - start
 
     def _excess(self, deviance: torch.Tensor, call: Call, step: int) -> torch.Tensor:
