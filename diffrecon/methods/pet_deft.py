@@ -1,0 +1,135 @@
+"""PET-DEFT (Webber, Hammers, King and Reader, MICCAI 2025; DEFT: Denker et al., "efficient fine-tuning of diffusion
+models by learning the generalised h-transform"): supervised diffusion reconstruction. A small conditional network,
+the h-network, corrects the frozen unconditional prior's noise prediction from the measurement; sampling is plain
+DDIM with the corrected noise, no data-consistency step and no backpropagation.
+
+At every reverse step the h-network sees the noisy image x_t, the frozen prior's Tweedie estimate x̂₀ (clamped
+non-negative) and the likelihood direction at x̂₀, the MLEM update x̂₀ Aᵀ(y / ȳ(x̂₀)) / Aᵀ1 − x̂₀ (in prior units:
+the EM step is the Poisson likelihood's natural gradient step, so it needs no step size), and outputs an ε
+correction added to the prior's ε. The corrected estimate is clamped non-negative by the PET space. The h-network is
+a :class:`~diffrecon.priors.ScoreModel` with two condition channels of the prior's own structure (one slice network
+per orientation of a tri-planar prior, :func:`correction_model`), so it slices volumes exactly as the prior does.
+
+Its output convolution starts at zero (MONAI's ``DiffusionModelUNet`` initialises it so), so an untrained h-network
+leaves the prior unchanged: DEFT starts as the prior. :func:`deft_loss` is the training objective (ε-matching on
+pairs of a reference image and its measurement). The correction runs in the sampler's ``correct_noise`` hook, whose
+time counts as physics; the report gives it on its own as ``seconds_correction``. In progress (issue 31): no trained h-network, bundle or benchmark
+yet; the defaults (5 steps, warm start at 0.3 T) are the issue's, not tuned.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from torch import nn
+
+from diffrecon.checks import InputError
+from diffrecon.methods.sampler import Call, VPDiffusionMethod
+from diffrecon.methods.spaces import PETSpace
+from diffrecon.priors import DiffusionPrior, TriPlanarScore
+from diffrecon.priors.prior import ScoreModel
+
+CONDITION_CHANNELS = 2
+"""The h-network's condition: the prior's Tweedie estimate and the likelihood (MLEM) direction at it."""
+H_CHANNELS = (16, 16, 32)
+"""Channels per level of the h-network: a fifth of the shipped PET prior's parameters per orientation."""
+
+
+def h_network(channels: Sequence[int] = H_CHANNELS) -> DiffusionModelUNet:
+    """A small 2D conditional UNet (one residual block per level, no attention) taking x_t and the condition."""
+    return DiffusionModelUNet(spatial_dims=2, in_channels=1 + CONDITION_CHANNELS, out_channels=1,
+                              channels=tuple(channels), attention_levels=(False,) * len(channels), num_res_blocks=1,
+                              norm_num_groups=8, num_head_channels=channels[-1])
+
+
+def correction_model(prior: ScoreModel, networks: Mapping[str, nn.Module] | nn.Module) -> ScoreModel:
+    """The h-network as a score model of ``prior``'s structure: per orientation of a tri-planar prior (``networks``
+    by orientation, the same orientations), or one slice network for a slice prior.
+
+    Raises:
+        InputError: orientations that differ from the prior's, or networks without the condition channels.
+    """
+    if isinstance(prior, TriPlanarScore):
+        if not isinstance(networks, Mapping) or set(networks) != set(prior.priors):
+            given = sorted(networks) if isinstance(networks, Mapping) else type(networks).__name__
+            raise InputError(f"h-networks {given}; expected one per orientation of the prior: {sorted(prior.priors)}")
+        models = {name: _conditional(networks[name], prior.schedule) for name in prior.priors}
+        return TriPlanarScore(models, prior.chunk_size)
+    if isinstance(networks, Mapping):
+        raise InputError(f"h-networks by orientation {sorted(networks)} for a slice prior; expected one network")
+    return _conditional(networks, prior.schedule)
+
+
+def _conditional(network: nn.Module, schedule: Any) -> DiffusionPrior:
+    model = DiffusionPrior(network, schedule)
+    if model.condition_channels != CONDITION_CHANNELS:
+        raise InputError(f"h-network takes {model.condition_channels} condition channels; expected "
+                         f"{CONDITION_CHANNELS} (the Tweedie estimate and the likelihood direction)")
+    return model
+
+
+def deft_condition(x: torch.Tensor, t: int, noise: torch.Tensor, call: Call, space: PETSpace) -> torch.Tensor:
+    """The h-network's condition at x_t: (B, 2, ...) of the Tweedie estimate of ``noise`` and the MLEM update
+    direction at it, both in prior units."""
+    estimate = call.score.tweedie(x, t, noise).clamp_min(0)
+    activity = space.from_network(estimate, call)
+    direction = space.to_network(call.fidelity.em_step(activity), call) - estimate
+    return torch.stack((estimate, direction), dim=1)
+
+
+def deft_loss(prior: ScoreModel, correction: ScoreModel, clean: torch.Tensor, call: Call, space: PETSpace,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ε-matching loss of DEFT on a batch of reference images ``clean`` (prior units, the shape the prior
+    scores) measured as ``call`` holds them: a random time and noise per image, the frozen prior's ε and
+    condition without gradient, the h-network's correction with it; mean of ‖ε − (ε_prior + ε_h)‖²."""
+    schedule = prior.schedule
+    batch = clean.shape[0]
+    t = int(torch.randint(0, schedule.num_train_timesteps, (1,), generator=generator))
+    noise = torch.randn(clean.shape, generator=generator).to(clean)
+    alpha, sigma = (float(v) for v in schedule.alpha_sigma(t))
+    noisy = alpha * clean + sigma * noise
+    with torch.no_grad():
+        predicted = prior.predict_noise(noisy, t)
+        condition = deft_condition(noisy, t, predicted, call, space)
+    corrected = predicted + correction.predict_noise(noisy, t, condition)
+    return (noise - corrected).pow(2).reshape(batch, -1).mean()
+
+
+class PETDEFT(VPDiffusionMethod):
+    """PET-DEFT on the sampler in the PET space (module notes).
+
+    Args:
+        prior: the frozen VP prior (a :class:`~diffrecon.priors.TriPlanarScore` for volumes).
+        correction: the h-network as a score model of the prior's structure (:func:`correction_model`); None: no
+            correction, the prior's own DDIM estimate (the unconditional reference DEFT is compared with).
+        steps, warm_start, eta, final_time, callback, progress: as :class:`~diffrecon.methods.sampler.VPDiffusionMethod`.
+        osem_iterations, osem_subsets: the OSEM image that sets the scale and the warm start
+            (:class:`~diffrecon.methods.spaces.PETSpace`).
+    """
+
+    name = "pet-deft"
+    modality = "PT"
+
+    def __init__(self, prior: ScoreModel, correction: ScoreModel | None = None, steps: int = 5,
+                 warm_start: float | None = 0.3, eta: float = 0.1, final_time: float = 0.0,
+                 osem_iterations: int | str = "auto", osem_subsets: int = 8,
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, warm_start, eta, final_time, callback,
+                         progress)
+        if correction is not None and (not isinstance(correction, ScoreModel)
+                                       or type(correction) is not type(prior)):
+            raise InputError(f"correction must be a score model of the prior's structure ({type(prior).__name__}; "
+                             f"diffrecon.methods.pet_deft.correction_model), got {type(correction).__name__}")
+        self.correction = correction
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "corrected": self.correction is not None}
+
+    def correct_noise(self, x: torch.Tensor, t: int, noise: torch.Tensor, call: Call, step: int) -> torch.Tensor:
+        if self.correction is None:
+            return noise
+        with call.clock("correction"):  # inside the sampler's physics time; reported on its own too
+            condition = deft_condition(x, t, noise, call, self.space)
+            return noise + self.correction.predict_noise(x, t, condition)

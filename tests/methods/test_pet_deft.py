@@ -1,0 +1,66 @@
+"""PET-DEFT (first part, issue 31): an untrained h-network leaves the prior's sampling unchanged (zero output layer),
+training lowers the ε-matching loss on a tiny set, the output is non-negative, and mismatched h-networks are
+refused by name."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffrecon.checks import InputError
+from diffrecon.methods.pet_deft import PETDEFT, correction_model, deft_loss, h_network
+from diffrecon.methods.spaces import PETSpace
+from tests.methods.conftest import unet_volume_prior
+from tests.methods.test_pet_diffusion import _scan
+from tests.priors.test_adapters_and_conditions import randomised
+
+TINY = (8, 8, 8)
+
+
+def _correction(prior, trained: bool = False):
+    torch.manual_seed(1)
+    network = h_network(TINY)
+    return correction_model(prior, {"axial": randomised(network) if trained else network})
+
+
+def test_an_untrained_correction_leaves_the_prior_unchanged():
+    measured, model, _ = _scan()
+    prior = unet_volume_prior()
+    runs = [PETDEFT(prior, correction, steps=3, progress=False)(measured, model, num_samples=2,
+                                                                 generator=torch.Generator().manual_seed(4)).samples
+            for correction in (None, _correction(prior))]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_training_lowers_the_epsilon_loss_and_the_output_is_non_negative():
+    measured, model, truth = _scan()
+    prior = unet_volume_prior()
+    correction = _correction(prior, trained=True)
+    space = PETSpace("auto", 8)
+    call = space.prepare(measured, model, prior, 1, None)
+    clean = space.to_network(truth[None], call)
+
+    def loss() -> float:  # over fixed times and noises, so that before and after compare
+        with torch.no_grad():
+            return sum(float(deft_loss(prior, correction, clean, call, space, torch.Generator().manual_seed(s)))
+                       for s in range(8)) / 8
+
+    before = loss()
+    optimiser = torch.optim.Adam(correction.parameters(), lr=1e-3)
+    for step in range(40):
+        optimiser.zero_grad()
+        deft_loss(prior, correction, clean, call, space, torch.Generator().manual_seed(100 + step)).backward()
+        optimiser.step()
+    assert loss() < 0.9 * before
+    result = PETDEFT(prior, correction, steps=3, progress=False)(measured, model, num_samples=2)
+    assert (result.samples >= 0).all() and result.report["settings"]["corrected"]
+
+
+def test_mismatched_h_networks_are_refused():
+    prior = unet_volume_prior()
+    with pytest.raises(InputError, match=r"h-networks \['coronal'\]; expected one per orientation of the prior: "
+                                         r"\['axial'\]"):
+        correction_model(prior, {"coronal": h_network(TINY)})
+    with pytest.raises(InputError, match="h-network takes 0 condition channels; expected 2"):
+        correction_model(prior, {"axial": prior.priors["axial"].network})
+    with pytest.raises(InputError, match="correction must be a score model of the prior's structure"):
+        PETDEFT(prior, correction=h_network(TINY))
