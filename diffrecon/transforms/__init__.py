@@ -1,8 +1,10 @@
 """MONAI transforms for PET/MRI data (see DESIGN.md): intensity normalisation and augmentation,
-generic objects and field-of-view edges in training slices, and slice sampling in any orientation.
+generic objects and field-of-view edges in training slices, slice sampling in any orientation, and simulated
+PET acquisition.
 Datasets built from them live in ``diffrecon.data.datasets``."""
 from __future__ import annotations
 
+from diffrecon.transforms.acquisition import SimulatePETd
 from diffrecon.transforms.intensity import (EmissionNormalize, EmissionNormalized, MagnitudeNormalize,
                                             MagnitudeNormalized, RandHalo, RandHalod, RandIntensityFactor,
                                             RandIntensityFactord, RandResolution, RandResolutiond, emission_mean,
@@ -11,6 +13,6 @@ from diffrecon.transforms.shapes import RandAxialEdged, RandShapesd, random_shap
 from diffrecon.transforms.slicing import ORIENTATIONS, RandSliced, foreground_slices, take_slice
 
 __all__ = ["ORIENTATIONS", "EmissionNormalize", "EmissionNormalized", "MagnitudeNormalize", "MagnitudeNormalized",
-           "RandHalo", "RandHalod", "RandIntensityFactor", "RandIntensityFactord", "RandResolution", "RandResolutiond",
+           "RandHalo", "RandHalod", "SimulatePETd", "RandIntensityFactor", "RandIntensityFactord", "RandResolution", "RandResolutiond",
            "RandAxialEdged", "RandShapesd", "RandSliced", "emission_mean", "foreground_slices", "gaussian_blur", "random_shapes_image",
            "take_slice"]
