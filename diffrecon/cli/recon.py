@@ -11,22 +11,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import Any
 
 from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
 from diffrecon.io.figures import PET_COLORMAPS
-from diffrecon.methods.registry import METHODS, build_method, check_options, method_names, required_inputs
+from diffrecon.methods.registry import (METHODS, build_method, check_options, method_names, parameter_defaults,
+                                        required_inputs)
 
 # options that are method hyperparameters, by constructor parameter name
 HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam", "steps", "warm_start")
 LOADERS = {"PT": recon_pet, "MR": recon_mri}  # the case's options and loading, per modality
 
 
+def per_method_defaults(key: str) -> str:
+    """The defaults of hyperparameter ``key`` as read from the methods' constructors, methods that share one
+    grouped in registry order, e.g. "pet-dds, pet-lisch 8; score-mri 30"."""
+    groups: dict[str, list[str]] = {}
+    for name, value in parameter_defaults(key).items():
+        groups.setdefault(str(value), []).append(name)
+    return "; ".join(f"{', '.join(names)} {value}" for value, names in groups.items())
+
+
+class MethodDefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each hyperparameter's text with its per-method defaults (:func:`per_method_defaults`), read
+    only when the help is shown so that parsing imports no method, and wraps lines at spaces only so that
+    method names and options keep their hyphens."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = super()._get_help_string(action) or ""
+        if action.dest in HYPERPARAMETERS:
+            text += f". Default per method: {per_method_defaults(action.dest)}".replace("%", "%%")
+        return text
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "recon", help="reconstruct PET or MRI data (any method) -> NIfTI + JSON + PNG [+ DICOM/PACS]",
+        formatter_class=MethodDefaultsFormatter,
         description="Reconstruct a PET sinogram or MRI k-space. The method decides which inputs are needed: PET "
                     "methods take a sinogram and acquisition factors, MRI methods k-space and a sampling mask (or "
                     "an image to undersample). Methods: " +
@@ -37,39 +64,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="colour map of a PET result's panel: gray_r (inverted grey, the default) or hot; MRI "
                              "panels are grey")
     method = parser.add_argument_group("method options (each method takes some of them; others are refused)")
+    # the hyperparameters' help ends with their defaults per method, read from the registry
     method.add_argument("--iterations", type=int, default=None,
-                        help="number of iterations (method default; pet-lisch: K of its likelihood schedule, default "
-                             "auto: where OSEM meets the data's discrepancy target)")
-    method.add_argument("--subsets", type=int, default=None, help="ordered subsets (osem, map-rdp, bowsher; "
-                                                                  "default 8)")
-    method.add_argument("--beta", type=float, default=None, help="penalty strength (map-rdp default 1.0, "
-                                                                 "bowsher 0.05)")
-    method.add_argument("--gamma", type=float, default=None, help="RDP edge-preservation parameter (map-rdp, "
-                                                                  "default 2); weight of the data in DDS's "
-                                                                  "conjugate-gradient step (dds, default 10; "
-                                                                  "--set gamma=auto: the discrepancy principle)")
+                        help="number of iterations; pet-lisch: K of its likelihood schedule, auto: where OSEM meets "
+                             "the data's discrepancy target")
+    method.add_argument("--subsets", type=int, default=None, help="ordered subsets of the EM updates")
+    method.add_argument("--beta", type=float, default=None, help="penalty strength (map-rdp, bowsher)")
+    method.add_argument("--gamma", type=float, default=None, help="RDP edge-preservation parameter (map-rdp); "
+                                                                  "weight of the data in DDS's conjugate-gradient "
+                                                                  "step (dds; --set gamma=auto: the discrepancy "
+                                                                  "principle)")
     method.add_argument("--bowsher-neighbours", dest="neighbours", type=int, default=None,
-                        help="neighbours kept per voxel, of 26 (bowsher; default 8)")
-    method.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (tv, default "
-                                                                "0.005); Tikhonov weight (cg-sense, default 0); "
-                                                                "relative anchor strength (pet-dds, default auto: "
-                                                                "the discrepancy principle)")
+                        help="neighbours kept per voxel, of 26 (bowsher)")
+    method.add_argument("--lam", type=float, default=None, help="TV weight relative to max|A^H y| (tv); Tikhonov "
+                                                                "weight (cg-sense); relative anchor strength "
+                                                                "(pet-dds; auto: the discrepancy principle)")
     method.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
                         help="any other method option (a JSON value or a string), e.g. --set steps=20")
     method.add_argument("--steps", type=int, default=None, help="reverse diffusion steps = network evaluations per "
-                                                                "sample (diffusion methods)")
+                                                                "sample")
     method.add_argument("--warm-start", type=float, default=None, help="start the reverse process at this fraction "
                                                                        "of the noise schedule from the noised OSEM "
-                                                                       "(PET) or zero-filled/CG-SENSE (MRI) image "
-                                                                       "(diffusion methods; default: the method's)")
+                                                                       "(PET) or zero-filled/CG-SENSE (MRI) image")
     method.add_argument("--num-samples", "--samples", type=int, default=1, help="posterior samples (diffusion "
                                                                                 "methods): mean, std and samples "
-                                                                                "are written")
+                                                                                "are written (default %(default)s)")
     method.add_argument("--prior", default=None, help="prior bundle (name or folder) for diffusion methods; "
                                                       "default the shipped pet_fdg_prior (PET) or mr_t1_prior "
                                                       "(MRI)")
     method.add_argument("--seed", type=int, default=0, help="seed of every random draw (mask, simulated noise, "
-                                                            "samples)")
+                                                            "samples; default %(default)s)")
     method.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     recon_pet.add_arguments(parser.add_argument_group("PET inputs"))
     recon_mri.add_arguments(parser.add_argument_group("MRI inputs"))

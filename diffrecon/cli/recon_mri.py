@@ -22,15 +22,18 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                        help="readout oversampling factor to crop (default: from the file header, else 1)")
     group.add_argument("--slice", type=int, default=None, help="slice of multi-slice k-space (default: middle)")
     group.add_argument("--image", help="NIfTI image to simulate undersampled multi-coil k-space from")
-    group.add_argument("--coils", type=int, default=8, help="simulated birdcage coils (--image)")
-    group.add_argument("--snr-db", type=float, default=30.0, help="k-space SNR of the simulation in dB (--image)")
+    group.add_argument("--coils", type=int, default=8, help="simulated birdcage coils (--image; default "
+                                                                        "%(default)s)")
+    group.add_argument("--snr-db", type=float, default=30.0, help="k-space SNR of the simulation in dB "
+                                                                              "(--image; default %(default)s)")
     group.add_argument("--mask", default="random", help="sampling pattern: random, gaussian1d, gaussian2d, "
                                                         "poisson or equispaced (generated with --acceleration), "
-                                                        "or a .npy file holding a 0/1 mask")
+                                                        "or a .npy file holding a 0/1 mask (default %(default)s)")
     group.add_argument("--acceleration", type=float, default=None,
                        help="undersample retrospectively by this factor (needed with --image)")
     group.add_argument("--center-fraction", type=float, default=0.08,
-                       help="fully sampled centre (calibration), fraction of each undersampled axis")
+                       help="fully sampled centre (calibration), fraction of each undersampled axis (default "
+                            "%(default)s)")
 
 
 def load(args: argparse.Namespace, images: list[str]):

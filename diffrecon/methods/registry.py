@@ -74,6 +74,18 @@ def method_parameters(name: str) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(get_method(name)).parameters)
 
 
+def parameter_defaults(key: str) -> dict[str, Any]:
+    """The default of constructor parameter ``key`` by method name, for the methods that take it with a default:
+    the source of the per-method defaults in ``diffrecon recon --help``, so they cannot drift (imports every
+    method's module)."""
+    defaults = {}
+    for name in METHODS:
+        parameter = method_parameters(name).get(key)
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            defaults[name] = parameter.default
+    return defaults
+
+
 def required_inputs(name: str) -> list[str]:
     """The constructor parameters of method ``name`` without a default: inputs such as the Bowsher MR image
     (``mr``) or a prior, which the caller takes from the case or a bundle."""

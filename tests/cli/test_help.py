@@ -1,5 +1,9 @@
-"""Every sub-command answers --help (argparse exits 0) with its usage and options."""
+"""Every sub-command answers --help (argparse exits 0) with its usage and options; ``recon --help`` gives every
+default, per method as the registry's constructors set them."""
 from __future__ import annotations
+
+import inspect
+import re
 
 import pytest
 
@@ -34,3 +38,37 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as raised:
         main(["--version"])
     assert raised.value.code == 0 and capsys.readouterr().out == f"diffrecon {__version__}\n"
+
+
+def _recon_help(capsys, monkeypatch) -> str:
+    """``diffrecon recon --help`` on one line per option (a wide terminal), whitespace collapsed."""
+    monkeypatch.setenv("COLUMNS", "10000")
+    with pytest.raises(SystemExit):
+        main(["recon", "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("option,key", [("--steps STEPS", "steps"), ("--warm-start WARM_START", "warm_start"),
+                                        ("--iterations ITERATIONS", "iterations"), ("--beta BETA", "beta"),
+                                        ("--lam LAM", "lam")])
+def test_recon_help_gives_every_methods_default_from_the_registry(capsys, monkeypatch, option, key):
+    from diffrecon.methods.registry import METHODS, method_parameters
+
+    text = _recon_help(capsys, monkeypatch)
+    listed = re.search(rf" {option} [^[]*?Default per method: (.*?) --[a-z]", text)
+    assert listed, f"{option}: no per-method defaults in the help"
+    shown = {name: value for group in listed[1].split("; ")
+             for names, _, value in [group.rpartition(" ")] for name in names.split(", ")}
+    expected = {name: str(parameters[key].default) for name in METHODS
+                if key in (parameters := method_parameters(name))
+                and parameters[key].default is not inspect.Parameter.empty}
+    assert shown == expected
+    if key in ("steps", "warm_start"):  # every diffusion method (those taking a prior) is listed
+        assert set(shown) == {name for name in METHODS if "prior" in method_parameters(name)}
+
+
+def test_recon_help_gives_the_plain_defaults(capsys, monkeypatch):
+    text = _recon_help(capsys, monkeypatch)
+    for option, default in [("--samples NUM_SAMPLES", 1), ("--seed SEED", 0), ("--mask MASK", "random"),
+                            ("--coils COILS", 8), ("--center-fraction CENTER_FRACTION", 0.08)]:
+        assert re.search(rf" {option} [^[]*?default {default}\b", text), option

@@ -34,7 +34,7 @@ def test_simulate_writes_images_and_sinograms(simulated):
 @pytest.mark.parametrize("argv,message", [
     (["simulate", "--out", "x", "--seed", "3"], "seed 3 is a train subject"),
     (["simulate", "--out", "x", "--seed", "20000", "--preset", "petmr"], "unknown preset 'petmr'"),
-    (["demo", "--out", "x", "--count-level", "2000%"], "count_level must be 'full', a percentage"),
+    (["demo", "--out", "x", "--count-level", "2000%"], "--count-level must be 'full', a percentage"),
     (["demo", "--out", "x", "--device", "tpu9"], "--device 'tpu9' is not a torch device"),
     pytest.param(["demo", "--out", "/sys/diffrecon_out"], "--out '/sys/diffrecon_out' cannot be created",
                  marks=pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="no /sys file system here")),

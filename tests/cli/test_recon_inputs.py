@@ -27,7 +27,13 @@ def simulated(demo2d_case):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--method", "osem", "--iterations", "0"], "iterations must be an integer >= 1, got 0"),
+    # the library's parameter names (num_samples, warm_start) given as the options typed
+    (["--method", "osem", "--iterations", "0"], "error: --iterations must be an integer >= 1, got 0"),
+    (["--method", "osem", "--samples", "0"], "error: --samples must be an integer >= 1, got 0"),
+    (["--method", "osem", "--num-samples=2"], "error: osem is deterministic; --num-samples must be 1, got 2"),
+    (["--method", "pet-dds", "--warm-start", "2"],
+     "error: --warm-start must be None or a fraction in (0, 1), got 2.0"),
+    (["--method", "pet-dds", "--steps", "0"], "error: --steps must be an integer >= 1, got 0"),
     (["--method", "osem", "--beta", "0.3"], "method 'osem' takes no option 'beta'"),
     (["--method", "map-rdp", "--set", "steps=5"], "method 'map-rdp' takes no option 'steps'"),
     (["--method", "map-rdp", "--set", "beta"], "--set 'beta'; expected NAME=VALUE"),

@@ -73,7 +73,7 @@ def test_a_pet_prior_is_refused_by_its_modality(tmp_path, capsys, method):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--acceleration", "0.5"], "acceleration must be a number >= 1"),
+    (["--acceleration", "0.5"], "--acceleration must be a number >= 1"),
     (["--acceleration", "4", "--mask", "spiral"], "unknown mask kind 'spiral'"),
     (["--acceleration", "200"], "impossible for 160 phase-encode lines"),
 ])

@@ -109,6 +109,15 @@ def test_registry_refuses_unknown_and_missing_options():
     assert set(method_names("MR")) == {"zero-filled", "cg-sense", "tv", "score-mri", "dds", "dps", "naive", "scd-dds"}
 
 
+def test_map_rdp_defaults_to_the_tuned_beta():
+    """β 0.3 was tuned on validation phantoms at 0.1-100% counts (docs/robustness.md) and is the demo's β."""
+    from diffrecon.pipeline import DEMO_RDP_BETA
+
+    method = build_method("map-rdp")
+    assert method.beta == DEMO_RDP_BETA == 0.3 and method.settings()["beta"] == 0.3
+    assert "beta=0.3" in method.description()
+
+
 def test_num_samples_must_be_a_positive_integer(pet_case):
     measured, model, _ = pet_case
     for bad in (0, 1.5, True):
