@@ -104,9 +104,10 @@ def check_file(name: str, path: str | Path) -> Path:
 
 def check_output_dir(name: str, path: str | Path) -> Path:
     """Raise unless ``path`` is a folder where a file can be written, or one that can be created: the folder is
-    made, a file written there and removed, and the folders made are removed again, so that a refused command
-    leaves no trace and a folder the permissions allow but the file system refuses (/proc, /sys, read-only mounts)
-    is refused before any work. Returns it as a Path."""
+    made, a file written there and removed, and the folders made are removed again (unless another process has
+    put something in them meanwhile, e.g. the other ranks of a multi-GPU run checking the same folder), so that a
+    refused command leaves no trace and a folder the permissions allow but the file system refuses (/proc, /sys,
+    read-only mounts) is refused before any work. Returns it as a Path."""
     import tempfile
 
     path = Path(path)
@@ -128,8 +129,10 @@ def check_output_dir(name: str, path: str | Path) -> Path:
                          "to") from error
     finally:
         for folder in made:
-            if folder.is_dir():
+            try:
                 folder.rmdir()
+            except OSError:  # gone already, or in use by a concurrent process: theirs to keep
+                break
     return path
 
 
