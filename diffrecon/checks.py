@@ -103,11 +103,11 @@ def check_file(name: str, path: str | Path) -> Path:
 
 
 def check_output_dir(name: str, path: str | Path) -> Path:
-    """Raise unless ``path`` is a folder where a file can be written, or one that can be created: the folder is
-    made, a file written there and removed, and the folders made are removed again (unless another process has
-    put something in them meanwhile, e.g. the other ranks of a multi-GPU run checking the same folder), so that a
-    refused command leaves no trace and a folder the permissions allow but the file system refuses (/proc, /sys,
-    read-only mounts) is refused before any work. Returns it as a Path."""
+    """Raise unless ``path`` is a folder where a file can be written, or one that can be created: a file with a
+    unique name is written in it (or a folder with a unique name in its nearest existing parent) and removed, so that
+    a folder the permissions allow but the file system refuses (/proc, /sys, read-only mounts) is refused before any
+    work, a refused command leaves no trace, and processes checking the same folder at once (the ranks of a
+    multi-GPU run) do not disturb each other. Returns it as a Path."""
     import tempfile
 
     path = Path(path)
@@ -118,21 +118,18 @@ def check_output_dir(name: str, path: str | Path) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"{name} {str(path)!r}: {str(existing)!r} is a file, so the folder cannot be created")
-    made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    prefix = ".diffrecon-write-check-"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".diffrecon-write-check-"):
-            pass
+        if existing == path:
+            with tempfile.NamedTemporaryFile(dir=path, prefix=prefix):
+                pass
+        else:
+            with tempfile.TemporaryDirectory(dir=existing, prefix=prefix) as probe:
+                (Path(probe) / "file").write_bytes(b"")
     except OSError as error:
-        what = "cannot be written" if path.is_dir() else "cannot be created"
+        what = "cannot be written" if existing == path else "cannot be created"
         raise InputError(f"{name} {str(path)!r} {what} ({error.strerror or error}); expected a folder you can write "
                          "to") from error
-    finally:
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:  # gone already, or in use by a concurrent process: theirs to keep
-                break
     return path
 
 
