@@ -47,7 +47,7 @@ MRI_CONTRASTS = ("t1", "t2")
 CENTER_FRACTION = 0.08
 SPIKE_FRACTION = 0.001
 """Spike cases ("fdg_spikes"): this fraction of the sinogram's bins (drawn with a fixed seed) gets 20 times the
-largest expected count added, counts no Poisson model of the scan explains (the seed: SCD does not help there)."""
+largest measured count added, counts no Poisson model of the scan explains (the seed: SCD does not help there)."""
 
 
 def add_spikes(case):
