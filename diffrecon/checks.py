@@ -5,7 +5,8 @@ line can print the message without a traceback.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,18 @@ def check_file(name: str, path: str | Path) -> Path:
     if not path.is_file():
         raise InputError(f"{name}: file {str(path)!r} does not exist")
     return path
+
+
+@contextmanager
+def naming_file(path: str | Path | None) -> Iterator[None]:
+    """Within the block, an :class:`InputError` that does not name the file ``path`` gets "(in 'path')" appended:
+    checks of a file's content, once read, that name only the parameter."""
+    try:
+        yield
+    except InputError as error:
+        if not isinstance(path, (str, Path)) or str(path) in str(error):
+            raise
+        raise InputError(f"{error} (in {str(path)!r})") from error
 
 
 def check_output_dir(name: str, path: str | Path) -> Path:

@@ -11,8 +11,7 @@ option names (``--mu-map``) instead.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from diffrecon.checks import (InputError, check_at_least, check_device, check_file, check_integer,
-                              check_nonnegative)
+                              check_nonnegative, naming_file)
 from diffrecon.io.nifti import load_nifti
 from diffrecon.io.sinogram import load_sinogram
 from diffrecon.io.volumes import load_on_grid
@@ -33,17 +32,6 @@ from diffrecon.physics.projector import PETProjector
 
 def _namer(names: Mapping[str, str] | None):
     return lambda key: (names or {}).get(key, key)
-
-
-@contextmanager
-def _naming(path: str | Path | None) -> Iterator[None]:
-    """Name the file ``path`` in an InputError raised inside that does not (checks of its content once read)."""
-    try:
-        yield
-    except InputError as error:
-        if not isinstance(path, (str, Path)) or str(path) in str(error):
-            raise
-        raise InputError(f"{error} (in {str(path)!r})") from error
 
 
 @dataclass
@@ -122,10 +110,10 @@ def load_pet_case(sinogram: str | Path, *, multiplicative: str | Path | None = N
         attenuation = attenuation_factors(projector, torch.as_tensor(on_grid["mu_map"]))
         base = factors["multiplicative"]
         factors["multiplicative"] = attenuation if base is None else base.to(device) * attenuation
-    with _naming(multiplicative):  # the files were checked on reading but for all-zero factors
+    with naming_file(multiplicative):  # the files were checked on reading but for all-zero factors
         model = PETAcquisitionModel(projector, factors["multiplicative"], factors["additive"],
                                     psf_fwhm_mm=psf_fwhm or None)
-    with _naming(sinogram):
+    with naming_file(sinogram):
         data = model.check_data(torch.as_tensor(measured), name("sinogram"))
     reference = on_grid.pop("reference", None)
     return Case(data, model, affine, reference, on_grid, {"scanner": scanner.name, "grid": list(image_grid.shape)})
@@ -232,7 +220,7 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
     if (kspace is None) == (image is None):
         raise InputError(f"give exactly one of {name('kspace')} or {name('image')}")
     if image is not None:
-        with _naming(image):
+        with naming_file(image):
             full, reference, voxel = _simulated_kspace(image, coils, snr_db, acceleration, seed, name)
         noise_sigma = None  # known, but left to the estimate: simulated cases stand in for files without a scan
     else:
@@ -256,7 +244,7 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
                              f"leave {name('acceleration')} out to reconstruct it as measured")
         reference = rss(ifft_centered(full, len(spatial)), len(spatial))
     measured = full * sampling
-    with _naming(kspace if image is None else image):
+    with naming_file(kspace if image is None else image):
         if coil_maps is not None:
             operator = MRIOperator(sampling, coil_maps)
         else:
@@ -307,7 +295,7 @@ def _measured_kspace(path: str | Path, layout: str | None, oversampling: int | N
     factor = data.readout_oversampling if oversampling is None else check_integer(name("readout_oversampling"),
                                                                                    oversampling)
     if factor != 1:
-        with _naming(path):
+        with naming_file(path):
             kspace = remove_readout_oversampling(kspace, dim=1, factor=factor)
     return kspace, data.voxel_size_mm, data.noise_sigma
 

@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from diffrecon.checks import InputError
+from diffrecon.checks import InputError, naming_file
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SUV_FIELDS = ("Units (BQML)", "DecayCorrection (START or ADMIN)", "PatientWeight (kg)",
@@ -230,12 +230,8 @@ def load_dicom_series(folder: str | Path, *, series_uid: str | None = None, moda
     Raises:
         InputError: no or ambiguous series, inconsistent geometry, unreadable pixels, or missing SUV fields.
     """
-    try:
+    with naming_file(folder):  # the choice among several series: say in which folder
         info = select_series(list_series(folder, name), series_uid, modality, name, choose)
-    except InputError as error:  # the choice among several series: say in which folder
-        if str(folder) in str(error):
-            raise
-        raise InputError(f"{error} (in {str(folder)!r})") from error
     datasets = []
     for path in info.files:
         try:

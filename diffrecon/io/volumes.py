@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import affine_transform
 
-from diffrecon.checks import InputError, check_finite, check_shape
+from diffrecon.checks import InputError, check_finite, check_shape, naming_file
 from diffrecon.io.dicom_read import choose_by_conversion, load_dicom_series
 from diffrecon.io.nifti import load_nifti
 
@@ -77,7 +77,7 @@ def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_
             (another frame of reference, or the wrong file).
     """
     array, affine = load_volume(path, name)
-    try:
+    with naming_file(path):  # the checks name the parameter; say which file it was
         check_finite(name, array)
         if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
             return array
@@ -89,5 +89,3 @@ def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_
                              f"reconstruction grid (shape {tuple(target_shape)}); expected an image in the same "
                              f"patient coordinates covering at least {100 * min_coverage:.0f}% of it")
         return resample_to_grid(array, affine, target_affine, target_shape, name=name)
-    except InputError as error:  # the checks name the parameter; say which file it was
-        raise InputError(f"{error} (in {str(path)!r})") from error
