@@ -26,8 +26,8 @@ import torch
 
 from diffrecon.bundle import bundle_config
 
-BUNDLES = ("pet_dds", "pet_lisch", "pet_dps", "pet_naive", "pet_scd", "dds_mri", "score_mri", "dps_mri", "naive_mri",
-           "mri_scd")
+BUNDLES = ("pet_dds", "pet_lisch", "pet_dps", "pet_naive", "pet_scd", "pet_deft", "dds_mri", "score_mri", "dps_mri",
+           "naive_mri", "mri_scd")
 PET_TINY = {"steps": 2, "num_samples": 1, "demo": {"seed": 20000, "preset": "demo2d", "count_level": "10%",
                                                     "lesions": 1}}
 MRI_TINY = {"steps": 2, "num_samples": 1}

@@ -17,8 +17,8 @@ def test_gpu_check_runs_every_diffusion_bundle_on_the_cpu(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())
     runs = {row["bundle"]: row for row in record["runs"]}
-    assert set(runs) == {"pet_dds", "pet_lisch", "pet_dps", "pet_naive", "pet_scd", "dds_mri", "score_mri", "dps_mri",
-                         "naive_mri", "mri_scd"}
+    assert set(runs) == {"pet_dds", "pet_lisch", "pet_dps", "pet_naive", "pet_scd", "pet_deft", "dds_mri",
+                         "score_mri", "dps_mri", "naive_mri", "mri_scd"}
     for name, row in runs.items():
         assert row["device"] == "cpu" and row["network_evaluations"] == (4 if name == "score_mri" else 2), row
         assert row["wall_s"] > 0 and row["seconds_network"] >= 0 and row["peak_memory_mb"] > 0

@@ -63,6 +63,25 @@ def phantom_items(n: int, contrast: str = "fdg", grid_shape: Sequence[int] | Non
     return items
 
 
+def phantom_pet_items(n: int, preset: str = "demo", population: str = "wide", split: str = "train",
+                      start: int = 0) -> list[dict[str, np.ndarray]]:
+    """``n`` phantom subjects of ``split`` on ``preset``'s grid as ``{"image": FDG activity, "mu_map": μ-map}``
+    channel-first (1, x, y, z) items, for scanning on the fly (:class:`~diffrecon.transforms.SimulatePETd`) into
+    training pairs of a supervised method (PET-DEFT); ``population`` as :func:`~diffrecon.data.phantoms.make_subject`
+    (default the wide one, as the shipped PET prior's)."""
+    from diffrecon.physics.geometry import get_preset
+
+    if int(n) < 1:
+        raise InputError(f"n must be >= 1, got {n}")
+    grid = get_preset(preset).grid
+    items = []
+    for seed in subject_seeds(split, int(n), int(start)):
+        subject = make_subject(seed, grid, split=split, population=population)
+        items.append({"image": subject.fdg[None].astype(np.float32), "mu_map": subject.mu_map[None].astype(np.float32),
+                      "index": len(items)})
+    return items
+
+
 def nifti_items(folder: str | Path) -> list[dict[str, np.ndarray]]:
     """Every NIfTI volume in ``folder`` as ``{"image": (1, x, y, z) float32}`` items.
 

@@ -42,6 +42,9 @@ METHODS: dict[str, MethodEntry] = {entry.name: entry for entry in (
                 "SCD: PET-DDS with low-rank adapters trained on the data during sampling (Barbano et al. 2025)"),
     MethodEntry("scd-pet-lisch", "PT", "diffrecon.methods.scd:SteeredPETLiSch",
                 "SCD: PET-LiSch with low-rank adapters trained on the data during sampling (Webber et al. 2025)"),
+    MethodEntry("pet-deft", "PT", "diffrecon.methods.pet_deft:PETDEFT",
+                "PET-DEFT: supervised; the prior's noise corrected by small networks trained on measured pairs "
+                "(Webber et al. 2025)"),
     MethodEntry("zero-filled", "MR", "diffrecon.methods.mri_classical:ZeroFilled", "inverse FFT, coils combined"),
     MethodEntry("cg-sense", "MR", "diffrecon.methods.mri_classical:CGSENSE", "conjugate-gradient SENSE"),
     MethodEntry("tv", "MR", "diffrecon.methods.mri_classical:TV", "total-variation compressed sensing"),

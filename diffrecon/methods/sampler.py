@@ -103,7 +103,8 @@ class DiffusionMethod(Method):
         self.prior, self.space = prior, space
         self.steps = check_integer("steps", steps)
         if warm_start is not None and not 0 < warm_start < 1:
-            raise InputError(f"warm_start must be None or a fraction in (0, 1), got {warm_start!r}")
+            raise InputError(f"warm_start must be a fraction in (0, 1) of the noise schedule (or null: start from "
+                             f"pure noise), got {warm_start!r}")
         self.warm_start = None if warm_start is None else float(warm_start)
         if callback is not None and not callable(callback):
             raise InputError(f"callback must be callable or None, got {type(callback).__name__}")
@@ -166,8 +167,11 @@ class DiffusionMethod(Method):
             self.finish(call)
         samples, data_fit = self.result(image, call, evaluations)
         seconds = {"network": 0.0, "physics": 0.0, **call.clock.seconds}
-        report = {**self.summary(call), "network_evaluations": evaluations, "scale": call.scale, **data_fit,
+        summary = self.summary(call)
+        report = {**summary, "network_evaluations": evaluations, "scale": call.scale, **data_fit,
                   **{f"seconds_{part}": value for part, value in seconds.items()}}
+        if "warnings" in summary:  # the method's and the data fit's warnings together
+            report["warnings"] = [*summary["warnings"], *data_fit.get("warnings", [])]
         mean, std = summarize_samples(samples)
         return Reconstruction(mean, std, samples, report)
 

@@ -31,3 +31,12 @@ def test_every_call_draws_new_counts_reproducibly_around_the_models_expectation(
 def test_a_bad_dose_is_refused_before_any_data():
     with pytest.raises(InputError, match="count_level"):
         SimulatePETd(preset="demo2d", count_level="lots")
+
+
+def test_a_channel_first_image_is_scanned_and_one_off_the_grid_is_refused_by_name(item):
+    channel_first = {"image": item["image"][None], "mu_map": item["mu_map"][None]}
+    transform = SimulatePETd(preset="demo2d", count_level="10%").set_random_state(seed=0)
+    plain = SimulatePETd(preset="demo2d", count_level="10%").set_random_state(seed=0)(item)
+    assert torch.equal(transform(channel_first)["sinogram"], plain["sinogram"])
+    with pytest.raises(InputError, match=r"mu_map has shape \(64, 72\); expected \(64, 72, 1\)"):
+        transform({"image": item["image"], "mu_map": item["mu_map"][..., 0]})
