@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
-from diffrecon.checks import InputError, check_integer
-from diffrecon.methods.pet_deft import TRAINING_RECORD, deft_example
+from diffrecon.checks import InputError, check_choice, check_integer
+from diffrecon.methods.pet_deft import LIKELIHOOD_TERMS, TRAINING_RECORD, deft_example
 from diffrecon.methods.spaces import PETSpace
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.weights import save_weights
@@ -33,11 +33,13 @@ class DEFTPrepareBatch:
         timesteps: fixed times (validation: example k of a pair gets ``timesteps[k]``) instead of random ones.
         seed: seeds the noise of validation examples (per pair, by its ``index`` key, and time) so validation
             losses compare between epochs; None: the global random state (training).
+        likelihood: the likelihood term of the condition (:data:`~diffrecon.methods.pet_deft.LIKELIHOOD_TERMS`).
         osem_iterations, osem_subsets: the OSEM image that sets each pair's scale, as at reconstruction.
     """
 
     def __init__(self, prior: ScoreModel, times_per_pair: int = 4, timesteps: Sequence[int] | None = None,
-                 seed: int | None = None, osem_iterations: int | str = "auto", osem_subsets: int = 8) -> None:
+                 seed: int | None = None, likelihood: str = "em", osem_iterations: int | str = "auto",
+                 osem_subsets: int = 8) -> None:
         self.prior = prior
         self.times_per_pair = check_integer("times_per_pair", times_per_pair)
         self.timesteps = None if timesteps is None else [int(t) for t in timesteps]
@@ -45,6 +47,7 @@ class DEFTPrepareBatch:
             raise InputError(f"timesteps {self.timesteps} must give one time per example (times_per_pair "
                              f"{self.times_per_pair})")
         self.seed = seed
+        self.likelihood = check_choice("likelihood", likelihood, LIKELIHOOD_TERMS)
         self.space = PETSpace(osem_iterations, osem_subsets)
         self.counts_seen: list[float] = []
 
@@ -67,7 +70,8 @@ class DEFTPrepareBatch:
                 generator = None if self.seed is None else torch.Generator().manual_seed(
                     self.seed + 1000 * int(item["index"]) + k)
                 t = None if self.timesteps is None else self.timesteps[k]
-                noisy, t, condition, target = deft_example(self.prior, clean, call, self.space, t, generator)
+                noisy, t, condition, target = deft_example(self.prior, clean, call, self.space, t, generator,
+                                                           self.likelihood)
                 inputs.append(torch.cat((noisy[:, None], condition), dim=1)[0])
                 targets.append(target[0])
                 times.append(t)

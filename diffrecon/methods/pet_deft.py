@@ -30,13 +30,15 @@ from monai.networks.nets import DiffusionModelUNet
 from torch import nn
 
 from diffrecon.bundle import bundle_path
-from diffrecon.checks import InputError, check_file
+from diffrecon.checks import InputError, check_choice, check_file
 from diffrecon.methods.sampler import Call, VPDiffusionMethod
 from diffrecon.methods.spaces import PETSpace
 from diffrecon.priors import DiffusionPrior, TriPlanarScore
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.weights import load_weights
 
+LIKELIHOOD_TERMS = ("em", "gradient")
+"""The likelihood term of the h-network's condition (:func:`deft_condition`); the shipped networks use "em"."""
 CONDITION_CHANNELS = 2
 """The h-network's condition: the prior's Tweedie estimate and the likelihood (MLEM) direction at it."""
 TRAINING_RECORD = "deft_training.json"
@@ -105,17 +107,25 @@ def _conditional(network: nn.Module, schedule: Any) -> DiffusionPrior:
     return model
 
 
-def deft_condition(x: torch.Tensor, t: int, noise: torch.Tensor, call: Call, space: PETSpace) -> torch.Tensor:
-    """The h-network's condition at x_t: (B, 2, ...) of the Tweedie estimate of ``noise`` and the MLEM update
-    direction at it, both in prior units."""
+def deft_condition(x: torch.Tensor, t: int, noise: torch.Tensor, call: Call, space: PETSpace,
+                   likelihood: str = "em") -> torch.Tensor:
+    """The h-network's condition at x_t: (B, 2, ...) of the Tweedie estimate of ``noise`` (prior units) and the
+    likelihood term at it (``LIKELIHOOD_TERMS``): "em", the MLEM update direction in prior units; "gradient", the
+    Poisson log-likelihood gradient over the sensitivity, Aᵀ(y / ȳ − 1) / Aᵀ1 (the EM direction without its factor
+    x̂₀)."""
     estimate = call.score.tweedie(x, t, noise).clamp_min(0)
     activity = space.from_network(estimate, call)
-    direction = space.to_network(call.fidelity.em_step(activity), call) - estimate
-    return torch.stack((estimate, direction), dim=1)
+    if likelihood == "em":
+        term = space.to_network(call.fidelity.em_step(activity), call) - estimate
+    else:
+        sensitivity = call.physics.sensitivity().clamp_min(torch.finfo(activity.dtype).tiny)
+        term = call.fidelity.gradient(activity) / sensitivity
+    return torch.stack((estimate, term), dim=1)
 
 
 def deft_example(prior: ScoreModel, clean: torch.Tensor, call: Any, space: PETSpace, t: int | None = None,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, likelihood: str = "em"
+                 ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
     """One ε-matching example of DEFT for reference images ``clean`` (prior units) measured as ``call`` holds
     them: the noisy image x_t at time ``t`` (random when None), ``t``, the h-network's condition at x_t (frozen
     prior, no gradient) and the target of the correction, ε − ε_prior."""
@@ -127,16 +137,16 @@ def deft_example(prior: ScoreModel, clean: torch.Tensor, call: Any, space: PETSp
     noisy = alpha * clean + sigma * noise
     with torch.no_grad():
         predicted = prior.predict_noise(noisy, t)
-        condition = deft_condition(noisy, t, predicted, call, space)
+        condition = deft_condition(noisy, t, predicted, call, space, likelihood)
     return noisy, t, condition, noise - predicted
 
 
 def deft_loss(prior: ScoreModel, correction: ScoreModel, clean: torch.Tensor, call: Call, space: PETSpace,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, likelihood: str = "em") -> torch.Tensor:
     """The ε-matching loss of DEFT on a batch of reference images ``clean`` (prior units, the shape the prior
     scores) measured as ``call`` holds them: a random time and noise (:func:`deft_example`), the h-network's
     correction with gradient; mean of ‖ε − (ε_prior + ε_h)‖²."""
-    noisy, t, condition, target = deft_example(prior, clean, call, space, generator=generator)
+    noisy, t, condition, target = deft_example(prior, clean, call, space, generator=generator, likelihood=likelihood)
     return (target - correction.predict_noise(noisy, t, condition)).pow(2).reshape(clean.shape[0], -1).mean()
 
 
@@ -148,6 +158,8 @@ class PETDEFT(VPDiffusionMethod):
         correction: the h-networks: a bundle name or folder holding them (:func:`load_correction`; default the
             shipped ``pet_deft``), a score model of the prior's structure (:func:`correction_model`), or None: no
             correction, the prior's own DDIM estimate (the unconditional reference DEFT is compared with).
+        likelihood: the likelihood term of the condition (:data:`LIKELIHOOD_TERMS`); None: the one the bundle's
+            h-networks were trained with (its training record), "em" for networks given as a model.
         steps, warm_start, eta, final_time, callback, progress: as
             :class:`~diffrecon.methods.sampler.VPDiffusionMethod`.
         osem_iterations, osem_subsets: the OSEM image that sets the scale and the warm start
@@ -157,16 +169,24 @@ class PETDEFT(VPDiffusionMethod):
     name = "pet-deft"
     modality = "PT"
 
-    def __init__(self, prior: ScoreModel, correction: ScoreModel | str | Path | None = "pet_deft", steps: int = 5,
-                 warm_start: float | None = 0.3, eta: float = 0.1, final_time: float = 0.0,
+    def __init__(self, prior: ScoreModel, correction: ScoreModel | str | Path | None = "pet_deft",
+                 likelihood: str | None = None, steps: int = 5, warm_start: float | None = 0.3, eta: float = 0.1, final_time: float = 0.0,
                  osem_iterations: int | str = "auto", osem_subsets: int = 8,
                  callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
         super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, warm_start, eta, final_time, callback,
                          progress)
+        if likelihood is not None:
+            check_choice("likelihood", likelihood, LIKELIHOOD_TERMS)
         self.training: dict[str, Any] = {}
         if isinstance(correction, (str, Path)):
             device = next((p.device for p in prior.parameters()), torch.device("cpu"))
             correction, self.training = load_correction(correction, prior, device)
+            trained = self.training.get("likelihood", "em")
+            if likelihood not in (None, trained):
+                raise InputError(f"likelihood {likelihood!r}: the h-networks of {self.training['bundle']!r} were trained "
+                                 f"with {trained!r}; leave it unset or train networks for it")
+            likelihood = trained
+        self.likelihood = likelihood or "em"
         if correction is not None and (not isinstance(correction, ScoreModel)
                                        or type(correction) is not type(prior)):
             raise InputError(f"correction must be a score model of the prior's structure ({type(prior).__name__}; "
@@ -175,7 +195,7 @@ class PETDEFT(VPDiffusionMethod):
         self.correction = correction
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "corrected": self.correction is not None}
+        return {**super().settings(), "corrected": self.correction is not None, "likelihood": self.likelihood}
 
     def summary(self, call: Call) -> dict[str, Any]:
         """The training record of the h-networks and a warning where the data's counts lie outside the range
@@ -197,5 +217,5 @@ class PETDEFT(VPDiffusionMethod):
         if self.correction is None:
             return noise
         with call.clock("correction"):  # inside the sampler's physics time; reported on its own too
-            condition = deft_condition(x, t, noise, call, self.space)
+            condition = deft_condition(x, t, noise, call, self.space, self.likelihood)
             return noise + self.correction.predict_noise(x, t, condition)

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from diffrecon.checks import InputError
-from diffrecon.methods.pet_deft import PETDEFT, correction_model, deft_loss, h_network
+from diffrecon.methods.deft_training import export_correction
+from diffrecon.methods.pet_deft import (LIKELIHOOD_TERMS, PETDEFT, correction_model, deft_condition, deft_loss,
+                                        h_network)
 from diffrecon.methods.spaces import PETSpace
 from tests.methods.conftest import unet_volume_prior
 from diffrecon.physics.pet_simulation import simulate_pet
@@ -100,3 +102,22 @@ def test_a_trained_correction_beats_its_unconditional_estimate_on_a_held_out_pai
                                                                 generator=torch.Generator().manual_seed(0))
         errors[name] = float((result.mean - truth).norm() / truth.norm())
     assert errors["deft"] < 0.8 * errors["unconditional"], errors
+
+
+def test_the_em_term_is_the_gradient_term_times_the_estimate_and_a_mismatched_term_is_refused(tmp_path):
+    measured, model, _ = _scan()
+    prior = unet_volume_prior()
+    space = PETSpace("auto", 8)
+    call = space.prepare(measured, model, prior, 1, None)
+    x = torch.rand(1, *model.image_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        noise = prior.predict_noise(x, 300)
+        em, gradient = (deft_condition(x, 300, noise, call, space, term) for term in LIKELIHOOD_TERMS)
+    torch.testing.assert_close(em[:, 0], gradient[:, 0])  # the same Tweedie estimate
+    torch.testing.assert_close(em[:, 1], em[:, 0] * gradient[:, 1], rtol=1e-4, atol=1e-6)
+    export_correction(correction_model(prior, {"axial": h_network()}), tmp_path, [1.0, 2.0], {"likelihood": "gradient"})
+    assert PETDEFT(prior, tmp_path, progress=False).settings()["likelihood"] == "gradient"
+    with pytest.raises(InputError, match="likelihood 'em': the h-networks of .* were trained with 'gradient'"):
+        PETDEFT(prior, tmp_path, likelihood="em")
+    with pytest.raises(InputError, match="likelihood"):
+        PETDEFT(prior, None, likelihood="score")
