@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a check needs it, so that the command line refuses bad options fast
+    import torch
 
 
 class InputError(ValueError):
@@ -19,11 +21,15 @@ class InputError(ValueError):
 
 
 def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
+    import torch
+
     return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
 
 
 def check_finite(name: str, value: torch.Tensor | np.ndarray) -> None:
     """Raise if ``value`` holds NaN or Inf."""
+    import torch
+
     tensor = _as_tensor(value)
     if tensor.is_floating_point() or tensor.is_complex():
         bad = (~torch.isfinite(tensor)).sum().item()
@@ -148,6 +154,8 @@ def check_output_dir(name: str, path: str | Path) -> Path:
 
 def check_device(name: str, device: str | torch.device) -> torch.device:
     """Raise unless ``device`` is a valid torch device available here; returns it."""
+    import torch
+
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as error:

@@ -43,7 +43,9 @@ def train(name: str, resume: bool, threads: int, epochs: int | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     configs = [str(bundle_root / "configs" / "train.json"), str(ROOT / "bundles" / "common" / "prior_train.json")]
     configs += [str(bundle_root / "configs" / config) for config in prior.configs]
-    settings = {"num_threads": threads, **overrides}
+    # the research runs stay in the bundle (their configs chain from runs/<run>/model.pt there); a bundle run by hand
+    # writes under ./runs/<bundle>/ (runs_dir of common/prior_train.json)
+    settings = {"num_threads": threads, "runs_dir": str(bundle_root / "runs"), **overrides}
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
     if checkpoint is not None:
         settings["resume_ckpt"] = checkpoint

@@ -50,9 +50,11 @@ def add_export_arguments(group: argparse._ArgumentGroup) -> None:
                                                           "several series")
     group.add_argument("--export-units", default="PROPCNTS",
                        help="PET Units of the result (BQML when calibrated; default PROPCNTS)")
-    group.add_argument("--export-deidentify", action="store_true",
+    group.add_argument("--export-deidentify", nargs="?", const="full", default=None, choices=("full", "shift"),
                        help="de-identify the written series (basic profile subset, docs/dicom.md); the key that "
-                            "makes pseudonyms and UIDs repeatable comes from $DIFFRECON_DEID_KEY")
+                            "makes pseudonyms and UIDs repeatable comes from $DIFFRECON_DEID_KEY. Dates: full "
+                            "(kept, the default) or shift (every date and time moved back by a keyed per-patient "
+                            "offset that keeps intervals, so SUV still works: PS3.15 modified dates)")
     group.add_argument("--export-patient-pseudonym", help="PatientID/PatientName to use when de-identifying")
     group.add_argument("--pacs-host", help="PACS host for C-STORE")
     group.add_argument("--pacs-port", type=int, default=104, help="PACS DICOM port (default 104)")
@@ -136,7 +138,8 @@ def check_export_args(args: argparse.Namespace, modality: str) -> ExportOptions 
         if not os.environ.get("DIFFRECON_DEID_KEY"):
             raise InputError("--export-deidentify needs $DIFFRECON_DEID_KEY (a secret that makes pseudonyms and "
                              "UIDs repeatable across exports)")
-        deidentifier = Deidentifier(os.environ["DIFFRECON_DEID_KEY"], args.export_patient_pseudonym)
+        deidentifier = Deidentifier(os.environ["DIFFRECON_DEID_KEY"], args.export_patient_pseudonym,
+                                    dates=args.export_deidentify)
     dicom_dir = None
     if args.export_dicom_dir:
         dicom_dir = check_output_dir("--export-dicom-dir", args.export_dicom_dir)
@@ -146,14 +149,14 @@ def check_export_args(args: argparse.Namespace, modality: str) -> ExportOptions 
     source = None
     if args.export_source_dicom:
         source = load_source(args.export_source_dicom, modality, args.export_source_series_uid,
-                             "--export-source-dicom")
+                             "--export-source-dicom", choose="choose one with --export-source-series-uid UID")
     check_targets(targets)
     return ExportOptions(source, targets, dicom_dir, args.export_units, deidentifier, args.pacs_retries,
                          args.pacs_backoff)
 
 
 def export_from_args(args: argparse.Namespace, volume, affine, *, modality: str, method_description: str,
-                     std_volume=None, options: ExportOptions | None = None) -> ExportReport | None:
+                     std_volume=None, options: ExportOptions | None = None, std_note: str = "") -> ExportReport | None:
     """Write ``volume`` (and ``std_volume``, linked to it) as DICOM and send both to the PACS targets given.
 
     Args:
@@ -164,6 +167,7 @@ def export_from_args(args: argparse.Namespace, volume, affine, *, modality: str,
         method_description: method and settings, shown in SeriesDescription.
         std_volume: optional voxel-wise standard deviation on the same grid, written as a second series.
         options: what :func:`check_export_args` returned for ``args`` (checked then); None: check now.
+        std_note: after "SD" in the std series' description: its calibration factor and scope, if any.
 
     Returns:
         None when no export option was given, else the report (check ``report.ok``); it is also written as
@@ -175,7 +179,7 @@ def export_from_args(args: argparse.Namespace, volume, affine, *, modality: str,
     if options is None:
         return None
     return export_result(volume, affine, std_volume, modality=modality, method_description=method_description,
-                         **vars(options))
+                         std_note=std_note, **vars(options))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -190,24 +194,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--modality", required=True, help="series type to write: PT or MR")
     parser.add_argument("--method-description", required=True,
                         help="method and settings for SeriesDescription, e.g. 'MAP-RDP beta=0.3'")
+    parser.add_argument("--std-note", default="", help="after 'SD' in the std series' description: the std's "
+                                                       "calibration factor and scope, e.g. 'x2.65 cal demo2d 1%%'")
     add_export_arguments(parser.add_argument_group("DICOM export and PACS"))
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
+    from diffrecon.checks import check_finite, naming_file
     from diffrecon.io.volumes import load_volume
 
     if not export_requested(args):
         raise InputError("nothing to do: give --export-dicom-dir, --pacs-host and/or --stow-url")
-    options = check_export_args(args, args.modality)
     volume, affine = load_volume(args.result, "--result")
+    with naming_file(args.result):  # the images are checked before the options ask the PACS or anything is written
+        check_finite("--result", volume)
     std = None
     if args.std:
         std, std_affine = load_volume(args.std, "--std")
+        with naming_file(args.std):
+            check_finite("--std", std)
         if not np.allclose(std_affine, affine, atol=1e-4):
             raise InputError("--std is on a different grid (affine) than --result; expected the same grid")
+    options = check_export_args(args, args.modality)
     report = export_from_args(args, volume, affine, modality=args.modality,
-                              method_description=args.method_description, std_volume=std, options=options)
+                              method_description=args.method_description, std_volume=std, options=options,
+                              std_note=args.std_note)
     print_export_report(report, "export", "rerun to send what is missing")
 
 

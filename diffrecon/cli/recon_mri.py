@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import argparse
 
-NAMES = {"kspace": "--kspace", "image": "--image", "layout": "--kspace-layout",
-         "readout_oversampling": "--readout-oversampling", "slice_index": "--slice", "coils": "--coils",
+# one vocabulary with the library and the MRI bundles: option --NAME-WITH-HYPHENS sets setting name_with_underscores
+# (--kspace-layout and --slice, the names before 2026-12, are kept as aliases)
+NAMES = {"kspace": "--kspace", "image": "--image", "layout": "--layout",
+         "readout_oversampling": "--readout-oversampling", "slice_index": "--slice-index", "coils": "--coils",
          "snr_db": "--snr-db", "mask": "--mask", "acceleration": "--acceleration",
          "center_fraction": "--center-fraction", "seed": "--seed", "device": "--device"}
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--kspace", help="k-space: .npy/.npz (complex), fastMRI .h5 or ISMRMRD .h5")
-    group.add_argument("--kspace-layout", default=None, help="axes of a .npy/.npz array, one letter each: c coils, "
-                                                             "x readout, y/z phase, b slices (default cxy)")
+    group.add_argument("--layout", "--kspace-layout", dest="layout", default=None,
+                       help="axes of a .npy/.npz array, one letter each: c coils, x readout, y/z phase, b slices "
+                            "(default cxy)")
     group.add_argument("--readout-oversampling", type=int, default=None,
                        help="readout oversampling factor to crop (default: from the file header, else 1)")
-    group.add_argument("--slice", type=int, default=None, help="slice of multi-slice k-space (default: middle)")
+    group.add_argument("--slice-index", "--slice", dest="slice_index", type=int, default=None,
+                       help="slice of multi-slice k-space, from 0 (default: the middle one)")
     group.add_argument("--image", help="NIfTI image to simulate undersampled multi-coil k-space from")
     group.add_argument("--coils", type=int, default=8, help="simulated birdcage coils (--image; default "
                                                                         "%(default)s)")
@@ -40,8 +44,9 @@ def load(args: argparse.Namespace, images: list[str]):
     """The case of ``args`` (a :class:`diffrecon.io.cases.Case`); MRI methods take no extra input images."""
     from diffrecon.io.cases import load_mri_case
 
-    return load_mri_case(args.kspace, image=args.image, layout=args.kspace_layout,
-                         readout_oversampling=args.readout_oversampling, slice_index=args.slice, coils=args.coils,
+    return load_mri_case(args.kspace, image=args.image, layout=args.layout,
+                         readout_oversampling=args.readout_oversampling, slice_index=args.slice_index,
+                         coils=args.coils,
                          snr_db=args.snr_db, mask=args.mask, acceleration=args.acceleration,
                          center_fraction=args.center_fraction, seed=args.seed, device=args.device,
                          names=NAMES)

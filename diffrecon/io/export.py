@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,11 +61,12 @@ class ExportReport:
 
 
 def load_source(folder: str | Path, modality: str, series_uid: str | None = None,
-                name: str = "source") -> DicomVolume:
-    """Load the source series from ``folder``: the one with ``series_uid``, the only one, or the one of ``modality``."""
+                name: str = "source", choose: str = "choose one by series_uid") -> DicomVolume:
+    """Load the source series from ``folder``: the one with ``series_uid``, the only one, or the one of ``modality``;
+    ``choose`` says how to pick one where several match (the command line names its option)."""
     series = list_series(folder, name)
     if series_uid is None and len(series) > 1:
-        series_uid = select_series(series, modality=modality, name=name).series_uid
+        series_uid = select_series(series, modality=modality, name=name, choose=choose).series_uid
     return load_dicom_series(folder, series_uid=series_uid, name=name)
 
 
@@ -85,11 +87,20 @@ def _array(value, dtype: type) -> np.ndarray:
     return np.asarray(value, dtype=dtype)
 
 
+def std_note(report: Mapping[str, Any]) -> str:
+    """The std series' note for a result's ``report``: its "std_calibration" factor and scope ("x2.65 cal demo2d
+    1%"), or "" when the std was not recalibrated."""
+    from diffrecon.uncertainty.calibration import StdCalibration
+
+    calibration = report.get("std_calibration")
+    return StdCalibration(**calibration).describe() if calibration else ""
+
+
 def export_result(volume, affine, std=None, *, modality: str, method_description: str,
                   source: DicomVolume | str | Path | None = None,
                   targets: Sequence[DimseTarget | StowTarget] = (), dicom_dir: str | Path | None = None,
                   units: str = "PROPCNTS", deidentifier: Deidentifier | None = None, retries: int = 3,
-                  backoff: float = 1.0) -> ExportReport:
+                  backoff: float = 1.0, std_note: str = "") -> ExportReport:
     """Write ``volume`` (and ``std``, linked to it) as DICOM series and send both to each PACS target.
 
     Args:
@@ -106,6 +117,8 @@ def export_result(volume, affine, std=None, *, modality: str, method_description
         deidentifier: de-identify the written instances.
         retries: retries after a lost connection, per step.
         backoff: seconds before the first retry, doubled each time.
+        std_note: written after "SD" in the std series' description and comments: the calibration factor and
+            scope when the std was recalibrated (:func:`std_note`, from the result's report).
 
     Returns:
         The report: check ``report.ok``. A refused or interrupted transfer is in it, not raised.
@@ -149,7 +162,7 @@ def export_result(volume, affine, std=None, *, modality: str, method_description
             report.series.append(write_dicom_series(volume, affine, folder / "mean", **settings))
             if std is not None:
                 report.series.append(write_dicom_series(std, affine, folder / "std", series_number=901,
-                                                        describes=report.series[0], **settings))
+                                                        describes=report.series[0], note=std_note, **settings))
             files = [path for series in report.series for path in series.files]
             for target in targets:
                 report.transfers.append(send_to_pacs(files, target, retries=retries, backoff=backoff))

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where needed: the command line reads PET_COLORMAPS without loading torch
+    import torch
 
 
 def orthogonal_views(volume: np.ndarray, centre: tuple[int, int, int] | None = None) -> list[np.ndarray]:
@@ -98,6 +101,8 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
 def save_sample_grid(path: str | Path, samples: torch.Tensor | np.ndarray, title: str, columns: int = 8) -> Path:
     """Save the first ``columns`` 2D samples (n, rows, cols) side by side as a PNG, on one grey scale (up to
     the 99.5th percentile of the shown samples)."""
+    import torch
+
     shown = np.asarray(torch.as_tensor(samples).detach().cpu(), dtype=np.float32)[:columns]
     return save_panel(path, {f"sample {i + 1}": image for i, image in enumerate(shown)}, title=title,
                       vmax=float(np.percentile(shown, 99.5)))
@@ -106,6 +111,8 @@ def save_sample_grid(path: str | Path, samples: torch.Tensor | np.ndarray, title
 def save_samples(output_dir: str | Path, name: str, samples: torch.Tensor | np.ndarray, columns: int = 8) -> Path:
     """Save 2D samples (n, rows, cols) as ``<name>_samples.npy`` and a PNG grid ``<name>_samples.png``
     (:func:`save_sample_grid`); returns the PNG path."""
+    import torch
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     samples = np.asarray(torch.as_tensor(samples).detach().cpu(), dtype=np.float32)

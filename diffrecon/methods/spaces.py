@@ -233,9 +233,11 @@ class MRISpace(ModalitySpace):
                              "(volumes are scored slice by slice)")
         try:
             prior.check_image(torch.empty(operator.shape[:2], device="meta"))
-        except InputError as error:
-            raise InputError(f"kspace: images of {' x '.join(map(str, operator.shape))} voxels do not fit the "
-                             f"prior: {error}") from None
+        except InputError as error:  # in the user's words: the image, not the k-space or the network's input x
+            minimum = getattr(prior, "min_size", None)
+            need = f"it needs at least {minimum} voxels along each axis" if minimum else str(error)
+            raise InputError(f"the image of {' x '.join(map(str, operator.shape))} voxels is too small for the prior: "
+                             f"{need}") from None
         if operator.ndim == 2:
             return prior
         return TriPlanarScore({"axial": prior}, chunk_size=self.chunk_size)

@@ -155,33 +155,35 @@ def prior_modality(bundle: str | Path) -> str | None:
     return modality if isinstance(modality, str) else None
 
 
-def check_prior_modality(bundle: str | Path, modality: str, method_name: str | None = None) -> None:
+def check_prior_modality(bundle: str | Path, modality: str, method_name: str | None = None,
+                         name: str = "prior") -> None:
     """Raise unless prior ``bundle`` is one of ``modality`` (or declares none, :func:`prior_modality`), so that an
     MR prior given to a PET method (or the reverse) is refused by name rather than by a setting or model it lacks;
-    ``method_name`` names the method in the refusal."""
+    ``method_name`` names the method and ``name`` the setting (``--prior``, ``prior_bundle``) in the refusal."""
     declared = prior_modality(bundle)
     if declared is not None and declared != modality:
         method = f"method {method_name}" if method_name else "the method"
-        raise InputError(f"prior {str(bundle)!r} is {PRIOR_KINDS.get(declared, f'a {declared} prior')} (modality "
+        raise InputError(f"{name} {str(bundle)!r} is {PRIOR_KINDS.get(declared, f'a {declared} prior')} (modality "
                          f"{declared}); {method} needs {PRIOR_KINDS.get(modality, f'a {modality} prior')} "
                          f"({modality})")
 
 
 def fit_prior(bundle: str | Path, physics: Any, kind: str, device: str | torch.device = "cpu", *,
-              modality: str | None = None, method_name: str | None = None, **settings: object) -> ScoreModel:
+              modality: str | None = None, method_name: str | None = None, name: str = "prior",
+              **settings: object) -> ScoreModel:
     """The prior of ``bundle`` that a method sampling with schedule ``kind`` ("vp" or "ve") uses on the images of
     ``physics`` (anything with an ``image_shape``): a bundle with a model per form (the MR prior) gives that form's
     slice prior (volumes are scored slice by slice by the method); a bundle of slice priors per orientation (the PET
     prior) gives the score over volumes of the image shape (:func:`load_volume_prior`). With ``modality`` (the
     method's, "PT" or "MR"), a prior bundle of another modality is refused first (:func:`check_prior_modality`,
-    naming ``method_name``). Settings as :func:`load_bundle_prior`.
+    naming ``method_name`` and the setting ``name``). Settings as :func:`load_bundle_prior`.
 
     Raises:
         InputError: a prior of another modality, the bundle has no prior of that form, or as
             :func:`load_bundle_prior`.
     """
     if modality is not None:
-        check_prior_modality(bundle, modality, method_name)
+        check_prior_modality(bundle, modality, method_name, name)
     models = list(bundle_config(bundle)["models"])
     if kind in models:
         return load_bundle_prior(bundle, kind, device, **settings)

@@ -69,5 +69,5 @@ def test_bad_settings_are_refused_before_any_work(settings, message, tmp_path):
 
 def test_a_pet_prior_is_refused_by_its_modality(tmp_path):
     assert_refused([str(p) for p in inference_configs(BUNDLES / "dds_mri")], BUNDLES / "dds_mri", tmp_path / "out",
-                   "prior 'pet_fdg_prior' is a PET prior (modality PT); method dds needs an MR prior (MR)",
+                   "prior_bundle 'pet_fdg_prior' is a PET prior (modality PT); method dds needs an MR prior (MR)",
                    "--prior_bundle", "pet_fdg_prior")

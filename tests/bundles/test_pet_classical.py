@@ -60,6 +60,7 @@ def test_the_bundle_the_cli_and_python_share_one_path(tmp_path, demo2d_case):
     (["--method_name", "osem", "--method_options", "{'beta': 0.1}"], "method 'osem' takes no option 'beta'"),
     (["--method_nme", "mlem"], "unknown setting 'method_nme' (did you mean 'method_name'?)"),
     (["--method_name", "fbp"], "unknown method 'fbp'"),
+    (["--colormap", "jet"], "colormap 'jet'; expected one of gray_r, hot"),
 ])
 def test_bad_settings_are_refused_before_any_work(tmp_path, settings, message):
     assert_refused([str(BUNDLE / "configs" / "inference.json")], BUNDLE, tmp_path / "out", message, *settings)
@@ -72,3 +73,18 @@ def test_a_nan_in_the_reference_is_refused_before_any_work(tmp_path, demo2d_case
     assert_refused([str(BUNDLE / "configs" / "inference.json")], BUNDLE, tmp_path / "out",
                    "reference contains 1 NaN/Inf value(s); expected finite numbers", "--sinogram", str(demo2d_case),
                    "--reference", str(tmp_path / "nan.nii.gz"))
+
+
+@pytest.mark.parametrize("colormap,coloured", [("hot", True), ("gray_r", False)])
+def test_the_colormap_setting_reaches_the_panel(tmp_path, colormap, coloured):
+    """As ``diffrecon recon --colormap``: hot makes the reference and result columns coloured (red above blue),
+    gray_r grey (the error column, right, is red-blue either way)."""
+    from matplotlib.image import imread
+    from monai.bundle.scripts import run
+
+    run(config_file=str(BUNDLE / "configs" / "inference.json"), bundle_root=str(BUNDLE), output_dir=str(tmp_path),
+        colormap=colormap, method_options={"iterations": 1})
+    pixels = imread(tmp_path / "osem.png")[..., :3]
+    pixels = pixels[:, :int(pixels.shape[1] * 0.6)]  # reference and osem with its colour bar
+    assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 0.3).mean() > 0.01 if coloured else \
+        np.abs(pixels[..., 0] - pixels[..., 2]).max() < 0.05

@@ -70,7 +70,7 @@ def test_user_case_folder(tmp_path, demo2d_case):
     (["--stpes", "5"], "unknown setting 'stpes' (did you mean 'steps'?)"),
     (["--num_samples", "0"], "num_samples must be an integer >= 1, got 0"),
     (["--prior_bundle", "mr_t1_prior"],  # not "unknown setting 'chunk_size'", which the MR prior lacks
-     "prior 'mr_t1_prior' is an MR prior (modality MR); method pet-lisch needs a PET prior (PT)"),
+     "prior_bundle 'mr_t1_prior' is an MR prior (modality MR); method pet-lisch needs a PET prior (PT)"),
 ])
 def test_bad_settings_are_refused_before_any_work(settings, message, tmp_path):
     assert_refused([str(p) for p in inference_configs(BUNDLES / "pet_lisch")], BUNDLES / "pet_lisch",

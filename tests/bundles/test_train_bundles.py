@@ -177,6 +177,26 @@ def test_own_orientation_candidate_starts_from_its_orientations_run(orientation)
     parser = ConfigParser()
     parser.read_config(train_configs("pet_fdg_prior") + [str(root / "configs" / name) for name in
                                                           ("train_shapes.json", "train_shapes_own.json")])
-    parser.update({"bundle_root": str(root), "orientation": orientation})
+    parser.update({"bundle_root": str(root), "runs_dir": str(root / "runs"), "orientation": orientation})  # as the script
     assert parser.get_parsed_content("pretrained_ckpt") == str(root / "runs" / orientation / "model.pt")
     assert parser.get_parsed_content("model_name") == f"{orientation}_shapes_own"
+
+
+@pytest.mark.parametrize("bundle,overlays,run", [("pet_fdg_prior", (), "axial"), ("mr_t1_prior", (), "vp"),
+                                                 ("mr_t1_prior", ("prior_finetune.json",), "finetune_vp")])
+def test_a_training_run_writes_under_the_current_folder_not_the_bundle(tmp_path, monkeypatch, bundle, overlays, run):
+    """Run by hand, a training bundle writes its run and phantom cache in ./runs/<bundle>/ (the bundle folder may be
+    an installed package); scripts/train_priors.py keeps its runs in the bundle by setting runs_dir, and resumes
+    from the checkpoints of the folder the run writes."""
+    monkeypatch.chdir(tmp_path)
+    root = BUNDLES / bundle
+
+    def parsed(**settings) -> dict:
+        parser = ConfigParser()
+        parser.read_config(train_configs(bundle, *overlays))
+        parser.update({"bundle_root": str(root), **settings})
+        return {key: parser.get_parsed_content(key) for key in ("output_dir", "cache_dir")}
+
+    assert parsed() == {"output_dir": str(tmp_path / "runs" / bundle / run),
+                        "cache_dir": str(tmp_path / "runs" / bundle / "phantom_cache")}
+    assert parsed(runs_dir=str(root / "runs"))["output_dir"] == str(root / "runs" / run)

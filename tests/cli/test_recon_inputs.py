@@ -32,7 +32,8 @@ def simulated(demo2d_case):
     (["--method", "osem", "--samples", "0"], "error: --samples must be an integer >= 1, got 0"),
     (["--method", "osem", "--num-samples=2"], "error: osem is deterministic; --num-samples must be 1, got 2"),
     (["--method", "pet-dds", "--warm-start", "2"],
-     "error: --warm-start must be None or a fraction in (0, 1), got 2.0"),
+     "error: --warm-start must be a fraction in (0, 1) of the noise schedule (or null: start from pure noise), "
+     "got 2.0"),
     (["--method", "pet-dds", "--steps", "0"], "error: --steps must be an integer >= 1, got 0"),
     (["--method", "osem", "--beta", "0.3"], "method 'osem' takes no option 'beta'"),
     (["--method", "map-rdp", "--set", "steps=5"], "method 'map-rdp' takes no option 'steps'"),
@@ -44,9 +45,9 @@ def simulated(demo2d_case):
     pytest.param(["--method", "osem", "--out", "/proc/diffrecon_out"], "--out '/proc/diffrecon_out' cannot be created",
                  marks=pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc file system here")),
     (["--method", "pet-lisch", "--prior", "mr_t1_prior"],
-     "prior 'mr_t1_prior' is an MR prior (modality MR); method pet-lisch needs a PET prior (PT)"),
+     "error: --prior 'mr_t1_prior' is an MR prior (modality MR); method pet-lisch needs a PET prior (PT)"),
     (["--method", "pet-dds", "--prior", "mr_t1_prior"],
-     "prior 'mr_t1_prior' is an MR prior (modality MR); method pet-dds needs a PET prior (PT)"),
+     "error: --prior 'mr_t1_prior' is an MR prior (modality MR); method pet-dds needs a PET prior (PT)"),
     # images are checked as the case is loaded: no partial outputs (OSEM, the reference) before the refusal
     (["--method", "pet-lisch", "--reference", "{sim}/nan.nii.gz"],
      "--reference contains 1 NaN/Inf value(s); expected finite numbers (in '{sim}/nan.nii.gz')"),

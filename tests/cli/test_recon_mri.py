@@ -61,14 +61,19 @@ def test_simulated_acquisition_from_an_image(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["dds", "score-mri"])
-def test_a_pet_prior_is_refused_by_its_modality(tmp_path, capsys, method):
+def test_a_pet_prior_is_refused_by_its_modality(tmp_path, capsys, monkeypatch, method):
     image = np.zeros((48, 48, 1), dtype=np.float32)
     image[9:39, 12:36] = 1.0
     save_nifti(tmp_path / "image.nii.gz", image, np.eye(4))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the k-space was simulated before the prior was refused")
+
+    monkeypatch.setattr("diffrecon.io.cases._simulated_kspace", no_work)
     code = main(["recon", "--method", method, "--prior", "pet_fdg_prior", "--image", str(tmp_path / "image.nii.gz"),
                  "--coils", "4", "--acceleration", "2", "--center-fraction", "0.4", "--out", str(tmp_path / "o")])
     assert code == 2 and not (tmp_path / "o").exists()
-    assert (f"prior 'pet_fdg_prior' is a PET prior (modality PT); method {method} needs an MR prior (MR)"
+    assert (f"error: --prior 'pet_fdg_prior' is a PET prior (modality PT); method {method} needs an MR prior (MR)"
             in capsys.readouterr().err)
 
 

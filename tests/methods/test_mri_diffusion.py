@@ -258,14 +258,15 @@ def test_bad_input_is_refused_before_sampling(brain, mr_priors):
     with pytest.raises(InputError, match="kspace must be a complex torch tensor"):
         DDS(vp, steps=1)(kspace.real, operator)
     thin_kspace, thin_operator = _single_coil(brain[40:46, :60])
-    with pytest.raises(InputError, match=r"images of 6 x 60 voxels do not fit the prior: x has spatial shape "
-                                         r"\(6, 60\); this prior needs at least 8 voxels along each spatial axis"):
+    with pytest.raises(InputError, match=r"^the image of 6 x 60 voxels is too small for the prior: it needs at least "
+                                         r"8 voxels along each axis$"):
         DDS(vp, steps=1)(thin_kspace, thin_operator)
     with pytest.raises(InputError, match="score-mri needs the VE form"):
         ScoreMRI(vp)
     with pytest.raises(InputError, match="dds needs the VP form"):
         DDS(ve)
-    with pytest.raises(InputError, match="warm_start must be None or a fraction"):
+    with pytest.raises(InputError, match=r"warm_start must be a fraction in \(0, 1\) of the noise schedule \(or null: "
+                                         r"start from pure noise\), got 1.5"):
         DDS(vp, warm_start=1.5)
     with pytest.raises(InputError, match="clip must be a finite number > 0"):
         DDS(vp, clip=0)

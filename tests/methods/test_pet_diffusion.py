@@ -143,7 +143,7 @@ def test_pet_dds_reconstructs_a_grid_of_any_size():
     (lambda p: PETLiSch(p, subsets=0), "subsets must be an integer >= 1, got 0"),
     (lambda p: PETLiSch(p, step_size=-0.5), "step_size must be in"),
     (lambda p: PETDDS(p, lam=-1.0), "lam must be 'auto' (chosen from the data) or a number >= 0"),
-    (lambda p: PETDDS(p, warm_start=1.5), "warm_start must be None or a fraction"),
+    (lambda p: PETDDS(p, warm_start=1.5), "warm_start must be a fraction in (0, 1) of the noise schedule (or null"),
     (lambda p: PETDDS("prior"), "prior must be a diffrecon.priors.ScoreModel"),
 ])
 def test_bad_settings_are_refused_when_built(build, message, volume_prior):
