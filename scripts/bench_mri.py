@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from diffrecon.benchmarks.mri import FIGURES, REAL_T1, load_case, run
-from diffrecon.benchmarks.records import done_runs, is_done, read_lines
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines, uncertainty_cells, uncertainty_header
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.demo_cases import simulated_mri_case
 from diffrecon.methods.registry import method_parameters
@@ -113,14 +113,15 @@ def summarise(lines: list[dict]) -> str:
         run_name = json.dumps(key[4:])  # method, settings, samples[, prior]
         groups.setdefault((line["source"], line["mask"]), {}).setdefault(run_name, []).append(line)
     rows = ["| data, mask | method, settings, samples | n | PSNR | SSIM | NRMSE | NFE | network images | "
-            "s (network, physics) |", "|---" * 9 + "|"]
+            f"s (network, physics) | {uncertainty_header()} |", "|---" * (9 + len(uncertainty_header().split(" | ")))
+            + "|"]
     for (source, mask), runs in sorted(groups.items()):
         for run_name, members in sorted(runs.items(), key=lambda item: -np.mean([m["psnr_db"] for m in item[1]])):
             mean = {k: float(np.mean([m.get(k) or 0.0 for m in members])) for k in FIGURES}
             rows.append(f"| {source} {mask} | {run_name} | {len(members)} | {mean['psnr_db']:.2f} | "
                         f"{mean['ssim']:.3f} | {mean['nrmse']:.4f} | {mean['network_evaluations']:.0f} | "
                         f"{mean['network_images']:.0f} | {mean['seconds']:.1f} ({mean['seconds_network']:.1f}, "
-                        f"{mean['seconds_physics']:.1f}) |")
+                        f"{mean['seconds_physics']:.1f}) | {uncertainty_cells(members)} |")
     return "\n".join(rows)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from diffrecon.benchmarks.pet import FIGURES, run
-from diffrecon.benchmarks.records import done_runs, is_done, read_lines
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines, uncertainty_cells, uncertainty_header
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.demo_cases import phantom_subject_folders, simulated_pet_case
 from diffrecon.personalise import personalise
@@ -121,14 +121,15 @@ def summarise(lines: list[dict]) -> str:
     for line in lines:
         key = json.loads(line["key"])
         groups.setdefault(json.dumps([key[3], key[4], key[5]]), []).append(line)
-    rows = ["| method, settings, prior | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | NFE | s | prior build s |",
-            "|---" * 11 + "|"]
+    rows = ["| method, settings, prior | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | NFE | s | prior build s | "
+            f"{uncertainty_header()} |", "|---" * (11 + len(uncertainty_header().split(" | "))) + "|"]
     for group, members in sorted(groups.items(), key=lambda item: np.mean([m["nrmse"] for m in item[1]])):
         mean = {k: float(np.nanmean([m.get(k) or 0.0 for m in members])) for k in FIGURES}
         build = np.mean([m.get("prior_build_seconds", 0.0) for m in members])
         rows.append(f"| {group} | {len(members)} | {mean['nrmse']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
                     f"{mean['crc_hot_lesions']:.2f} | {mean['crc_cold_lesions']:.2f} | {mean['white_matter_cov']:.3f} | "
-                    f"{mean['network_evaluations']:.0f} | {mean['seconds']:.1f} | {build:.0f} |")
+                    f"{mean['network_evaluations']:.0f} | {mean['seconds']:.1f} | {build:.0f} | "
+                    f"{uncertainty_cells(members)} |")
     return "\n".join(rows)
 
 

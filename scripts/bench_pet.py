@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from diffrecon.benchmarks.pet import FIGURES, REAL_BRAINS, real_brain_case, run
-from diffrecon.benchmarks.records import done_runs, is_done, read_lines
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines, uncertainty_cells, uncertainty_header
 from diffrecon.data.phantoms import make_subject
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.demo_cases import simulated_pet_case
@@ -124,14 +124,16 @@ def summarise(lines: list[dict]) -> str:
         key = json.loads(line["key"])
         groups.setdefault(json.dumps([key[0], key[1], key[4], key[5], key[6], *key[7:]]), []).append(line)
     rows = ["| preset, counts, method, settings, samples | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | "
-            "bias | variance | NFE | s (network, physics) |", "|---" * 12 + "|"]
+            f"bias | variance | NFE | s (network, physics) | {uncertainty_header()} |",
+            "|---" * (12 + len(uncertainty_header().split(" | "))) + "|"]
     for group, members in sorted(groups.items(), key=lambda item: np.mean([m["nrmse"] for m in item[1]])):
         mean = {k: float(np.nanmean([(m[k] or 0.0) if k in m else np.nan for m in members])) for k in FIGURES}
         bias, variance = bias_variance(members)
         rows.append(f"| {group} | {len(members)} | {mean['nrmse']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
                     f"{mean['crc_hot_lesions']:.2f} | {mean['crc_cold_lesions']:.2f} | "
                     f"{mean['white_matter_cov']:.3f} | {bias} | {variance} | {mean['network_evaluations']:.0f} | "
-                    f"{mean['seconds']:.1f} ({mean['seconds_network']:.1f}, {mean['seconds_physics']:.1f}) |")
+                    f"{mean['seconds']:.1f} ({mean['seconds_network']:.1f}, {mean['seconds_physics']:.1f}) | "
+                    f"{uncertainty_cells(members)} |")
     return "\n".join(rows)
 
 

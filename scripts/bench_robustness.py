@@ -31,7 +31,8 @@ from diffrecon.benchmarks.mri import REAL_T1, load_case, real_t1_slice
 from diffrecon.benchmarks.mri import run as run_mri
 from diffrecon.benchmarks.pet import REAL_BRAINS, real_brain_case
 from diffrecon.benchmarks.pet import run as run_pet
-from diffrecon.benchmarks.records import read_lines
+from diffrecon.benchmarks.records import read_lines, uncertainty_cells, uncertainty_header
+from diffrecon.uncertainty import UNCERTAINTY_FIGURES
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case, simulated_pet_case
 
@@ -97,7 +98,7 @@ def main_pet(args: argparse.Namespace) -> None:
 
     def score(case, name, settings):
         line, _ = run_pet(case, name, settings, args.samples, 0)
-        return {k: line[k] for k in ("nrmse", "psnr_db", "seconds", "network_evaluations")}
+        return {k: line[k] for k in ("nrmse", "psnr_db", "seconds", "network_evaluations", *UNCERTAINTY_FIGURES)}
 
     if args.real and args.preset != "demo":
         raise SystemExit("--real scans the real brains on the demo scanner: use --preset demo")
@@ -119,7 +120,7 @@ def main_mri(args: argparse.Namespace) -> None:
 
     def score(case, name, settings):
         line = run_mri(case, name, settings, args.samples)
-        return {k: line[k] for k in ("psnr_db", "ssim", "seconds") if k in line}
+        return {k: line[k] for k in ("psnr_db", "ssim", "seconds", *UNCERTAINTY_FIGURES) if k in line}
 
     conditions = []
     for snr in args.snrs:
@@ -168,6 +169,12 @@ def table(paths: list[str]) -> None:
                    else f"{np.mean(default) - np.mean(oracle):+.2f} dB")
             print(f"| {condition} | {name} | {np.mean(default):.4g} | {np.mean(oracle):.4g} | {gap} | "
                   f"{np.mean(fixed):.4g} | {classical} |")
+    print(f"\nUncertainty of the defaults on the test cases:\n\n| condition | method | {uncertainty_header()} |")
+    print("|---|---" + "|---" * len(uncertainty_header().split(" | ")) + "|")
+    for condition, rows in by_condition.items():
+        for name in sorted({r["method"] for r in rows if r["role"] == "default"}):
+            tests = [r for r in rows if r["method"] == name and r["split"] == "test" and r["role"] == "default"]
+            print(f"| {condition} | {name} | {uncertainty_cells(tests)} |")
 
 
 def _tuned_classical(rows: list[dict], figure: str, better) -> str:

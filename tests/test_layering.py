@@ -24,6 +24,7 @@ FORBIDDEN = {
                 "highdicom", "nibabel"),  # methods get priors, they do not load bundles
     "transforms": (*ON_TOP, "diffrecon.io", "diffrecon.methods"),
     "data": (*ON_TOP, "diffrecon.io", "diffrecon.methods"),
+    "uncertainty": (*ON_TOP, "diffrecon.methods", "diffrecon.io", "diffrecon.priors", "diffrecon.bundle"),
     "cli": ("diffrecon.benchmarks", "diffrecon.physics"),  # argument parsing only: the work is a library call
 }
 SCRIPTS = PACKAGE.parent / "scripts"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from diffrecon.benchmarks.real_data import BRAINS_T1, MR_GRID, SPM_T1, TWIX, centred_source, per_slice_max
-from diffrecon.benchmarks.records import resolved_settings, steering_figures
+from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
 from diffrecon.io.cases import load_mri_case
 from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case
 from diffrecon.methods import build_method
@@ -65,4 +65,4 @@ def run(case, name: str, settings: dict, num_samples: int, prior: str | None = N
             "seconds_physics": report.get("seconds_physics", 0.0),
             "seconds_gradient": report.get("seconds_gradient", 0.0), "data_residual": report.get("data_residual"),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-            "variant": report.get("variant"), **steering_figures(report)}
+            "variant": report.get("variant"), **steering_figures(report), **uncertainty_figures(result, case)}

@@ -138,7 +138,7 @@ def _replace_folder(tmp: Path, out: Path) -> None:
 def write_dicom_series(volume: np.ndarray, affine: np.ndarray, out_dir: str | Path, *, modality: str,
                        method_description: str, units: str = "PROPCNTS", source: DicomVolume | None = None,
                        series_number: int = 900, describes: WrittenSeries | None = None,
-                       deidentifier: Deidentifier | None = None) -> WrittenSeries:
+                       deidentifier: Deidentifier | None = None, note: str = "") -> WrittenSeries:
     """Write ``volume`` as a PET ("PT") or MR ("MR") series of single-slice instances into ``out_dir``.
 
     Args:
@@ -153,6 +153,9 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, out_dir: str | Pa
         describes: the series this one describes (a standard-deviation map names its mean series): it is
             referenced slice by slice and the description says so.
         deidentifier: de-identify the written instances (consistent UIDs across series with one key).
+        note: short text after the series' kind in SeriesDescription and in ImageComments, e.g. the calibration
+            factor and scope of a standard-deviation map ("x2.65 cal demo2d 1%"); the method description is
+            shortened to fit.
 
     Returns:
         The written files and UIDs (after de-identification, if any).
@@ -172,7 +175,7 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, out_dir: str | Pa
     orientation, pixel_spacing, thickness, origin, step = slice_geometry(affine)
     normal = np.cross(orientation[:3], orientation[3:])
     seed = hashlib.sha256(b"".join([np.ascontiguousarray(volume, dtype=np.float32).tobytes(), affine.tobytes(),
-                                    f"{modality}|{method_description}|{units}|{series_number}".encode(),
+                                    f"{modality}|{method_description}|{units}|{series_number}|{note}".encode(),
                                     (source.series_uid if source else "").encode(),
                                     (describes.series_uid if describes else "").encode()])).hexdigest()
     sop_class = SOP_CLASSES[modality]
@@ -215,8 +218,9 @@ def write_dicom_series(volume: np.ndarray, affine: np.ndarray, out_dir: str | Pa
     base.ManufacturerModelName = "diffrecon"
     base.SoftwareVersions = _version()
     what = "standard deviation of " + describes.series_uid if describes else method_description
-    base.SeriesDescription = _series_description(method_description, " SD" if describes else "")
-    base.ImageComments = f"{RESEARCH_NOTE}. Reconstructed with diffrecon: {what}."
+    suffix = (" SD" if describes else "") + (f" {note}" if note else "")
+    base.SeriesDescription = _series_description(method_description, suffix)
+    base.ImageComments = f"{RESEARCH_NOTE}. Reconstructed with diffrecon: {what}" + (f" ({note})." if note else ".")
     base.DerivationDescription = f"{method_description} reconstruction by diffrecon ({RESEARCH_NOTE.lower()})"[:1024]
     base.ImageType = ["DERIVED", "PRIMARY"] if modality == "PT" else ["DERIVED", "PRIMARY", "OTHER"]
     base.BurnedInAnnotation = "NO"

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from diffrecon.checks import InputError
+from diffrecon.uncertainty.calibration import StdCalibration
 
 
 @dataclass
@@ -78,11 +79,17 @@ class Method(ABC):
     Subclasses set ``name`` and ``modality`` ("PT" or "MR"), take their hyperparameters in ``__init__`` (checked
     there, before any data is seen), return them from :meth:`settings`, and implement :meth:`reconstruct`.
     Deterministic methods (``deterministic = True``) accept only ``num_samples=1``.
+
+    ``std_calibration``: a recalibration factor of the std fitted on validation subjects
+    (:func:`diffrecon.uncertainty.fit_std_calibration`); where it applies to the call's physics and data
+    (:meth:`~diffrecon.uncertainty.StdCalibration.applies_to`), the result's std is multiplied by it and the report
+    says so under "std_calibration". Set it to None on an instance for the raw sample std.
     """
 
     name: ClassVar[str]
     modality: ClassVar[str]
     deterministic: ClassVar[bool] = False
+    std_calibration: StdCalibration | None = None
 
     def __call__(self, data: torch.Tensor, physics: Any, *, num_samples: int = 1,
                  generator: torch.Generator | None = None) -> Reconstruction:
@@ -95,6 +102,11 @@ class Method(ABC):
         result = self.reconstruct(data, physics, num_samples, generator)
         report = {"method": self.name, "description": self.description(), "settings": self.settings(),
                   "num_samples": num_samples, "seed": None if generator is None else generator.initial_seed()}
+        calibration = self.std_calibration
+        if calibration is not None and result.std is not None \
+                and calibration.applies_to(physics, data, num_samples, self.settings()):
+            result.std = calibration.apply(result.std)
+            report["std_calibration"] = calibration.to_dict()
         result.report = {**report, **result.report, "seconds": time.perf_counter() - start}
         return result
 
