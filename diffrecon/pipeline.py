@@ -18,6 +18,8 @@ from diffrecon.methods import Method, Reconstruction, build_method
 from diffrecon.methods.registry import METHODS, required_inputs
 
 DEFAULT_PRIORS = {"PT": "pet_fdg_prior", "MR": "mr_t1_prior"}
+DEFAULT_CORRECTION = "pet_deft"  # PET-DEFT's shipped h-networks
+BUNDLE_INPUTS = ("prior", "correction")  # required inputs loaded from bundles (with defaults), not from the case
 # RDP strength for the demo's activity units at 1% counts, chosen on training subjects 0 and 1 with
 # `python scripts/tune_demo_rdp.py --count-level 1% --betas 0.1 0.3 1 4 16`: lowest brain NRMSE (0.222 vs
 # OSEM 0.234) with lower white-matter noise (CoV 0.190 vs 0.219; rerun 2026-12-02 after the BSREM preconditioner
@@ -57,9 +59,14 @@ def mri_case(kspace: str | Path | None = None, *, demo: dict[str, Any] | None = 
     return load_mri_case(kspace, device=device, **{key: value for key, value in options.items() if value is not None})
 
 
-def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dict[str, Any]:
+def method_inputs(name: str, case: Case, prior: str | Path | None = None,
+                  priors: dict[tuple, Any] | None = None, correction: str | Path | None = None) -> dict[str, Any]:
     """The inputs method ``name`` requires, from the case: ``prior`` from a prior bundle (name or folder;
-    default the modality's shipped one) fitted to the case's grid, others from the case's images (e.g. ``mr``).
+    default the modality's shipped one) fitted to the case's grid, ``correction`` (PET-DEFT's h-networks) from a
+    bundle or a training run's export folder (default the shipped ``pet_deft``; "none": no correction, the prior
+    alone), others from the case's images (e.g. ``mr``).
+    ``priors`` caches fitted priors (by bundle, schedule, image shape and device) across calls, so a process that
+    reconstructs many cases (a cohort worker) loads each prior once.
 
     Raises:
         InputError: an input the case does not have (named), or a prior bundle of another modality.
@@ -74,8 +81,18 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None) -> dic
             bundle = prior or DEFAULT_PRIORS.get(modality)
             if bundle is None:
                 raise InputError(f"method {name!r} needs a prior; no default prior bundle for modality {modality}")
-            inputs[key] = fit_prior(bundle, case.physics, get_method(name).schedule_kind.kind, case.data.device,
-                                    modality=modality, method_name=name)
+            kind = get_method(name).schedule_kind.kind
+            cache = {} if priors is None else priors  # SCD adapts its prior: one entry per method, not shared
+            cache_key = (str(bundle), kind, tuple(case.physics.image_shape), str(case.data.device), name)
+            if cache_key not in cache:
+                cache[cache_key] = fit_prior(bundle, case.physics, kind, case.data.device, modality=modality,
+                                             method_name=name)
+            inputs[key] = cache[cache_key]
+        elif key == "correction":
+            from diffrecon.priors.correction import load_correction
+
+            inputs[key] = None if str(correction).lower() == "none" else load_correction(
+                correction or DEFAULT_CORRECTION, inputs["prior"], case.data.device)
         elif key in case.images:
             inputs[key] = case.images[key]
         else:
@@ -107,6 +124,22 @@ def check_colormap(colormap: str | None, modality: str) -> str:
     return colormap
 
 
+def lesion_inputs(case: Case) -> dict[str, Any]:
+    """The masks a phantom case gives the uncertainty figures (:func:`diffrecon.uncertainty.uncertainty_metrics`):
+    the brain (tissue labels 1-3), its lesions and the lesion-free white matter they are compared against; none
+    for a case without labels (the object mask is used then)."""
+    images = case.images
+    if "labels" not in images:
+        return {"mask": images["brain"]} if "brain" in images else {}
+    shape = np.shape(images["labels"])
+    lesions = np.asarray(images.get("lesions", np.zeros((0, *shape))), dtype=bool).reshape(-1, *shape)
+    inputs: dict[str, Any] = {"mask": np.isin(images["labels"], [1, 2, 3])}
+    if len(lesions) and "white_matter" in images:
+        inputs.update(lesion_masks=lesions,
+                      background_mask=(np.asarray(images["white_matter"]) > 0.9) & ~lesions.any(axis=0))
+    return inputs
+
+
 def reconstruct_case(case: Case, method: Method, out: str | Path, *, num_samples: int = 1,
                      seed: int = 0, colormap: str | None = None) -> tuple[Reconstruction, dict[str, Any]]:
     """Reconstruct ``case`` with ``method`` (samples drawn from ``seed``) and write the result to ``out``
@@ -118,7 +151,8 @@ def reconstruct_case(case: Case, method: Method, out: str | Path, *, num_samples
     written = save_reconstruction(out, method.name, result.mean, case.affine, {**result.report, **case.info},
                                   std=result.std, samples=result.samples, reference=case.reference,
                                   comparisons=comparisons(case, method), cmap=cmap,
-                                  quantity=QUANTITIES[method.modality])
+                                  quantity=QUANTITIES[method.modality], physics=case.physics,
+                                  **lesion_inputs(case))
     return result, written
 
 

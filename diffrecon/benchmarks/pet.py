@@ -11,7 +11,7 @@ import torch
 from scipy.ndimage import binary_fill_holes
 
 from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source
-from diffrecon.benchmarks.records import resolved_settings, steering_figures
+from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
 from diffrecon.data.phantoms import MU_SOFT_TISSUE
 from diffrecon.io.demo_cases import scanned_pet_case
 from diffrecon.methods import build_method
@@ -29,8 +29,8 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str
         ) -> tuple[dict, np.ndarray]:
     """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
     the shipped one)."""
-    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
-    method = build_method(name, **inputs, **settings)
+    inputs = method_inputs(name, case, prior, correction=settings.get("correction")) if required_inputs(name) else {}
+    method = build_method(name, **{**settings, **inputs})  # inputs replace the bundles the settings name
     method.progress = False
     start = time.perf_counter()
     result = method(case.data, case.physics, num_samples=1 if method.deterministic else num_samples,
@@ -50,7 +50,8 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str
             "seconds_gradient": report.get("seconds_gradient", 0.0),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
             "log_likelihood": float(np.mean(report.get("final_log_likelihood") or report["log_likelihood"][-1:])),
-            **{k: report[k] for k in ("likelihood_steps", "capped_steps") if k in report}, **steering_figures(report)}
+            **{k: report[k] for k in ("likelihood_steps", "capped_steps") if k in report}, **steering_figures(report),
+            **uncertainty_figures(result, case)}
     return line, image
 
 

@@ -116,8 +116,10 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
+    from diffrecon.io.export import std_note
     from diffrecon.io.results import as_volume
-    from diffrecon.pipeline import DEFAULT_PRIORS, check_colormap, method_inputs, reconstruct_case
+    from diffrecon.pipeline import BUNDLE_INPUTS, DEFAULT_PRIORS, check_colormap, method_inputs, reconstruct_case
+    from diffrecon.priors.bundle import check_prior_modality
 
     modality = METHODS[args.method].modality
     if modality == "MR" and args.export_source_dicom:
@@ -125,15 +127,19 @@ def run(args: argparse.Namespace) -> None:
                          "join a source study; leave the option out to export it as a new study")
     check_colormap(args.colormap, modality)
     options = method_options(args)
-    inputs = required_inputs(args.method)
-    for key in inputs:  # images such as the Bowsher MR come from the case (the prior has a default bundle)
-        if key != "prior" and not getattr(args, key, None):
+    required = required_inputs(args.method)
+    images = [key for key in required if key not in BUNDLE_INPUTS]  # e.g. the Bowsher MR, from the case
+    for key in images:
+        if not getattr(args, key, None):
             raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")
-    check_options(args.method, {**options, **dict.fromkeys(inputs)})
+    check_options(args.method, {**options, **dict.fromkeys(required)})
+    if "prior" in required and args.prior:  # before the case is loaded or simulated
+        check_prior_modality(args.prior, modality, args.method, name="--prior")
     check_output_dir("--out", args.out)
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
-    case = LOADERS[modality].load(args, images=[key for key in inputs if key != "prior"])
-    method = build_method(args.method, **options, **method_inputs(args.method, case, args.prior))
+    case = LOADERS[modality].load(args, images=images)
+    inputs = method_inputs(args.method, case, args.prior, correction=options.get("correction"))
+    method = build_method(args.method, **{**options, **inputs})  # inputs replace the bundles named by --set
     if "prior" in inputs:  # which prior bundle made the result, in its report
         case.info["prior"] = str(args.prior or DEFAULT_PRIORS[modality])
     result, written = reconstruct_case(case, method, args.out, num_samples=args.num_samples, seed=args.seed,
@@ -143,10 +149,13 @@ def run(args: argparse.Namespace) -> None:
     description = result.report["description"]
     report = export_from_args(args, as_volume(result.mean), case.affine, modality=modality,
                               method_description=description,
-                              std_volume=None if result.std is None else as_volume(result.std), options=export)
+                              std_volume=None if result.std is None else as_volume(result.std), options=export,
+                              std_note=std_note(result.report))
     if report is not None:
         rerun = (f"diffrecon export --result {args.out}/{args.method}.nii.gz --modality {modality} "
                  f"--method-description '{description}'")
         if result.std is not None:
             rerun += f" --std {args.out}/{args.method}_std.nii.gz"
+            if std_note(result.report):
+                rerun += f" --std-note '{std_note(result.report)}'"
         print_export_report(report, "recon", f"rerun `{rerun}` with the same export options to send what is missing")

@@ -18,7 +18,8 @@ import torch
 from monai.inferers import Inferer
 
 from diffrecon.checks import InputError, check_choice, check_integer
-from diffrecon.methods.pet_deft import LIKELIHOOD_TERMS, TRAINING_RECORD, deft_example
+from diffrecon.methods.pet_deft import LIKELIHOOD_TERMS, deft_example
+from diffrecon.priors.correction import TRAINING_RECORD
 from diffrecon.methods.spaces import PETSpace
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.weights import save_weights

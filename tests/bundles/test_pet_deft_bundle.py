@@ -15,6 +15,7 @@ from monai.bundle import ConfigWorkflow
 from diffrecon.io.demo_cases import simulate_to_folder, simulated_pet_case
 from diffrecon.methods.pet_deft import PETDEFT
 from diffrecon.priors.bundle import fit_prior
+from diffrecon.priors.correction import load_correction
 from diffrecon.priors.weights import checksum_path
 from tests.bundles.conftest import BUNDLES
 
@@ -69,7 +70,7 @@ def test_train_resume_finetune_and_reconstruct(tmp_path):
         case = simulated_pet_case(20000, "demo2d", level)
         prior = fit_prior("pet_fdg_prior", case.physics, "vp")
         with pytest.warns(UserWarning, match="trained on") if warned else contextlib.nullcontext():
-            result = PETDEFT(prior, correction=models, progress=False)(case.data, case.physics)
+            result = PETDEFT(prior, load_correction(models, prior), progress=False)(case.data, case.physics)
         assert (result.mean >= 0).all() and result.report["network_evaluations"] == 5
         dose_warnings = [w for w in result.report.get("warnings", []) if "h-networks" in w]
         assert len(dose_warnings) == warned and result.report["deft_training"]["total_counts"] == [low, high]

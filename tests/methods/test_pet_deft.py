@@ -8,8 +8,8 @@ import torch
 
 from diffrecon.checks import InputError
 from diffrecon.methods.deft_training import export_correction
-from diffrecon.methods.pet_deft import (LIKELIHOOD_TERMS, PETDEFT, correction_model, deft_condition, deft_loss,
-                                        h_network)
+from diffrecon.methods.pet_deft import LIKELIHOOD_TERMS, PETDEFT, deft_condition, deft_loss
+from diffrecon.priors.correction import correction_model, h_network, load_correction
 from diffrecon.methods.spaces import PETSpace
 from tests.methods.conftest import unet_volume_prior
 from diffrecon.physics.pet_simulation import simulate_pet
@@ -116,8 +116,9 @@ def test_the_em_term_is_the_gradient_term_times_the_estimate_and_a_mismatched_te
     torch.testing.assert_close(em[:, 0], gradient[:, 0])  # the same Tweedie estimate
     torch.testing.assert_close(em[:, 1], em[:, 0] * gradient[:, 1], rtol=1e-4, atol=1e-6)
     export_correction(correction_model(prior, {"axial": h_network()}), tmp_path, [1.0, 2.0], {"likelihood": "gradient"})
-    assert PETDEFT(prior, tmp_path, progress=False).settings()["likelihood"] == "gradient"
+    loaded = load_correction(tmp_path, prior)
+    assert PETDEFT(prior, loaded, progress=False).settings()["likelihood"] == "gradient"
     with pytest.raises(InputError, match="likelihood 'em': the h-networks of .* were trained with 'gradient'"):
-        PETDEFT(prior, tmp_path, likelihood="em")
+        PETDEFT(prior, loaded, likelihood="em")
     with pytest.raises(InputError, match="likelihood"):
         PETDEFT(prior, None, likelihood="score")
