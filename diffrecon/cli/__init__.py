@@ -14,7 +14,7 @@ from diffrecon import __version__
 from diffrecon.checks import InputError
 
 # Sub-command modules in diffrecon/cli/, in the order `diffrecon --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "simulate", "recon", "personalise", "dicom2nifti", "export")
+COMMAND_MODULES: tuple[str, ...] = ("demo", "simulate", "recon", "cohort", "personalise", "dicom2nifti", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
