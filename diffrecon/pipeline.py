@@ -15,7 +15,7 @@ from diffrecon.io.cases import Case
 from diffrecon.io.figures import PET_COLORMAPS
 from diffrecon.io.results import metrics_table, save_reconstruction
 from diffrecon.methods import Method, Reconstruction, build_method
-from diffrecon.methods.registry import METHODS, required_inputs
+from diffrecon.methods.registry import METHODS, method_parameters, required_inputs
 
 DEFAULT_PRIORS = {"PT": "pet_fdg_prior", "MR": "mr_t1_prior"}
 DEFAULT_CORRECTION = "pet_deft"  # PET-DEFT's shipped h-networks
@@ -60,13 +60,17 @@ def mri_case(kspace: str | Path | None = None, *, demo: dict[str, Any] | None = 
 
 
 def method_inputs(name: str, case: Case, prior: str | Path | None = None,
-                  priors: dict[tuple, Any] | None = None, correction: str | Path | None = None) -> dict[str, Any]:
+                  priors: dict[tuple, Any] | None = None, correction: str | Path | None = None,
+                  mr: bool | None = None) -> dict[str, Any]:
     """The inputs method ``name`` requires, from the case: ``prior`` from a prior bundle (name or folder;
     default the modality's shipped one) fitted to the case's grid, ``correction`` (PET-DEFT's h-networks) from a
     bundle or a training run's export folder (default the shipped ``pet_deft``; "none": no correction, the prior
     alone), others from the case's images (e.g. ``mr``).
     ``priors`` caches fitted priors (by bundle, schedule, image shape and device) across calls, so a process that
     reconstructs many cases (a cohort worker) loads each prior once.
+    ``mr``: for a method that takes an MR optionally (the MR guidance of the PET diffusion methods), whether to give
+    it the case's ``mr`` image: True (refused if the case has none, or later by the method if its prior is
+    unconditional), False, or None: when the prior is conditioned on one and the case has one.
 
     Raises:
         InputError: an input the case does not have (named), or a prior bundle of another modality.
@@ -97,6 +101,12 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None,
             inputs[key] = case.images[key]
         else:
             raise InputError(f"method {name!r} needs the image {key!r}, which the case does not have")
+    if "mr" not in inputs and "mr" in method_parameters(name) and mr is not False:
+        conditioned = getattr(inputs.get("prior"), "condition_channels", 0) > 0
+        if mr and "mr" not in case.images:
+            raise InputError(f"method {name!r}: an MR was asked for, but the case has none")
+        if "mr" in case.images and (mr or conditioned):
+            inputs["mr"] = case.images["mr"]
     return inputs
 
 

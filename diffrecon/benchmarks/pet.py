@@ -28,8 +28,10 @@ FIGURES = ("nrmse", "psnr_db", "ssim", "crc_hot_lesions", "crc_cold_lesions", "w
 def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str | Path | None = None
         ) -> tuple[dict, np.ndarray]:
     """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
-    the shipped one)."""
-    inputs = method_inputs(name, case, prior, correction=settings.get("correction")) if required_inputs(name) else {}
+    the shipped one). With an MR-conditioned prior the case's T1 is given to the method (MR guidance) unless the
+    settings name ``mr`` themselves (``{"mr": null}``: the prior's unconditional score)."""
+    inputs = method_inputs(name, case, prior, correction=settings.get("correction"),
+                           mr=False if "mr" in settings else None) if required_inputs(name) else {}
     method = build_method(name, **{**settings, **inputs})  # inputs replace the bundles the settings name
     method.progress = False
     start = time.perf_counter()

@@ -18,11 +18,11 @@ from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
 from diffrecon.io.figures import PET_COLORMAPS
-from diffrecon.methods.registry import (METHODS, build_method, check_options, method_names, parameter_defaults,
-                                        required_inputs)
+from diffrecon.methods.registry import (METHODS, build_method, check_options, method_names, method_parameters,
+                                        parameter_defaults, required_inputs)
 
 # options that are method hyperparameters, by constructor parameter name
-HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam", "steps", "warm_start")
+HYPERPARAMETERS = ("iterations", "subsets", "beta", "gamma", "neighbours", "lam", "steps", "warm_start", "guidance")
 LOADERS = {"PT": recon_pet, "MR": recon_mri}  # the case's options and loading, per modality
 
 
@@ -86,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     method.add_argument("--warm-start", type=float, default=None, help="start the reverse process at this fraction "
                                                                        "of the noise schedule from the noised OSEM "
                                                                        "(PET) or zero-filled/CG-SENSE (MRI) image")
+    method.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance strength w >= 0 of an MR-conditioned prior (--prior "
+                             "pet_fdg_mr_prior with --mr): the noise prediction is (1 + w) eps(x, MR) - w eps(x, 0); 0: "
+                             "the conditional prediction alone; without --mr, the prior's unconditional score (w 0)")
     method.add_argument("--num-samples", "--samples", type=int, default=1, help="posterior samples (diffusion "
                                                                                 "methods): mean, std and samples "
                                                                                 "are written (default %(default)s)")
@@ -132,13 +136,19 @@ def run(args: argparse.Namespace) -> None:
     for key in images:
         if not getattr(args, key, None):
             raise InputError(f"--{key.replace('_', '-')} is required for the {args.method} method")
+    guiding = bool(getattr(args, "mr", None)) and "mr" not in images  # the MR guidance of a PET diffusion method
+    if guiding:
+        if "mr" not in method_parameters(args.method):
+            raise InputError(f"--mr: method {args.method} takes no MR image")
+        images.append("mr")
     check_options(args.method, {**options, **dict.fromkeys(required)})
     if "prior" in required and args.prior:  # before the case is loaded or simulated
         check_prior_modality(args.prior, modality, args.method, name="--prior")
     check_output_dir("--out", args.out)
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
     case = LOADERS[modality].load(args, images=images)
-    inputs = method_inputs(args.method, case, args.prior, correction=options.get("correction"))
+    inputs = method_inputs(args.method, case, args.prior, correction=options.get("correction"),
+                           mr=True if guiding else None)
     method = build_method(args.method, **{**options, **inputs})  # inputs replace the bundles named by --set
     if "prior" in inputs:  # which prior bundle made the result, in its report
         case.info["prior"] = str(args.prior or DEFAULT_PRIORS[modality])

@@ -19,7 +19,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
                                       "image whose shape, voxel size and affine to use; default: the preset whose "
                                       "scanner matches the sinogram")
     group.add_argument("--psf-fwhm", type=float, default=None, help="resolution model FWHM in mm (default none)")
-    group.add_argument("--mr", help="anatomical MR for bowsher: NIfTI or DICOM series folder")
+    group.add_argument("--mr", help="anatomical MR for bowsher: NIfTI or DICOM series folder; also the T1 of the MR "
+                                    "guidance of pet-dds, pet-lisch, pet-dps and pet-naive with an MR-conditioned "
+                                    "--prior (e.g. pet_fdg_mr_prior; --guidance). Resampled onto the PET grid by its "
+                                    "affine; refused if it covers less than half of the grid (another frame of "
+                                    "reference)")
     group.add_argument("--reference", help="ground-truth activity (NIfTI or DICOM series folder): metrics are "
                                            "reported. Images on another grid than the reconstruction's are "
                                            "resampled onto it by their affines (same patient coordinates)")

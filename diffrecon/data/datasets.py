@@ -17,8 +17,10 @@ from diffrecon.transforms.slicing import foreground_slices, take_slice
 
 # contrast -> (image of the phantom subject, phantom population); "fdg_wide" is FDG of the wide population
 # (``diffrecon.data.phantoms.POPULATIONS``), on which the PET priors learn more than the standard phantoms show.
+# "t1_wide" is the T1 of the wide population's subjects: the anatomy of "fdg_wide" (the population's warps differ), so
+# the pairs of an MR-guided PET prior are (fdg_wide, t1_wide).
 CONTRASTS = {"fdg": ("fdg", "standard"), "fdg_wide": ("fdg", "wide"), "amyloid": ("amyloid", "standard"),
-             "t1": ("t1", "standard")}
+             "t1": ("t1", "standard"), "t1_wide": ("t1", "wide")}
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -29,7 +31,8 @@ def phantom_items(n: int, contrast: str = "fdg", grid_shape: Sequence[int] | Non
 
     Args:
         n: number of subjects (seeds ``subject_seeds(split, n, start)``).
-        contrast: "fdg", "fdg_wide" (FDG of the wide population), "amyloid" or "t1".
+        contrast: "fdg", "fdg_wide" (FDG of the wide population), "amyloid", "t1" or "t1_wide" (T1 of the wide
+            population).
         grid_shape: (nx, ny, nz); with ``voxel_size_mm`` defines the grid (default: the demo grid, 3 mm).
         voxel_size_mm: voxel size of the grid.
         split: seed split; priors shipped with the package use "train" only.
@@ -122,14 +125,48 @@ def training_items(source: str, n: int = 64, contrast: str = "fdg", **phantom_ar
     return nifti_items(source)
 
 
+def paired_training_items(source: str, n: int = 64, contrast: str = "fdg_wide", condition_contrast: str = "t1_wide",
+                          condition_source: str | None = None, condition_key: str = "mr",
+                          **phantom_args) -> list[dict[str, np.ndarray]]:
+    """Image and condition pairs for a conditional prior, ``{"image": (1, x, y, z), condition_key: (1, x, y, z)}``:
+    ``source`` "phantoms" pairs each phantom subject's ``contrast`` with its ``condition_contrast`` (the same
+    anatomy); a folder of NIfTI volumes is paired by file name with the folder ``condition_source``.
+
+    Raises:
+        InputError: no ``condition_source`` for a folder, file names that differ between the folders, or pairs of
+            different shapes; as :func:`training_items`.
+    """
+    if source == "phantoms":
+        images = phantom_items(n, contrast, **phantom_args)
+        conditions = phantom_items(n, condition_contrast, **phantom_args)
+        return [{**image, condition_key: condition["image"]} for image, condition in zip(images, conditions)]
+    if not condition_source:
+        raise InputError(f"condition_source is required with the data folder {str(source)!r}: a folder of the "
+                         "condition images (e.g. the co-registered T1s) with the same file names")
+    names = [sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(NIFTI_SUFFIXES))
+             if Path(folder).is_dir() else [] for folder in (source, condition_source)]
+    if names[0] != names[1]:
+        raise InputError(f"data folders {str(source)!r} and {str(condition_source)!r} must hold the same file names "
+                         f"(pairs); only in one: {sorted(set(names[0]) ^ set(names[1]))[:5]}")
+    pairs = []
+    for name, image, condition in zip(names[0], nifti_items(source), nifti_items(condition_source)):
+        if image["image"].shape != condition["image"].shape:
+            raise InputError(f"data folders: {name} has shape {image['image'].shape[1:]} and its condition "
+                             f"{condition['image'].shape[1:]}; expected the same grid")
+        pairs.append({"image": image["image"], condition_key: condition["image"]})
+    return pairs
+
+
 def validation_slices(items: Sequence[dict[str, np.ndarray]], orientation: str,
-                      positions: Sequence[float] = (0.35, 0.5, 0.65)) -> list[dict[str, object]]:
-    """Fixed 2D slices for the validation loss: at ``positions`` (fractions) of each volume's foreground slices;
-    each item carries its ``index`` so the validation noise can be seeded per item."""
+                      positions: Sequence[float] = (0.35, 0.5, 0.65),
+                      keys: Sequence[str] = ("image",)) -> list[dict[str, object]]:
+    """Fixed 2D slices for the validation loss: at ``positions`` (fractions) of each volume's foreground slices
+    (of "image"), the same slice of every key of ``keys``; each item carries its ``index`` so the validation noise
+    can be seeded per item."""
     out = []
     for item in items:
         keep = foreground_slices(item["image"], orientation)
         for position in positions:
             index = int(keep[min(int(position * len(keep)), len(keep) - 1)])
-            out.append({"image": take_slice(item["image"], orientation, index).copy(), "index": len(out)})
+            out.append({**{key: take_slice(item[key], orientation, index).copy() for key in keys}, "index": len(out)})
     return out

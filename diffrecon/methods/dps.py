@@ -53,17 +53,18 @@ class DPSMethod(VPDiffusionMethod):
 
 class PETDPS(DPSMethod):
     """DPS for PET: a VP score over (..., x, y, z) volumes, the PET space (``osem_iterations`` and
-    ``osem_subsets`` set the scale and the warm start)."""
+    ``osem_subsets`` set the scale and the warm start; ``mr`` and ``guidance``: MR guidance of an MR-conditioned
+    prior, :class:`~diffrecon.methods.spaces.PETSpace`)."""
 
     name = "pet-dps"
     modality = "PT"
 
     def __init__(self, prior: ScoreModel, steps: int = 8, zeta: float = 3e4, warm_start: float | None = 0.3,
                  eta: float = 1.0, final_time: float = 0.0, osem_iterations: int | str = "auto",
-                 osem_subsets: int = 8, callback: Callable[[int, torch.Tensor], None] | None = None,
-                 progress: bool = True) -> None:
-        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, zeta, warm_start, eta, final_time,
-                         callback, progress)
+                 osem_subsets: int = 8, mr: Any = None, guidance: float = 0.0,
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets, mr, guidance), steps, zeta, warm_start, eta,
+                         final_time, callback, progress)
 
 
 class MRIDPS(DPSMethod):

@@ -62,7 +62,8 @@ class NaiveMethod(VPDiffusionMethod):
 
 
 class PETNaive(NaiveMethod):
-    """The naive sampler for PET: a VP score over (..., x, y, z) volumes, the PET space."""
+    """The naive sampler for PET: a VP score over (..., x, y, z) volumes, the PET space (``mr`` and ``guidance``:
+    MR guidance of an MR-conditioned prior, :class:`~diffrecon.methods.spaces.PETSpace`)."""
 
     name = "pet-naive"
     modality = "PT"
@@ -70,10 +71,10 @@ class PETNaive(NaiveMethod):
     def __init__(self, prior: ScoreModel, steps: int = 8, weight: float = 300.0,
                  weight_schedule: Sequence[float] = (0.0, 1.0), warm_start: float | None = 0.3, eta: float = 1.0,
                  final_time: float = 0.0, osem_iterations: int | str = "auto",
-                 osem_subsets: int = 8, callback: Callable[[int, torch.Tensor], None] | None = None,
-                 progress: bool = True) -> None:
-        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, weight, weight_schedule, warm_start,
-                         eta, final_time, callback, progress)
+                 osem_subsets: int = 8, mr: Any = None, guidance: float = 0.0,
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets, mr, guidance), steps, weight, weight_schedule,
+                         warm_start, eta, final_time, callback, progress)
 
 
 class MRINaive(NaiveMethod):

@@ -82,6 +82,8 @@ class PETDDS(VPDiffusionMethod):
         rdp_z: relative strength of a relative difference prior between neighbouring slices (0: off).
         osem_iterations, osem_subsets: the OSEM image that sets the scale and the warm start
             (:class:`~diffrecon.methods.spaces.PETSpace`).
+        mr, guidance: the T1 on the PET grid and the classifier-free guidance strength w >= 0 of an MR-conditioned
+            prior (:class:`~diffrecon.methods.spaces.PETSpace`).
     """
 
     name = "pet-dds"
@@ -91,9 +93,10 @@ class PETDDS(VPDiffusionMethod):
     def __init__(self, prior: ScoreModel, steps: int = 8, lam: float | str = "auto", ascent_steps: int = 5,
                  subsets: int = 8, rdp_z: float = 0.0, eta: float = 0.1, warm_start: float | None = 0.3,
                  final_time: float = 0.1, osem_iterations: int | str = "auto", osem_subsets: int = 8,
+                 mr: Any = None, guidance: float = 0.0,
                  callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
-        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, warm_start, eta, final_time, callback,
-                         progress)
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets, mr, guidance), steps, warm_start, eta,
+                         final_time, callback, progress)
         self.lam = check_auto("lam", lam, check_at_least, "a number >= 0")
         self.rdp_z = check_at_least("rdp_z", rdp_z)
         self.ascent_steps = check_integer("ascent_steps", ascent_steps)

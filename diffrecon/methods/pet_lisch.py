@@ -86,6 +86,8 @@ class PETLiSch(VPDiffusionMethod):
         max_ascent_steps: cap on likelihood steps per diffusion step.
         osem_iterations, osem_subsets: the OSEM image that sets the scale and the warm start
             (:class:`~diffrecon.methods.spaces.PETSpace`).
+        mr, guidance: the T1 on the PET grid and the classifier-free guidance strength w >= 0 of an MR-conditioned
+            prior (:class:`~diffrecon.methods.spaces.PETSpace`).
     """
 
     name = "pet-lisch"
@@ -94,10 +96,10 @@ class PETLiSch(VPDiffusionMethod):
     def __init__(self, prior: ScoreModel, steps: int = 8, iterations: int | str = "auto", schedule_subsets: int = 8,
                  subsets: int = 8, step_size: float = 1.0, max_ascent_steps: int = 10, eta: float = 0.1,
                  warm_start: float | None = 0.3, final_time: float = 0.0, osem_iterations: int | str = "auto",
-                 osem_subsets: int = 8, callback: Callable[[int, torch.Tensor], None] | None = None,
-                 progress: bool = True) -> None:
-        super().__init__(prior, PETSpace(osem_iterations, osem_subsets), steps, warm_start, eta, final_time, callback,
-                         progress)
+                 osem_subsets: int = 8, mr: Any = None, guidance: float = 0.0,
+                 callback: Callable[[int, torch.Tensor], None] | None = None, progress: bool = True) -> None:
+        super().__init__(prior, PETSpace(osem_iterations, osem_subsets, mr, guidance), steps, warm_start, eta,
+                         final_time, callback, progress)
         self.iterations = check_auto("iterations", iterations, check_integer, "an integer >= 1")
         self.subsets = check_integer("subsets", subsets)
         self.schedule_subsets = check_integer("schedule_subsets", schedule_subsets)

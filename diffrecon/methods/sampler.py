@@ -100,6 +100,7 @@ class DiffusionMethod(Method):
         if not isinstance(prior.schedule, self.schedule_kind):
             raise InputError(f"prior has a {type(prior.schedule).__name__}; {self.name} needs the "
                              f"{self.schedule_kind.kind.upper()} form ({space.prior_hint(self.schedule_kind.kind)})")
+        space.check_prior(prior)
         self.prior, self.space = prior, space
         self.steps = check_integer("steps", steps)
         if warm_start is not None and not 0 < warm_start < 1:

@@ -34,6 +34,7 @@ from diffrecon.physics.fidelity import GaussianLeastSquares, PoissonLikelihood
 from diffrecon.physics.mri_fft import fft_centered, ifft_centered
 from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.physics.pet import PETAcquisitionModel, subset_views
+from diffrecon.priors.guidance import check_guidance, guided_score
 from diffrecon.priors.prior import ScoreModel
 from diffrecon.priors.volume import TriPlanarScore
 
@@ -78,6 +79,9 @@ class ModalitySpace:
         if not isinstance(physics, cls.physics_type):
             raise InputError(f"physics must be {cls.physics_label}, got {type(physics).__name__}")
 
+    def check_prior(self, prior: ScoreModel) -> None:
+        """Refuse, when the method is built, a prior this space cannot use with its settings (default: none)."""
+
 
 class PETSpace(ModalitySpace):
     """Non-negative activity images (module notes).
@@ -88,22 +92,39 @@ class PETSpace(ModalitySpace):
             the discrepancy principle: at low counts one iteration already fits the noise). The OSEM run goes on to
             the iterations the target is set from (:data:`~diffrecon.methods.discrepancy.TARGET_ITERATIONS`).
         osem_subsets: its view subsets.
+        mr: the subject's T1 (or other MR) on the PET image grid, for a prior conditioned on it (an MR-guided PET
+            prior such as pet_fdg_mr_prior); scaled to the prior's condition units here. None: without a conditional
+            prior, or for its unconditional score.
+        guidance: classifier-free guidance strength w >= 0 of a conditional prior: the network's noise prediction
+            is (1 + w) eps(x, mr) - w eps(x, 0) (:class:`~diffrecon.priors.guidance.GuidedScore`); 0 with an MR: the
+            conditional prediction alone.
     """
 
     modality, default_prior = "PT", "pet_fdg_prior"
     physics_type, physics_label, physics_name = PETAcquisitionModel, "a PETAcquisitionModel", "physics"
 
-    def __init__(self, osem_iterations: int | str, osem_subsets: int) -> None:
+    def __init__(self, osem_iterations: int | str, osem_subsets: int, mr: Any = None, guidance: float = 0.0) -> None:
         self.osem_iterations = check_auto("osem_iterations", osem_iterations, check_integer, "an integer >= 1")
         self.osem_subsets = check_integer("osem_subsets", osem_subsets)
+        self.guidance = check_guidance(guidance)
+        self.mr = mr
+        self.conditional = False
 
     def settings(self) -> dict[str, Any]:
-        return {"osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets}
+        guided = {"guidance": self.guidance, "mr": self.mr is not None} if self.conditional else {}
+        return {"osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets, **guided}
+
+    def check_prior(self, prior: ScoreModel) -> None:
+        """Refuse an MR or guidance for an unconditional prior, guidance without an MR for a conditional one, and
+        a bad MR (:func:`~diffrecon.priors.guidance.guided_score`); its grid is checked against the physics' at the
+        call, before any work."""
+        self.conditional = guided_score(prior, self.mr, self.guidance) is not prior
 
     def prepare(self, data: torch.Tensor, physics: PETAcquisitionModel, prior: ScoreModel, num_samples: int,
                 generator: torch.Generator | None) -> Call:
         """Check the counts and the prior, run OSEM, set the scale."""
         fidelity = PoissonLikelihood(physics, data)
+        prior = guided_score(prior, self.mr, self.guidance)
         check_prior_fits(prior, physics)
         subset_views(physics.projector.n_views, self.osem_subsets, "osem_subsets")
         clock = Stopwatch(fidelity.data.device)
@@ -155,8 +176,9 @@ class PETSpace(ModalitySpace):
         return image
 
     def data_fit(self, image: torch.Tensor, call: Call, evaluations: int) -> dict[str, Any]:
+        guided = {"network_evaluations_per_step": call.score.evaluations_per_call} if self.conditional else {}
         with call.clock("physics"):
-            return {"final_log_likelihood": call.fidelity.value(image).tolist(),
+            return {"final_log_likelihood": call.fidelity.value(image).tolist(), **guided,
                     **call.discrepancy.report(call.fidelity.deviance(image))}
 
 

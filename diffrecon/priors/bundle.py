@@ -37,7 +37,8 @@ PRIOR_KINDS = {"PT": "a PET prior", "MR": "an MR prior"}  # how a refusal names 
 def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule | VESchedule,
                  training_schedule: VPSchedule | VESchedule | None = None, spatial_dims: int = 2,
                  roi_size: Sequence[int] | None = None, voxel_size_mm: Sequence[float] | None = None,
-                 device: str | torch.device = "cpu", intensity: str | None = None) -> ScoreModel:
+                 device: str | torch.device = "cpu", intensity: str | None = None,
+                 condition_intensity: str | None = None) -> ScoreModel:
     """A prior from a bundle's network and weights file (checksum verified), in evaluation mode on ``device``.
 
     Args:
@@ -54,16 +55,19 @@ def bundle_prior(network: nn.Module, weights: str | Path, schedule: VPSchedule |
         intensity: the intensity convention of the training images (a key of
             ``diffrecon.transforms.intensity.INTENSITY_SCALES``), kept on the prior so that reconstructions scale
             their images to its units.
+        condition_intensity: the same for the condition image of a conditional network (e.g. the T1 of an
+            MR-guided PET prior), so that methods scale it as in training.
 
     Raises:
         InputError: missing, corrupted or mismatched weights; a ``roi_size`` the network does not accept; an
             unknown intensity convention.
     """
-    if intensity is not None:
-        check_choice("intensity", intensity, INTENSITY_SCALES)
+    for name, value in (("intensity", intensity), ("condition_intensity", condition_intensity)):
+        if value is not None:
+            check_choice(name, value, INTENSITY_SCALES)
     prior: ScoreModel = DiffusionPrior(load_weights(network, weights), training_schedule or schedule, spatial_dims)
     prior.voxel_size_mm = None if voxel_size_mm is None else tuple(float(v) for v in voxel_size_mm)
-    prior.intensity = intensity
+    prior.intensity, prior.condition_intensity = intensity, condition_intensity
     if roi_size is not None:
         prior = PatchwisePrior(prior, roi_size)
     if schedule.kind != prior.schedule.kind:
@@ -75,16 +79,17 @@ def triplanar_prior(network: nn.Module, weights: Mapping[str, str | Path], sched
                     chunk_size: int = 16, voxel_size_mm: Sequence[float] | None = None,
                     device: str | torch.device = "cpu",
                     orientation_weights: Mapping[str, float] | None = None,
-                    intensity: str | None = None) -> TriPlanarScore:
+                    intensity: str | None = None, condition_intensity: str | None = None) -> TriPlanarScore:
     """The tri-planar score of slice priors that share one architecture: a copy of ``network`` per orientation
-    with that orientation's weights (``weights``: orientation -> weights file); ``voxel_size_mm`` and ``intensity``
-    as in :func:`bundle_prior`; ``orientation_weights`` as the ``weights`` of :class:`TriPlanarScore`.
+    with that orientation's weights (``weights``: orientation -> weights file); ``voxel_size_mm``, ``intensity`` and
+    ``condition_intensity`` as in :func:`bundle_prior`; ``orientation_weights`` as the ``weights`` of :class:`TriPlanarScore`.
 
     Raises:
         InputError: an unknown orientation, or missing, corrupted or mismatched weights.
     """
     priors = {name: bundle_prior(copy.deepcopy(network), path, schedule, voxel_size_mm=voxel_size_mm, device=device,
-                                 intensity=intensity) for name, path in weights.items()}
+                                 intensity=intensity, condition_intensity=condition_intensity)
+              for name, path in weights.items()}
     return TriPlanarScore(priors, chunk_size, orientation_weights)
 
 

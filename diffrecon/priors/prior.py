@@ -19,13 +19,20 @@ class ScoreModel(nn.Module):
     ``voxel_size_mm`` is the voxel size the network was trained at, where known (set by the bundle), so a
     reconstruction can refuse a grid the prior has never seen. ``intensity`` names the prior's intensity convention
     (a key of :data:`diffrecon.transforms.intensity.INTENSITY_SCALES`: how its training images were normalised),
-    where the bundle declares it.
+    where the bundle declares it; ``condition_intensity`` the same for the condition image of a conditional network
+    (e.g. the T1 of an MR-guided PET prior). ``condition_channels``: the network's extra input channels.
     """
 
     schedule: VPSchedule | VESchedule
     spatial_dims: int
     voxel_size_mm: tuple[float, ...] | None = None
     intensity: str | None = None
+    condition_intensity: str | None = None
+
+    @property
+    def condition_channels(self) -> int:
+        """Input channels beyond the noisy image that the network needs (0: unconditional)."""
+        return 0
 
     def intensity_scale(self, image: torch.Tensor, default: str) -> float:
         """The scale that maps ``image`` to this prior's units (image / scale): by the prior's intensity
@@ -162,6 +169,12 @@ class VarianceExplodingPrior(ScoreModel):
         self.prior, self.schedule = prior, schedule
         self.spatial_dims, self.size_multiple = prior.spatial_dims, prior.size_multiple
         self.voxel_size_mm, self.intensity = prior.voxel_size_mm, prior.intensity
+        self.condition_intensity = prior.condition_intensity
+
+    @property
+    def condition_channels(self) -> int:
+        """The VP prior's condition channels."""
+        return self.prior.condition_channels
 
     def check_image(self, x: torch.Tensor) -> None:
         """As the VP prior's :meth:`DiffusionPrior.check_image`."""

@@ -59,6 +59,12 @@ PRIORS = {
     **{f"pet-{o}-more": PriorRun("pet_fdg_prior", f"{o}_more", {"orientation": o, "epochs": 40},
                                  ("train_shapes.json", "train_more.json"), model=o)
        for o in ("axial", "coronal", "sagittal")},
+    # the MR-guided PET prior (issue 32; bundles/pet_fdg_mr_prior): 2-channel (PET + T1) networks started from the shipped
+    # unconditional networks (T1 kernels zero), trained on the wide phantoms' (FDG, T1) pairs with the shipped
+    # augmentation and guidance dropout 0.1 (configs/train_conditional.json: four slices per volume, two volumes per
+    # batch, learning rate 1e-4, 40 epochs)
+    **{f"pet-mr-{o}": PriorRun("pet_fdg_mr_prior", o, {"orientation": o}, ("train_conditional.json",), model=o)
+       for o in ("axial", "coronal", "sagittal")},
     # the shifted prior of SCD's experiment (docs/scd.md; not a candidate for shipping): an axial network trained from
     # scratch on the amyloid phantoms (grey matter below white: another tracer's contrast), four slices per volume
     "pet-axial-amyloid": PriorRun("pet_fdg_prior", "axial_amyloid",

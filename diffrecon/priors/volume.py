@@ -36,8 +36,14 @@ class PatchwisePrior(ScoreModel):
         self.spatial_dims = prior.spatial_dims
         self.size_multiple = 1
         self.voxel_size_mm, self.intensity = prior.voxel_size_mm, prior.intensity
+        self.condition_intensity = prior.condition_intensity
         self.inferer = SlidingWindowInferer(roi_size=tuple(int(n) for n in roi_size), sw_batch_size=sw_batch_size,
                                             overlap=overlap, mode="gaussian")
+
+    @property
+    def condition_channels(self) -> int:
+        """The prior's condition channels."""
+        return self.prior.condition_channels
 
     def predict_noise(self, x: torch.Tensor, timesteps: torch.Tensor | float | int,
                       condition: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,6 +84,9 @@ class TriPlanarScore(ScoreModel):
             check_choice("orientation", name, ORIENTATIONS)
             if prior.spatial_dims != 2:
                 raise InputError(f"the {name} prior is {prior.spatial_dims}D; tri-planar scores need 2D priors")
+        channels = {p.condition_channels for p in priors.values()}
+        if len(channels) > 1:
+            raise InputError(f"priors take different condition channels ({sorted(channels)}); expected one number")
         kinds = {type(p.schedule).__name__ for p in priors.values()}
         if len(kinds) > 1:
             raise InputError(f"priors use different schedules ({sorted(kinds)}); expected one shared schedule")
@@ -92,6 +101,13 @@ class TriPlanarScore(ScoreModel):
         self.voxel_size_mm = sizes.pop() if len(sizes) == 1 else None
         conventions = {p.intensity for p in priors.values()}
         self.intensity = conventions.pop() if len(conventions) == 1 else None
+        conventions = {p.condition_intensity for p in priors.values()}
+        self.condition_intensity = conventions.pop() if len(conventions) == 1 else None
+
+    @property
+    def condition_channels(self) -> int:
+        """The condition channels every orientation's prior takes."""
+        return next(iter(self.priors.values())).condition_channels
 
     def check_image(self, volume: torch.Tensor) -> None:
         """Raise :class:`InputError` unless every orientation's prior accepts the slices of ``volume``

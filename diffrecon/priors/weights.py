@@ -59,6 +59,46 @@ def load_weights(network: nn.Module, path: str | Path, verify: bool = True) -> n
         InputError: the file or its checksum is missing, the checksum does not match (corrupted or replaced
             file), the file is not a state dict, or its tensors do not fit the network's shape.
     """
+    state = load_weights_state(path, verify)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise InputError(f"weights {str(path)!r} do not fit this network (different channels or levels?): "
+                         f"{' '.join(str(error).split())[:400]}") from error
+    return network
+
+
+INPUT_CONVOLUTION = "conv_in.conv.weight"
+"""The input convolution's kernel in a MONAI ``DiffusionModelUNet`` state dict: (out, in, *kernel)."""
+
+
+def load_widened_weights(network: nn.Module, path: str | Path, verify: bool = True,
+                         input_key: str = INPUT_CONVOLUTION) -> nn.Module:
+    """Load the weights of a network with fewer input channels (an unconditional prior) into ``network`` (its
+    conditional form, e.g. with a T1 channel): the kernels of the extra input channels of its input convolution
+    (``input_key``) are zero, so the widened network starts as the unconditional one, whatever its condition; the
+    checksum and every other tensor are checked as :func:`load_weights` does. Weights of the network's own width
+    load as they are (a conditional run continued).
+
+    Raises:
+        InputError: as :func:`load_weights`, or tensors that differ from the network's beyond the input channels.
+    """
+    state = load_weights_state(path, verify)
+    target = network.state_dict().get(input_key)
+    value = state.get(input_key)
+    if target is not None and value is not None and value.ndim == target.ndim and value.shape[1] < target.shape[1]:
+        extra = value.new_zeros(value.shape[0], target.shape[1] - value.shape[1], *value.shape[2:])
+        state[input_key] = torch.cat((value, extra), 1)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise InputError(f"weights {str(path)!r} do not fit this network beyond its input channels: "
+                         f"{' '.join(str(error).split())[:400]}") from error
+    return network
+
+
+def load_weights_state(path: str | Path, verify: bool = True) -> dict[str, torch.Tensor]:
+    """The network state dict in weights file ``path`` (checksum verified as :func:`load_weights` does)."""
     path = check_file("weights", path)
     if verify:
         sidecar = check_file("weights checksum", checksum_path(path))
@@ -73,12 +113,7 @@ def load_weights(network: nn.Module, path: str | Path, verify: bool = True) -> n
         raise InputError(f"weights {str(path)!r} could not be read as a torch state dict: {error}") from error
     if not isinstance(state, dict):
         raise InputError(f"weights {str(path)!r} hold a {type(state).__name__}; expected a state dict")
-    try:
-        network.load_state_dict(state_dict_of(state))
-    except RuntimeError as error:
-        raise InputError(f"weights {str(path)!r} do not fit this network (different channels or levels?): "
-                         f"{' '.join(str(error).split())[:400]}") from error
-    return network
+    return dict(state_dict_of(state))
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

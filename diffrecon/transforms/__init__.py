@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from diffrecon.transforms.acquisition import SimulatePETd
 from diffrecon.transforms.intensity import (EmissionNormalize, EmissionNormalized, MagnitudeNormalize,
-                                            MagnitudeNormalized, RandHalo, RandHalod, RandIntensityFactor,
+                                            MagnitudeNormalized, MagnitudePeakNormalize, MagnitudePeakNormalized, RandHalo, RandHalod, RandIntensityFactor,
                                             RandIntensityFactord, RandResolution, RandResolutiond, emission_mean,
                                             gaussian_blur)
 from diffrecon.transforms.shapes import RandAxialEdged, RandShapesd, random_shapes_image
 from diffrecon.transforms.slicing import ORIENTATIONS, RandSliced, foreground_slices, take_slice
 
 __all__ = ["ORIENTATIONS", "EmissionNormalize", "EmissionNormalized", "MagnitudeNormalize", "MagnitudeNormalized",
+           "MagnitudePeakNormalize", "MagnitudePeakNormalized",
            "RandHalo", "RandHalod", "SimulatePETd", "RandIntensityFactor", "RandIntensityFactord", "RandResolution", "RandResolutiond",
            "RandAxialEdged", "RandShapesd", "RandSliced", "emission_mean", "foreground_slices", "gaussian_blur", "random_shapes_image",
            "take_slice"]

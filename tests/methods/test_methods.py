@@ -11,8 +11,9 @@ import torch
 from diffrecon.checks import InputError
 from diffrecon.classical.pet import osem
 from diffrecon.methods import METHODS, Reconstruction, build_method, get_method, method_names, summarize_samples
-from diffrecon.methods.registry import method_parameters
+from diffrecon.methods.registry import method_parameters, required_inputs
 from diffrecon.physics.mri_coils import birdcage_maps
+from diffrecon.priors.correction import correction_model, h_network
 from diffrecon.physics.mri_masks import sampling_mask
 from diffrecon.physics.mri_simulation import simulate_kspace
 from diffrecon.physics.pet_simulation import simulate_pet
@@ -41,10 +42,12 @@ def mri_case():
 
 
 def _inputs(name, anatomy, prior):
-    """Tiny settings: 2 iterations and steps where the method has them; the Bowsher MR image; a prior."""
+    """Tiny settings: 2 iterations and steps where the method has them; the Bowsher MR image (to the methods that
+    require one: for the PET diffusion methods an MR is the optional condition of an MR-guided prior); a prior."""
     parameters = method_parameters(name)
     settings = {"iterations": 2, "steps": 2, "mr": anatomy, "prior": prior, "progress": False}
-    return {key: value for key, value in settings.items() if key in parameters}
+    return {key: value for key, value in settings.items()
+            if key in parameters and (key != "mr" or key in required_inputs(name))}
 
 
 @pytest.mark.parametrize("name", method_names())
@@ -53,7 +56,10 @@ def test_every_registered_method_answers_the_one_call_shape(name, pet_case, mri_
     prior = volume_prior if METHODS[name].modality == "PT" else mr_priors[getattr(get_method(name), "schedule_kind", VPSchedule).kind]
     if name.startswith("scd-") and METHODS[name].modality == "PT":  # adapts a network: the stand-in has none
         prior = unet_volume_prior()
-    method = build_method(name, **_inputs(name, pet_case[2].numpy(), prior))
+    inputs = _inputs(name, pet_case[2].numpy(), prior)
+    if "correction" in required_inputs(name):  # PET-DEFT: untrained h-networks of the prior's structure
+        inputs["correction"] = correction_model(prior, {"axial": h_network()})
+    method = build_method(name, **inputs)
     result = method(data, physics, generator=torch.Generator().manual_seed(7))
     assert isinstance(result, Reconstruction) and result.mean.shape == truth.shape
     report = json.loads(json.dumps(result.report))  # JSON-serialisable
