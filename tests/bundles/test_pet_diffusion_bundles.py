@@ -18,7 +18,7 @@ from tests.bundles.test_bundle_files import REQUIRED
 TINY = ["--steps", "2", "--num_samples", "2", "--chunk_size", "4"]
 DEMO2D = "{'seed': 20000, 'preset': 'demo2d', 'count_level': '10%', 'lesions': 1}"
 NAMES = {"pet_lisch": "pet-lisch", "pet_dds": "pet-dds", "pet_dps": "pet-dps", "pet_naive": "pet-naive",
-         "pet_scd": "scd-pet-dds"}
+         "pet_scd": "scd-pet-dds", "pet_deft": "pet-deft"}
 
 
 def run_bundle(bundle: str, *settings: str) -> subprocess.CompletedProcess:
@@ -51,6 +51,17 @@ def test_builtin_case_writes_mean_std_samples_and_osem(bundle, tmp_path):
         assert nib.load(tmp_path / f"{image}.nii.gz").shape == (64, 72, 1), image
     series = list_series(tmp_path / "dicom")
     assert len(series) == 2  # the mean and its linked standard-deviation series
+
+
+def test_a_calibrated_std_series_names_its_factor_and_scope(tmp_path):
+    """PET-DDS at its defaults on demo2d 1% data with 16 samples is inside its calibration's scope (issue 34): the
+    exported std series says by what factor its std was scaled and for which data."""
+    demo = "{'seed': 20000, 'preset': 'demo2d', 'count_level': '1%', 'lesions': 1}"
+    done = run_bundle("pet_dds", "--output_dir", str(tmp_path), "--demo", demo, "--num_samples", "16",
+                      "--export_dicom_dir", str(tmp_path / "dicom"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    descriptions = [s.description for s in list_series(tmp_path / "dicom")]
+    assert any("cal demo2d 1%" in d for d in descriptions), descriptions
 
 
 def test_user_case_folder(tmp_path, demo2d_case):
