@@ -53,7 +53,9 @@ def cohort(*args: str, **popen) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
+    """The exit status and output of a cohort process; the timeout only guards against a hang (a loaded machine
+    has taken over 120 s for a 20 s run)."""
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
 
