@@ -36,6 +36,7 @@ LIKELIHOOD_TERMS = ("em", "gradient")
 COUNT_MARGIN = 1.25
 """Data whose total counts lie more than this factor outside the trained range get a warning in the report."""
 
+
 def deft_condition(x: torch.Tensor, t: int, noise: torch.Tensor, call: Call, space: PETSpace,
                    likelihood: str = "em") -> torch.Tensor:
     """The h-network's condition at x_t: (B, 2, ...) of the Tweedie estimate of ``noise`` (prior units) and the
