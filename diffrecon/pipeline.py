@@ -110,6 +110,14 @@ def method_inputs(name: str, case: Case, prior: str | Path | None = None,
     return inputs
 
 
+def method_for_case(name: str, case: Case, options: dict[str, Any], prior: str | Path | None = None,
+                    priors: dict[tuple, Any] | None = None, mr: bool | None = None) -> Method:
+    """Method ``name`` built from the caller's ``options`` and the inputs it needs (:func:`method_inputs`): a bundle
+    an option names (PET-DEFT's ``correction``) is loaded there and replaces the option."""
+    inputs = method_inputs(name, case, prior, priors, correction=options.get("correction"), mr=mr)
+    return build_method(name, **{**options, **inputs})
+
+
 def comparisons(case: Case, method: Method) -> dict[str, torch.Tensor]:
     """Images shown and scored beside the method's: zero-filled for MRI methods, OSEM for diffusion PET."""
     if method.modality == "MR" and method.name != "zero-filled":
@@ -198,7 +206,7 @@ def run_demo(out: str | Path, *, seed: int | None = None, count_level: str = "1%
                "MAP-RDP": build_method("map-rdp", beta=DEMO_RDP_BETA, iterations=10, subsets=8),
                # its defaults, tuned on validation subjects (docs/pet_diffusion.md): K = 3 OSEM iterations
                # over 8 subsets, warm start, 8 NFE
-               "PET-LiSch": build_method("pet-lisch", **method_inputs("pet-lisch", case))}
+               "PET-LiSch": method_for_case("pet-lisch", case, {})}
     results, timings = {}, {}
     for name, method in methods.items():
         result = method(case.data, case.physics, generator=torch.Generator(device).manual_seed(seed))

@@ -13,10 +13,8 @@ from diffrecon.benchmarks.real_data import BRAINS_T1, MR_GRID, SPM_T1, TWIX, cen
 from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
 from diffrecon.io.cases import load_mri_case
 from diffrecon.io.demo_cases import scanned_mri_case, simulated_mri_case
-from diffrecon.methods import build_method
-from diffrecon.methods.registry import required_inputs
 from diffrecon.metrics import nrmse, psnr, ssim
-from diffrecon.pipeline import method_inputs
+from diffrecon.pipeline import method_for_case
 
 REAL_T1 = {"spm12_t1": SPM_T1, "brains_test": BRAINS_T1["BRAINS T1 test (real, 4 mm)"],
            "brains_test2": BRAINS_T1["BRAINS T1 test2 (real, 4 mm)"]}  # evaluation only, never tuned on
@@ -47,8 +45,7 @@ def real_t1_slice(name: str) -> np.ndarray:
 def run(case, name: str, settings: dict, num_samples: int, prior: str | None = None) -> dict:
     """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle folder;
     default the shipped one)."""
-    inputs = method_inputs(name, case, prior) if required_inputs(name) else {}
-    method = build_method(name, **inputs, **settings)
+    method = method_for_case(name, case, settings, prior)
     method.progress = False
     start = time.perf_counter()
     result = method(case.data, case.physics, num_samples=1 if method.deterministic else num_samples,

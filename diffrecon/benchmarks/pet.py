@@ -14,10 +14,8 @@ from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source
 from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
 from diffrecon.data.phantoms import MU_SOFT_TISSUE
 from diffrecon.io.demo_cases import scanned_pet_case
-from diffrecon.methods import build_method
-from diffrecon.methods.registry import required_inputs
 from diffrecon.metrics import nrmse, phantom_metrics, psnr, ssim
-from diffrecon.pipeline import method_inputs
+from diffrecon.pipeline import method_for_case
 
 # out-of-family brains (diffrecon.benchmarks.real_data; evaluation only, never trained on)
 REAL_BRAINS = {"fdg_sts001": fdg_source, "spm12_pet": spm_pet_source}
@@ -30,9 +28,7 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str
     """One reconstruction of ``case`` and its figures; diffusion methods use ``prior`` (a prior bundle; default
     the shipped one). With an MR-conditioned prior the case's T1 is given to the method (MR guidance) unless the
     settings name ``mr`` themselves (``{"mr": null}``: the prior's unconditional score)."""
-    inputs = method_inputs(name, case, prior, correction=settings.get("correction"),
-                           mr=False if "mr" in settings else None) if required_inputs(name) else {}
-    method = build_method(name, **{**settings, **inputs})  # inputs replace the bundles the settings name
+    method = method_for_case(name, case, settings, prior, mr=False if "mr" in settings else None)
     method.progress = False
     start = time.perf_counter()
     result = method(case.data, case.physics, num_samples=1 if method.deterministic else num_samples,

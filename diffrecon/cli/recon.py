@@ -18,7 +18,7 @@ from diffrecon.checks import InputError, check_output_dir
 from diffrecon.cli import recon_mri, recon_pet
 from diffrecon.cli.export import add_export_arguments, check_export_args, export_from_args, print_export_report
 from diffrecon.io.figures import PET_COLORMAPS
-from diffrecon.methods.registry import (METHODS, build_method, check_options, method_names, method_parameters,
+from diffrecon.methods.registry import (METHODS, check_options, method_names, method_parameters,
                                         parameter_defaults, required_inputs)
 
 # options that are method hyperparameters, by constructor parameter name
@@ -122,7 +122,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> None:
     from diffrecon.io.export import std_note
     from diffrecon.io.results import as_volume
-    from diffrecon.pipeline import BUNDLE_INPUTS, DEFAULT_PRIORS, check_colormap, method_inputs, reconstruct_case
+    from diffrecon.pipeline import BUNDLE_INPUTS, DEFAULT_PRIORS, check_colormap, method_for_case, reconstruct_case
     from diffrecon.priors.bundle import check_prior_modality
 
     modality = METHODS[args.method].modality
@@ -147,10 +147,8 @@ def run(args: argparse.Namespace) -> None:
     check_output_dir("--out", args.out)
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
     case = LOADERS[modality].load(args, images=images)
-    inputs = method_inputs(args.method, case, args.prior, correction=options.get("correction"),
-                           mr=True if guiding else None)
-    method = build_method(args.method, **{**options, **inputs})  # inputs replace the bundles named by --set
-    if "prior" in inputs:  # which prior bundle made the result, in its report
+    method = method_for_case(args.method, case, options, args.prior, mr=True if guiding else None)
+    if "prior" in required:  # which prior bundle made the result, in its report
         case.info["prior"] = str(args.prior or DEFAULT_PRIORS[modality])
     result, written = reconstruct_case(case, method, args.out, num_samples=args.num_samples, seed=args.seed,
                                        colormap=args.colormap)

@@ -171,15 +171,14 @@ class PairRunner:
 
     def _reconstruct(self, spec: CaseSpec, method_name: str, folder: Path) -> dict[str, Any]:
         """Load, reconstruct and write into ``folder``; the row's measurements."""
-        from diffrecon.methods.registry import METHODS, build_method, required_inputs
-        from diffrecon.pipeline import DEFAULT_PRIORS, method_inputs, reconstruct_case
+        from diffrecon.methods.registry import METHODS, required_inputs
+        from diffrecon.pipeline import DEFAULT_PRIORS, method_for_case, reconstruct_case
 
         settings = self.settings
         device = self.device()
         case = self.load(spec, device)
         options = settings.methods[method_name]
-        method = build_method(method_name, **options, **method_inputs(method_name, case, settings.prior,
-                                                                      priors=self.priors))
+        method = method_for_case(method_name, case, options, settings.prior, priors=self.priors)
         if "prior" in required_inputs(method_name):  # which prior made the result, in its report
             case = replace(case, info={**case.info, "prior": str(settings.prior or
                                                                  DEFAULT_PRIORS[METHODS[method_name].modality])})
