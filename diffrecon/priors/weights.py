@@ -59,13 +59,7 @@ def load_weights(network: nn.Module, path: str | Path, verify: bool = True) -> n
         InputError: the file or its checksum is missing, the checksum does not match (corrupted or replaced
             file), the file is not a state dict, or its tensors do not fit the network's shape.
     """
-    state = load_weights_state(path, verify)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise InputError(f"weights {str(path)!r} do not fit this network (different channels or levels?): "
-                         f"{' '.join(str(error).split())[:400]}") from error
-    return network
+    return _load_state(network, load_weights_state(path, verify), path, "(different channels or levels?)")
 
 
 INPUT_CONVOLUTION = "conv_in.conv.weight"
@@ -89,10 +83,16 @@ def load_widened_weights(network: nn.Module, path: str | Path, verify: bool = Tr
     if target is not None and value is not None and value.ndim == target.ndim and value.shape[1] < target.shape[1]:
         extra = value.new_zeros(value.shape[0], target.shape[1] - value.shape[1], *value.shape[2:])
         state[input_key] = torch.cat((value, extra), 1)
+    return _load_state(network, state, path, "beyond its input channels")
+
+
+def _load_state(network: nn.Module, state: dict[str, torch.Tensor], path: str | Path, misfit: str) -> nn.Module:
+    """Load ``state`` (read from ``path``) into ``network``; tensors that do not fit are an :class:`InputError`
+    naming the file, ``misfit`` saying what differs."""
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
-        raise InputError(f"weights {str(path)!r} do not fit this network beyond its input channels: "
+        raise InputError(f"weights {str(path)!r} do not fit this network {misfit}: "
                          f"{' '.join(str(error).split())[:400]}") from error
     return network
 
