@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from monai.bundle import ConfigWorkflow
 
 from diffrecon.io.nifti import save_nifti
 
@@ -67,3 +68,16 @@ def assert_refused(config_files: list[str], bundle_root: Path, out: Path, messag
     error = refusal(config_files, bundle_root, "--output_dir", str(out), *argv)
     assert message in error, error
     assert not out.exists()
+
+
+def run_training(bundle: str, configs: list[str], **overrides) -> ConfigWorkflow:
+    """A bundle's training configs (full paths, in order) through MONAI's ConfigWorkflow: initialise, run,
+    finalise; the workflow, to read its trainer and evaluator."""
+    root = BUNDLES / bundle
+    workflow = ConfigWorkflow(workflow_type="train", config_file=configs,
+                              meta_file=str(root / "configs/metadata.json"),
+                              logging_file=str(root / "configs/logging.conf"), bundle_root=str(root), **overrides)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow

@@ -17,7 +17,7 @@ from diffrecon.methods.pet_deft import PETDEFT
 from diffrecon.priors.bundle import fit_prior
 from diffrecon.priors.correction import load_correction
 from diffrecon.priors.weights import checksum_path
-from tests.bundles.conftest import BUNDLES
+from tests.bundles.conftest import BUNDLES, run_training
 
 ROOT = BUNDLES / "pet_deft"
 TINY = {"preset": "demo2d", "n_train": 2, "n_val": 1, "epochs": 1, "times_per_pair": 2, "log_every": 1,
@@ -25,13 +25,7 @@ TINY = {"preset": "demo2d", "n_train": 2, "n_val": 1, "epochs": 1, "times_per_pa
 
 
 def _run(configs: list[str], **overrides) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(workflow_type="train", config_file=[str(ROOT / "configs" / c) for c in configs],
-                              meta_file=str(ROOT / "configs/metadata.json"),
-                              logging_file=str(ROOT / "configs/logging.conf"), bundle_root=str(ROOT), **overrides)
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
+    return run_training("pet_deft", [str(ROOT / "configs" / c) for c in configs], **overrides)
 
 
 def _networks(folder):

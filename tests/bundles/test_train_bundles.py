@@ -9,26 +9,15 @@ import sys
 
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 from diffrecon.checks import InputError
 from diffrecon.priors.weights import checksum_path, save_weights, state_dict_of
-from tests.bundles.conftest import BUNDLES, tiny_overrides, train_configs
+from tests.bundles.conftest import BUNDLES, run_training, tiny_overrides, train_configs
 
 # (bundle, train.json settings, shipped weights name)
 PRIORS = [("pet_fdg_prior", {"orientation": "axial"}, "axial"), ("pet_fdg_prior", {"orientation": "sagittal"}, "sagittal"),
           ("mr_t1_prior", {}, "vp")]
-
-
-def _run(bundle: str, configs: list[str], **overrides) -> ConfigWorkflow:
-    root = BUNDLES / bundle
-    workflow = ConfigWorkflow(workflow_type="train", config_file=configs,
-                              meta_file=str(root / "configs/metadata.json"),
-                              logging_file=str(root / "configs/logging.conf"), bundle_root=str(root), **overrides)
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
 
 
 def _command_line(settings: dict) -> list[str]:
@@ -40,7 +29,7 @@ def _command_line(settings: dict) -> list[str]:
 @pytest.mark.parametrize("bundle, settings, _", PRIORS)
 def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
     overrides = tiny_overrides(nifti_folder, tmp_path / "run")
-    workflow = _run(bundle, train_configs(bundle), **settings, **overrides)
+    workflow = run_training(bundle, train_configs(bundle), **settings, **overrides)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert math.isfinite(float(trainer.state.output[0]["loss"]))
     assert math.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_mse"])
@@ -48,7 +37,7 @@ def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
     assert checkpoint.is_file() and checksum_path(tmp_path / "run" / "model.pt").is_file()
     iterations = trainer.state.iteration
 
-    resumed = _run(bundle, train_configs(bundle), **settings, **{**overrides, "epochs": 2},
+    resumed = run_training(bundle, train_configs(bundle), **settings, **{**overrides, "epochs": 2},
                    resume_ckpt=str(checkpoint))
     state = resumed.parser.get_parsed_content("train#trainer").state
     assert (state.epoch, state.iteration) == (2, 2 * iterations)
@@ -59,7 +48,7 @@ def test_train_checkpoint_resume(bundle, settings, _, nifti_folder, tmp_path):
 def test_finetune_command_starts_from_given_weights(bundle, settings, _, nifti_folder, tmp_path):
     """With learning rate 0 the fine-tuned weights must equal the pretrained ones: proof they were loaded."""
     overrides = tiny_overrides(nifti_folder, tmp_path / "base")
-    base = _run(bundle, train_configs(bundle), **settings, **overrides)
+    base = run_training(bundle, train_configs(bundle), **settings, **overrides)
     pretrained = save_weights(tmp_path / "site_start.pt", base.parser.get_parsed_content("network_def"))
     root = BUNDLES / bundle
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
@@ -80,7 +69,7 @@ def test_finetune_with_corrupted_weights_fails_clearly(nifti_folder, tmp_path):
     bad.write_bytes(b"not weights")
     checksum_path(bad).write_text("0" * 64 + "  model.pt\n")
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error of a config component
-        _run("pet_fdg_prior", train_configs("pet_fdg_prior", "prior_finetune.json"), pretrained_ckpt=str(bad),
+        run_training("pet_fdg_prior", train_configs("pet_fdg_prior", "prior_finetune.json"), pretrained_ckpt=str(bad),
              **tiny_overrides(nifti_folder, tmp_path / "run"))
     causes, error = [], raised.value
     while error is not None:
@@ -149,13 +138,13 @@ def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, aug
     augmented pipeline runs and the run fine-tunes from the weights it names (here a tiny network's, saved as the
     pretrained file)."""
     overrides = {**tiny_overrides(nifti_folder, tmp_path / "base"), **settings}
-    base = _run(bundle, train_configs(bundle), **overrides)
+    base = run_training(bundle, train_configs(bundle), **overrides)
     generator = torch.Generator().manual_seed(123)  # weights no initialisation of the network would give
     named = {key: 0.05 * torch.randn(value.shape, generator=generator) if value.is_floating_point() else value
              for key, value in base.parser.get_parsed_content("network_def").state_dict().items()}
     pretrained = save_weights(tmp_path / "start.pt", named)
     configs = train_configs(bundle) + [str(BUNDLES / bundle / "configs" / name) for name in candidate]
-    workflow = _run(bundle, configs, **{**overrides, "output_dir": str(tmp_path / "candidate")},
+    workflow = run_training(bundle, configs, **{**overrides, "output_dir": str(tmp_path / "candidate")},
                     pretrained_ckpt=str(pretrained))
     assert len(workflow.parser["augmentation"]) == augmentations and workflow.parser["finetune"] is True
     assert len(workflow.parser.get_parsed_content("slice_transforms")) == slice_transforms
@@ -170,7 +159,7 @@ def test_candidate_trains_with_its_augmentation(bundle, settings, candidate, aug
 
 
 @pytest.mark.parametrize("orientation", ["coronal", "sagittal"])
-def test_own_orientation_candidate_starts_from_its_orientations_run(orientation):
+def test_own_orientation_candidate_starts_from_its_orientationsrun_training(orientation):
     """configs/train_shapes_own.json (scripts/train_priors.py pet-<orientation>-shapes-own) fine-tunes from the
     finished run of its own orientation, not the axial one that train_shapes.json names."""
     root = BUNDLES / "pet_fdg_prior"
