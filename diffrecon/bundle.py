@@ -290,3 +290,26 @@ def run_bundle(config_files: Sequence[str | Path], bundle_root: str | Path, sett
     if status:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"bundle run failed (exit status {status}); log {log}:\n{tail}")
+
+
+def end_distributed_rank() -> None:
+    """End one rank of a torchrun bundle run (``finalize`` of bundles/common/multi_gpu_train.json): wait for every
+    rank, destroy the process group, flush the logs and leave the process at once with status 0.
+
+    Leaving at once skips the interpreter's teardown, which destroys the objects still holding the process group
+    (DDP's reducer) while its worker threads run: with gloo that can abort a rank whose outputs are complete
+    ("terminate called without an active exception", a worker thread taking the GIL during finalisation; seen in
+    CI, pytorch/pytorch#179291). Call it only in a rank process: it never returns.
+    """
+    import logging
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+

@@ -89,8 +89,9 @@ def test_multi_gpu_overlay_with_two_cpu_processes(bundle, nifti_folder, tmp_path
                str(train_configs(bundle, "multi_gpu_train.json")),
                "--bundle_root", str(root)]
     command += _command_line({**tiny_overrides(nifti_folder, out), "val_dataset_dir": str(nifti_folder)})
+    # PYTHONFAULTHANDLER: a rank that aborts prints every thread's Python stack into its log
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"})
     # the ranks' own stdout and stderr first, torchrun's summary (which rank failed, how) last
     log = "".join(path.read_text() for path in sorted(logs.rglob("std*.log"))) + result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
