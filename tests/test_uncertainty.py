@@ -226,3 +226,36 @@ def test_calibration_applies_only_in_its_scope(pet_model):
     assert not calibration.applies_to(pet_model, torch.ones(pet_model.data_shape), 16)  # another scanner
     torch.testing.assert_close(calibration.apply(torch.ones(2)), torch.full((2,), 2.5))
     assert calibration.describe() == "x2.50 cal demo2d 1%"
+
+
+def test_mri_calibration_holds_near_its_acceleration(mri_operator, pet_model):
+    from diffrecon.uncertainty import StdCalibration
+
+    calibration = StdCalibration(1.8, 0.95, 2.0, "R4 random lines", details={"acceleration": 4.0})
+    eight = MRIOperator(sampling_mask("random", (32, 32), 8.0, seed=1).mask)
+    assert calibration.applies_to(mri_operator, torch.zeros(32, 32, dtype=torch.complex64), 16)
+    assert not calibration.applies_to(eight, torch.zeros(32, 32, dtype=torch.complex64), 16)
+    assert not calibration.applies_to(pet_model, torch.ones(pet_model.data_shape), 16)  # no mask: not MRI
+
+
+def test_pet_dds_applies_the_factor_of_the_count_level_it_was_fitted_at():
+    """The stored demo2d factors (1% and 10%): each call gets the one whose scope holds, and 3% (between the two
+    ranges) gets the raw sample std."""
+    from diffrecon.io.demo_cases import simulated_pet_case
+    from diffrecon.methods import build_method
+    from diffrecon.methods.pet_dds import STD_CALIBRATIONS
+    from diffrecon.pipeline import method_inputs
+
+    applied = {}
+    for level in ("1%", "10%", "3%"):
+        case = simulated_pet_case(10000, "demo2d", level, lesions=0, split="validation")
+        method = build_method("pet-dds", **method_inputs("pet-dds", case))
+        method.progress = False
+        result = method(case.data, case.physics, num_samples=16, generator=torch.Generator().manual_seed(0))
+        samples = result.samples
+        raw_std = (samples - samples.mean(0)).pow(2).sum(0).div(len(samples) - 1).sqrt()
+        applied[level] = result.report.get("std_calibration", {}).get("scope")
+        factor = result.report["std_calibration"]["factor"] if applied[level] else 1.0
+        torch.testing.assert_close(result.std, factor * raw_std, rtol=1e-4, atol=1e-6)
+    assert applied == {"1%": "demo2d 1%", "10%": "demo2d 10%", "3%": None}
+    assert [c.scope for c in STD_CALIBRATIONS] == ["demo2d 1%", "demo2d 10%"]

@@ -80,16 +80,17 @@ class Method(ABC):
     there, before any data is seen), return them from :meth:`settings`, and implement :meth:`reconstruct`.
     Deterministic methods (``deterministic = True``) accept only ``num_samples=1``.
 
-    ``std_calibration``: a recalibration factor of the std fitted on validation subjects
-    (:func:`diffrecon.uncertainty.fit_std_calibration`); where it applies to the call's physics and data
-    (:meth:`~diffrecon.uncertainty.StdCalibration.applies_to`), the result's std is multiplied by it and the report
-    says so under "std_calibration". Set it to None on an instance for the raw sample std.
+    ``std_calibrations``: recalibration factors of the std fitted on validation subjects
+    (:func:`diffrecon.uncertainty.fit_std_calibration`), each for its own scope (scanner, count level or
+    acceleration, samples); the first that applies to the call's physics and data
+    (:meth:`~diffrecon.uncertainty.StdCalibration.applies_to`) multiplies the result's std and the report says so
+    under "std_calibration". Set it to () on an instance for the raw sample std.
     """
 
     name: ClassVar[str]
     modality: ClassVar[str]
     deterministic: ClassVar[bool] = False
-    std_calibration: StdCalibration | None = None
+    std_calibrations: tuple[StdCalibration, ...] = ()
 
     def __call__(self, data: torch.Tensor, physics: Any, *, num_samples: int = 1,
                  generator: torch.Generator | None = None) -> Reconstruction:
@@ -102,9 +103,9 @@ class Method(ABC):
         result = self.reconstruct(data, physics, num_samples, generator)
         report = {"method": self.name, "description": self.description(), "settings": self.settings(),
                   "num_samples": num_samples, "seed": None if generator is None else generator.initial_seed()}
-        calibration = self.std_calibration
-        if calibration is not None and result.std is not None \
-                and calibration.applies_to(physics, data, num_samples, self.settings()):
+        calibration = None if result.std is None else next(
+            (c for c in self.std_calibrations if c.applies_to(physics, data, num_samples, self.settings())), None)
+        if calibration is not None:
             result.std = calibration.apply(result.std)
             report["std_calibration"] = calibration.to_dict()
         result.report = {**report, **result.report, "seconds": time.perf_counter() - start}

@@ -42,16 +42,25 @@ from diffrecon.uncertainty.calibration import StdCalibration
 FALLBACK_LAM = 0.02
 """``lam`` where the data give no discrepancy target (not counts): the fixed default tuned before 2026-12-07."""
 
-STD_CALIBRATION = StdCalibration(
-    factor=2.649, target=0.95, k=2.0, scope="demo2d 1%", voxels=90494, cases=40,
-    details={"scanner": "demo2d", "trues_per_sinogram": 1e4, "count_tolerance": 2.0, "min_samples": 16,
-             "settings": {"steps": 8, "lam": "auto", "warm_start": 0.3}, "validation_seeds": "10000-10039",
-             "fitted_by": "scripts/calibrate_uncertainty.py (docs/uncertainty.md)"})
-"""The recalibration factor of PET-DDS's std (issue 34), fitted on validation phantoms 10000-10039 (three
-mixed lesions, noise seed 0) on the demo2d scanner at 1% counts with 16 samples at the default settings: the
-sample std times 2.649 makes mean ± 2 std cover 95% of the brain voxels pooled over those subjects (94.7% on test
-subjects 20000-20019, 47.1% before). It applies only within that scope (:meth:`StdCalibration.applies_to`): the
-std of fewer samples needs a larger factor and other count levels another one (docs/uncertainty.md)."""
+
+def _demo2d_calibration(factor: float, level: str, trues_per_sinogram: float) -> StdCalibration:
+    """A recalibration factor of PET-DDS's std fitted on the demo2d scanner at ``level`` (issue 34,
+    docs/uncertainty.md)."""
+    return StdCalibration(
+        factor=factor, target=0.95, k=2.0, scope=f"demo2d {level}", voxels=90494, cases=40,
+        details={"scanner": "demo2d", "trues_per_sinogram": trues_per_sinogram, "count_tolerance": 2.0,
+                 "min_samples": 16, "settings": {"steps": 8, "lam": "auto", "warm_start": 0.3},
+                 "validation_seeds": "10000-10039",
+                 "fitted_by": "scripts/calibrate_uncertainty.py (docs/uncertainty.md)"})
+
+
+STD_CALIBRATIONS = (_demo2d_calibration(2.649, "1%", 1e4), _demo2d_calibration(2.562, "10%", 1e5))
+"""The recalibration factors of PET-DDS's std (issue 34), fitted on validation phantoms 10000-10039 (three
+mixed lesions, noise seed 0) on the demo2d scanner at 1% and 10% counts with 16 samples at the default settings:
+the sample std times 2.649 (1%) or 2.562 (10%) makes mean ± 2 std cover 95% of the brain voxels pooled over those
+subjects (on test subjects 20000-20019: 94.7% at 1%, 47.1% before; 95.8% at 10%, 58.5% before). Each applies only
+within its scope (:meth:`StdCalibration.applies_to`): the std of fewer samples needs a larger factor, other
+scanners and count levels another one (docs/uncertainty.md)."""
 
 
 @dataclass
@@ -88,7 +97,7 @@ class PETDDS(VPDiffusionMethod):
 
     name = "pet-dds"
     modality = "PT"
-    std_calibration = STD_CALIBRATION
+    std_calibrations = STD_CALIBRATIONS
 
     def __init__(self, prior: ScoreModel, steps: int = 8, lam: float | str = "auto", ascent_steps: int = 5,
                  subsets: int = 8, rdp_z: float = 0.0, eta: float = 0.1, warm_start: float | None = 0.3,

@@ -207,8 +207,9 @@ class StdCalibration:
                    settings: dict[str, Any] | None = None) -> bool:
         """Whether a call lies in the scope the factor was fitted for, by the ``details`` set: "scanner" (name of
         a PET model's scanner geometry), "trues_per_sinogram" (measured counts minus the expected background, per
-        sinogram) within a factor "count_tolerance" (default 2), "min_samples" (the std of fewer samples is
-        noisier and needs a larger factor) and "settings" (the method's settings it was fitted with)."""
+        sinogram) within a factor "count_tolerance" (default 2), "acceleration" (of an MRI sampling mask) within a
+        factor "acceleration_tolerance" (default 1.25), "min_samples" (the std of fewer samples is noisier and
+        needs a larger factor) and "settings" (the method's settings it was fitted with)."""
         fitted = self.details.get("settings") or {}
         if fitted and (settings is None or any(settings.get(key) != value for key, value in fitted.items())):
             return False
@@ -224,6 +225,12 @@ class StdCalibration:
         if expected is not None:
             measured = trues_per_sinogram(data, physics)
             tolerance = float(self.details.get("count_tolerance", 2.0))
+            if measured is None or not expected / tolerance <= measured <= expected * tolerance:
+                return False
+        expected = self.details.get("acceleration")
+        if expected is not None:
+            measured = acceleration_of(physics)
+            tolerance = float(self.details.get("acceleration_tolerance", 1.25))
             if measured is None or not expected / tolerance <= measured <= expected * tolerance:
                 return False
         return True
@@ -245,6 +252,15 @@ def trues_per_sinogram(data: Any, physics: Any) -> float | None:
     additive = getattr(physics, "additive", None)
     background = 0.0 if additive is None else float(additive.sum())
     return (float(data.sum()) - background) / max(1, int(data.shape[-3]))
+
+
+def acceleration_of(physics: Any) -> float | None:
+    """The acceleration of an MRI sampling mask (its points over the sampled ones; None for other physics): what
+    an MRI calibration's scope is checked against."""
+    mask = getattr(physics, "mask", None)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or not bool(mask.any()):
+        return None
+    return mask.numel() / int(mask.sum())
 
 
 def conformal_scores(reference: Any, mean: Any, std: Any, k: float = 2.0, mask: Any = None) -> np.ndarray:
