@@ -11,7 +11,8 @@ cold, that no training subject has):
 
 Out of the priors' family (evaluation only): ``--real`` scans, instead of phantoms, the real FDG brain base and the
 SPM12 PET template on the demo grid (placed as scripts/check_prior_generalisation.py places them; μ-map: water in
-the head) and scores NRMSE over the brain, PSNR and SSIM:
+the head; with ``--preset demo2d`` the axial slice of each with the most brain voxels) and scores NRMSE over the
+brain, PSNR and SSIM:
 
     python scripts/bench_pet.py --split test --preset demo --count-level 1% --real --runs "$(cat tuned_runs.json)" \\
         --out real.jsonl [--prior candidate_prior_bundle]
@@ -67,8 +68,6 @@ def main() -> None:
     out = Path(args.out)
     done = done_runs(read_lines(out))
     runs = json.loads(args.runs)
-    if args.real and args.preset != "demo":
-        parser.error("--real needs --preset demo (the real volumes are resampled to the demo grid)")
     subjects = REAL_BRAINS if args.real else subject_seeds(args.split, args.subjects)
     for seed in subjects:
         for noise_seed in args.noise_seeds:
@@ -79,7 +78,7 @@ def main() -> None:
                 if is_done(done, key, name, settings):
                     continue
                 if case is None:
-                    case = (real_brain_case(seed, args.count_level, noise_seed) if args.real else
+                    case = (real_brain_case(seed, args.count_level, noise_seed, args.preset) if args.real else
                             simulated_pet_case(seed, args.preset, args.count_level, lesions=3, lesion_kinds="mixed",
                                                noise_seed=noise_seed, split=args.split))
                 line, image = run(case, name, settings, args.num_samples, noise_seed, args.prior)

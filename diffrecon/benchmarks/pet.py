@@ -12,6 +12,7 @@ from scipy.ndimage import binary_fill_holes
 
 from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source
 from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
+from diffrecon.checks import check_choice
 from diffrecon.data.phantoms import MU_SOFT_TISSUE
 from diffrecon.io.demo_cases import scanned_pet_case
 from diffrecon.metrics import nrmse, phantom_metrics, psnr, ssim
@@ -53,12 +54,18 @@ def run(case, name: str, settings: dict, num_samples: int, seed: int, prior: str
     return line, image
 
 
-def real_brain_case(name: str, count_level: str, noise_seed: int):
+def real_brain_case(name: str, count_level: str, noise_seed: int, preset: str = "demo"):
     """A real brain PET volume of ``REAL_BRAINS`` on the demo grid (as scripts/check_prior_generalisation.py
-    places it) scanned on the demo scanner; μ-map: water in the head. Its "brain" image holds the scored voxels
-    (the FDG series: its brain slices only)."""
+    places it) scanned on the demo scanner, or with ``preset`` "demo2d" its axial slice with the most scored
+    voxels scanned on the demo2d scanner (the same in-plane grid); μ-map: water in the head. Its "brain" image
+    holds the scored voxels (the FDG series: its brain slices only)."""
+    check_choice("preset", preset, ("demo", "demo2d"))
     source = REAL_BRAINS[name]()
-    head = np.stack([binary_fill_holes(plane) for plane in np.moveaxis(source.volume > 0.02, 2, 0)], axis=2)
+    volume, scored = source.volume, source.scored
+    if preset == "demo2d":
+        plane = int(np.argmax(scored.sum(axis=(0, 1))))
+        volume, scored = volume[..., plane:plane + 1], scored[..., plane:plane + 1]
+    head = np.stack([binary_fill_holes(plane) for plane in np.moveaxis(volume > 0.02, 2, 0)], axis=2)
     mu_map = np.where(head, MU_SOFT_TISSUE, 0.0).astype(np.float32)
-    return scanned_pet_case(source.volume, mu_map, "demo", count_level, noise_seed=noise_seed,
-                            images={"brain": source.scored}, info={"source": source.name})
+    return scanned_pet_case(volume, mu_map, preset, count_level, noise_seed=noise_seed,
+                            images={"brain": scored}, info={"source": source.name})

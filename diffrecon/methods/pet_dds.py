@@ -36,30 +36,23 @@ from diffrecon.methods.sampler import Call, VPDiffusionMethod
 from diffrecon.methods.spaces import PETSpace
 from diffrecon.physics.pet import subset_views
 from diffrecon.priors.prior import ScoreModel
-from diffrecon.uncertainty.calibration import StdCalibration
+from diffrecon.uncertainty.calibration import phantom_calibration
 
 
 FALLBACK_LAM = 0.02
 """``lam`` where the data give no discrepancy target (not counts): the fixed default tuned before 2026-12-07."""
 
 
-def _demo2d_calibration(factor: float, level: str, trues_per_sinogram: float) -> StdCalibration:
-    """A recalibration factor of PET-DDS's std fitted on the demo2d scanner at ``level`` (issue 34,
-    docs/uncertainty.md)."""
-    return StdCalibration(
-        factor=factor, target=0.95, k=2.0, scope=f"demo2d {level}", voxels=90494, cases=40,
-        details={"scanner": "demo2d", "trues_per_sinogram": trues_per_sinogram, "count_tolerance": 2.0,
-                 "min_samples": 16, "settings": {"steps": 8, "lam": "auto", "warm_start": 0.3},
-                 "validation_seeds": "10000-10039",
-                 "fitted_by": "scripts/calibrate_uncertainty.py (docs/uncertainty.md)"})
-
-
-STD_CALIBRATIONS = (_demo2d_calibration(2.649, "1%", 1e4), _demo2d_calibration(2.562, "10%", 1e5))
+STD_CALIBRATIONS = tuple(
+    phantom_calibration(factor, f"demo2d {level}", {"steps": 8, "lam": "auto", "warm_start": 0.3}, cases=40,
+                        voxels=90494, validation_seeds="10000-10039", scanner="demo2d", trues_per_sinogram=trues,
+                        count_tolerance=2.0)
+    for factor, level, trues in ((2.649, "1%", 1e4), (2.562, "10%", 1e5)))
 """The recalibration factors of PET-DDS's std (issue 34), fitted on validation phantoms 10000-10039 (three
 mixed lesions, noise seed 0) on the demo2d scanner at 1% and 10% counts with 16 samples at the default settings:
 the sample std times 2.649 (1%) or 2.562 (10%) makes mean ± 2 std cover 95% of the brain voxels pooled over those
 subjects (on test subjects 20000-20019: 94.7% at 1%, 47.1% before; 95.8% at 10%, 58.5% before). Each applies only
-within its scope (:meth:`StdCalibration.applies_to`): the std of fewer samples needs a larger factor, other
+within its scope (:meth:`~diffrecon.uncertainty.StdCalibration.applies_to`): the std of fewer samples needs a larger factor, other
 scanners and count levels another one (docs/uncertainty.md)."""
 
 

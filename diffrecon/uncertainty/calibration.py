@@ -244,6 +244,18 @@ class StdCalibration:
         return std * self.factor
 
 
+def phantom_calibration(factor: float, scope: str, settings: Mapping[str, Any], *, cases: int, voxels: int,
+                        validation_seeds: str, min_samples: int = 16, **limits: Any) -> StdCalibration:
+    """A factor fitted on validation phantoms by scripts/calibrate_uncertainty.py (95% at 2 std; docs/uncertainty.md)
+    as a method stores it: it holds for the method's ``settings`` it was fitted with, at least ``min_samples``
+    samples and the ``limits`` of :meth:`StdCalibration.applies_to` (scanner, trues_per_sinogram, acceleration and
+    their tolerances)."""
+    return StdCalibration(factor, 0.95, 2.0, scope, voxels, cases,
+                          details={**limits, "min_samples": min_samples, "settings": dict(settings),
+                                   "validation_seeds": validation_seeds,
+                                   "fitted_by": "scripts/calibrate_uncertainty.py (docs/uncertainty.md)"})
+
+
 def trues_per_sinogram(data: Any, physics: Any) -> float | None:
     """Measured PET counts minus the model's expected background, per sinogram (None for other physics): the
     count level a calibration's scope is checked against."""
