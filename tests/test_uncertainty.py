@@ -238,18 +238,18 @@ def test_mri_calibration_holds_near_its_acceleration(mri_operator, pet_model):
     assert not calibration.applies_to(pet_model, torch.ones(pet_model.data_shape), 16)  # no mask: not MRI
 
 
-def test_pet_dds_applies_the_factor_of_the_count_level_it_was_fitted_at():
+@pytest.mark.parametrize("name", ["pet-dds", "pet-lisch"])
+def test_pet_method_applies_the_factor_of_the_count_level_it_was_fitted_at(name):
     """The stored demo2d factors (1% and 10%): each call gets the one whose scope holds, and 3% (between the two
     ranges) gets the raw sample std."""
     from diffrecon.io.demo_cases import simulated_pet_case
-    from diffrecon.methods import build_method
-    from diffrecon.methods.pet_dds import STD_CALIBRATIONS
+    from diffrecon.methods import build_method, get_method
     from diffrecon.pipeline import method_inputs
 
     applied = {}
     for level in ("1%", "10%", "3%"):
         case = simulated_pet_case(10000, "demo2d", level, lesions=0, split="validation")
-        method = build_method("pet-dds", **method_inputs("pet-dds", case))
+        method = build_method(name, **method_inputs(name, case))
         method.progress = False
         result = method(case.data, case.physics, num_samples=16, generator=torch.Generator().manual_seed(0))
         samples = result.samples
@@ -258,4 +258,4 @@ def test_pet_dds_applies_the_factor_of_the_count_level_it_was_fitted_at():
         factor = result.report["std_calibration"]["factor"] if applied[level] else 1.0
         torch.testing.assert_close(result.std, factor * raw_std, rtol=1e-4, atol=1e-6)
     assert applied == {"1%": "demo2d 1%", "10%": "demo2d 10%", "3%": None}
-    assert [c.scope for c in STD_CALIBRATIONS] == ["demo2d 1%", "demo2d 10%"]
+    assert [c.scope for c in get_method(name).std_calibrations] == ["demo2d 1%", "demo2d 10%"]
