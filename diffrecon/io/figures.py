@@ -29,7 +29,8 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
                annotations: Mapping[str, str] | None = None, signed: set[str] | frozenset[str] = frozenset(),
                vmax: float | None = None, cmap: str = "gray",
                centre: tuple[int, int, int] | None = None, quantity: str = "intensity (a.u.)",
-               own_scale: set[str] | frozenset[str] = frozenset()) -> Path:
+               own_scale: set[str] | frozenset[str] = frozenset(), quantities: Mapping[str, str] | None = None
+               ) -> Path:
     """Save a grid: one column per named image; 2D images give one row, 3D volumes three orthogonal rows
     labelled by view. Every scale has a colour bar labelled ``quantity``, so values can be read off the panel.
 
@@ -47,6 +48,8 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
         quantity: what the values are, with their units (e.g. "activity (a.u.)"), the colour bars' label.
         own_scale: unsigned columns on their own scale from 0 with a colour bar each (a standard deviation,
             invisible on the images' scale).
+        quantities: column title -> its colour bar's label where it is not ``quantity`` (e.g. a z-score map's,
+            in standard deviations); for a column with its own colour bar.
     """
     import matplotlib
 
@@ -88,7 +91,7 @@ def save_panel(path: str | Path, columns: Mapping[str, np.ndarray], title: str =
         if name not in shared or name == shared[-1]:  # a colour bar right of each scale's columns
             bar_columns = shared_columns if name in shared else [col]
             bar = fig.colorbar(shown, ax=axes[:, bar_columns].ravel().tolist(), shrink=0.8, aspect=30)
-            bar.set_label(quantity, fontsize=8)
+            bar.set_label(quantity if name in shared else (quantities or {}).get(name, quantity), fontsize=8)
             bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -100,7 +100,8 @@ def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarra
                            uncertainty_panel_columns(reference, mean, std, physics, mask),
                            title=f"{report.get('description', name)}: uncertainty against the reference",
                            signed={"z-score", "null-space error", "measurement-space error"}, own_scale={"std"},
-                           cmap=cmap, quantity=quantity, annotations={"z-score": _coverage_text(figures)})
+                           cmap=cmap, quantity=quantity, annotations={"z-score": _coverage_text(figures)},
+                           quantities={"z-score": "(truth − mean) / std"})
         columns = {"reference": truth, **images, "error": images[name] - truth}
     if std is not None:
         columns["std"] = volumes[f"{name}_std"]

@@ -53,6 +53,15 @@ def test_volume_panel_has_view_labels_and_a_colour_bar_per_scale(monkeypatch, tm
     assert {ax.images[0].get_cmap().name for ax in grid[:2]} == {"hot"}
 
 
+def test_a_column_with_its_own_scale_can_name_its_own_quantity(monkeypatch, tmp_path):
+    """A z-score map's colour bar is in standard deviations, not in the images' units."""
+    rng = np.random.default_rng(0)
+    columns = {"mean": rng.uniform(0, 5, (8, 6)), "std": rng.uniform(0, 1, (8, 6)), "z-score": rng.normal(0, 1, (8, 6))}
+    figure = panel(monkeypatch, tmp_path, columns, signed={"z-score"}, own_scale={"std"},
+                   quantity="activity (a.u.)", quantities={"z-score": "(truth − mean) / std", "mean": "ignored"})
+    assert [bar.get_ylabel() for bar in colour_bars(figure)] == ["activity (a.u.)"] * 2 + ["(truth − mean) / std"]
+
+
 def test_slice_panel_has_no_view_labels(monkeypatch, tmp_path):
     figure = panel(monkeypatch, tmp_path, {"a": np.ones((8, 6)), "b": np.zeros((8, 6))},
                    quantity="magnitude (a.u.)")
