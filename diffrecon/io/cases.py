@@ -23,7 +23,7 @@ from diffrecon.checks import (InputError, check_at_least, check_device, check_fi
                               check_nonnegative, naming_file)
 from diffrecon.io.nifti import load_nifti
 from diffrecon.io.sinogram import load_sinogram
-from diffrecon.io.volumes import load_on_grid
+from diffrecon.io.volumes import check_one_frame, load_on_grid
 from diffrecon.physics.geometry import PRESET_NAMES, ImageGrid, ScannerGeometry, get_preset
 from diffrecon.physics.mri_operators import MRIOperator
 from diffrecon.physics.pet import PETAcquisitionModel, attenuation_factors
@@ -96,6 +96,7 @@ def load_pet_case(sinogram: str | Path, *, multiplicative: str | Path | None = N
         images = {**folder["images"], **images}
     if not sinogram:
         raise InputError(f"{name('sinogram')} is required: the measured sinogram file or a simulated case folder")
+    check_one_frame({name(key): path for key, path in (("mu_map", mu_map), *images.items())})
     if psf_fwhm is not None:
         check_at_least(name("psf_fwhm"), psf_fwhm)
     device = check_device(name("device"), device)

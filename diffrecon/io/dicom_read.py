@@ -28,12 +28,14 @@ CHOOSE_BY_OPTION = "choose one by series UID (--series-uid) or modality (--modal
 
 @dataclass
 class SeriesInfo:
-    """One series found in a folder: its UID, modality, description and files."""
+    """One series found in a folder: its UID, modality, description, files and frame-of-reference UID (None where
+    its first file has none)."""
 
     series_uid: str
     modality: str
     description: str
     files: list[Path] = field(default_factory=list)
+    frame_of_reference: str | None = None
 
 
 @dataclass
@@ -71,7 +73,9 @@ def list_series(folder: str | Path, name: str = "dicom folder") -> list[SeriesIn
         if ds is None:
             continue
         uid = str(ds.SeriesInstanceUID)
-        info = series.setdefault(uid, SeriesInfo(uid, str(ds.get("Modality", "")), str(ds.get("SeriesDescription", ""))))
+        frame = ds.get("FrameOfReferenceUID")
+        info = series.setdefault(uid, SeriesInfo(uid, str(ds.get("Modality", "")), str(ds.get("SeriesDescription", "")),
+                                                 frame_of_reference=str(frame) if frame else None))
         info.files.append(path)
     if not series:
         raise InputError(f"{name}: no DICOM image series found in {str(folder)!r}")

@@ -6,13 +6,14 @@ coordinates, e.g. a PET/MR pair sharing a DICOM frame of reference).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import affine_transform
 
 from diffrecon.checks import InputError, check_finite, check_shape, naming_file
-from diffrecon.io.dicom_read import choose_by_conversion, load_dicom_series
+from diffrecon.io.dicom_read import choose_by_conversion, list_series, load_dicom_series, select_series
 from diffrecon.io.nifti import load_nifti
 
 
@@ -41,6 +42,30 @@ def load_volume(path: str | Path, name: str = "image", *, series_uid: str | None
     if not np.isfinite(affine).all():
         raise InputError(f"{name} {str(path)!r} has a NaN/Inf affine; expected a finite voxel-to-world matrix")
     return array, affine
+
+
+def frame_of_reference(path: str | Path, name: str = "image") -> str | None:
+    """The DICOM frame-of-reference UID of the series :func:`load_volume` reads from the folder ``path`` (headers
+    only); None for a NIfTI file, which carries none, or a series without one."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    with naming_file(path):
+        return select_series(list_series(path, name), name=name, choose=choose_by_conversion(path)).frame_of_reference
+
+
+def check_one_frame(paths: Mapping[str, str | Path | None]) -> None:
+    """Refuse images (parameter name -> file or DICOM folder) whose DICOM series lie on different frames of
+    reference: their patient coordinates are not comparable, so resampling one onto the other's grid by the
+    affines would misplace it. NIfTI files carry no frame UID; their placement is checked by coverage
+    (:func:`load_on_grid`)."""
+    frames = {name: frame_of_reference(path, name) for name, path in paths.items() if path}
+    known = [(name, uid) for name, uid in frames.items() if uid]
+    for name, uid in known[1:]:
+        if uid != known[0][1]:
+            raise InputError(f"{known[0][0]} and {name} are DICOM series on different frames of reference "
+                             f"({known[0][1]} and {uid}); expected images of one session in one patient coordinate "
+                             "system (register one to the other first, e.g. the MR to the PET)")
 
 
 def resample_to_grid(array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,

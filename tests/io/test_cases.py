@@ -106,3 +106,25 @@ def test_a_given_mask_file_is_used_and_checked(tmp_path):
     np.save(tmp_path / "small.npy", mask[:8])
     with pytest.raises(InputError, match="--mask .* has shape \\(8, 16\\); expected the k-space's spatial shape"):
         load_mri_case(tmp_path / "k.npy", mask=tmp_path / "small.npy", names={"mask": "--mask"})
+
+
+def test_images_on_different_dicom_frames_of_reference_are_refused_first(simulated, shared_data, tmp_path):
+    """A T1 series of another session (another frame-of-reference UID) beside the session's PET series: refused,
+    naming both, before the sinogram is read; the same T1 on the PET's frame passes that check."""
+    import shutil
+
+    import pydicom
+
+    from diffrecon.io.volumes import check_one_frame, frame_of_reference
+
+    pet, mr = shared_data / "mirp_sts001" / "PET_cropped", tmp_path / "mr_other_session"
+    shutil.copytree(shared_data / "mirp_sts001" / "MR_T1", mr)
+    check_one_frame({"--reference": pet, "--mr": mr, "--mu-map": None})
+    for path in mr.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.1"
+        ds.save_as(path)
+    assert frame_of_reference(mr) == "1.2.826.0.1.3680043.8.498.1" and frame_of_reference(simulated / "t1.nii.gz") is None
+    with pytest.raises(InputError, match=r"--reference and --mr are DICOM series on different frames of reference"):
+        load_pet_case(tmp_path / "not_read.npz", images={"reference": pet, "mr": mr},
+                      names={"reference": "--reference", "mr": "--mr"})
