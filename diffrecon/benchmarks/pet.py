@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy.ndimage import binary_fill_holes
 
-from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source
+from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source, t1_on_grid
 from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
 from diffrecon.checks import check_choice
 from diffrecon.data.phantoms import MU_SOFT_TISSUE
@@ -58,14 +58,18 @@ def real_brain_case(name: str, count_level: str, noise_seed: int, preset: str = 
     """A real brain PET volume of ``REAL_BRAINS`` on the demo grid (as scripts/check_prior_generalisation.py
     places it) scanned on the demo scanner, or with ``preset`` "demo2d" its axial slice with the most scored
     voxels scanned on the demo2d scanner (the same in-plane grid); μ-map: water in the head. Its "brain" image
-    holds the scored voxels (the FDG series: its brain slices only)."""
+    holds the scored voxels (the FDG series: its brain slices only); its "mr" image the T1 where one exists in
+    the same coordinates (the SPM12 template pair)."""
     check_choice("preset", preset, ("demo", "demo2d"))
     source = REAL_BRAINS[name]()
-    volume, scored = source.volume, source.scored
+    images = {"brain": source.scored, "mr": t1_on_grid(source)}
+    volume = source.volume
     if preset == "demo2d":
-        plane = int(np.argmax(scored.sum(axis=(0, 1))))
-        volume, scored = volume[..., plane:plane + 1], scored[..., plane:plane + 1]
+        plane = int(np.argmax(source.scored.sum(axis=(0, 1))))
+        volume = volume[..., plane:plane + 1]
+        images = {key: None if image is None else image[..., plane:plane + 1] for key, image in images.items()}
     head = np.stack([binary_fill_holes(plane) for plane in np.moveaxis(volume > 0.02, 2, 0)], axis=2)
     mu_map = np.where(head, MU_SOFT_TISSUE, 0.0).astype(np.float32)
     return scanned_pet_case(volume, mu_map, preset, count_level, noise_seed=noise_seed,
-                            images={"brain": scored}, info={"source": source.name})
+                            images={key: image for key, image in images.items() if image is not None},
+                            info={"source": source.name})

@@ -41,6 +41,8 @@ class Source:
     family: str  # "in" (test-split phantoms) or "out"
     volume: np.ndarray  # (x, y, z)
     scored: np.ndarray  # (x, y, z) bool
+    affine: np.ndarray | None = None  # where the grid was placed in the source's world coordinates (real images)
+    t1: Path | None = None  # the subject's T1 in the same world coordinates, where one exists
 
 
 def grid_affine(centre_mm: np.ndarray, grid: ImageGrid | None = None) -> np.ndarray:
@@ -70,16 +72,25 @@ def fdg_source() -> Source:
     volume = normalised(resample_to_grid(array, affine, target, grid.shape, name="FDG series"))
     slab_z = target[2, 2] * np.arange(grid.shape[2]) + target[2, 3] >= FDG_BRAIN_FROM_MM
     scored = (volume > FOREGROUND * volume.max()) & slab_z[None, None, :]
-    return Source("FDG STS-001 (real, brain base)", "out", volume, scored)
+    return Source("FDG STS-001 (real, brain base)", "out", volume, scored, target)
 
 
-def centred_source(path: Path, name: str, grid: ImageGrid, normalise) -> Source:
+def centred_source(path: Path, name: str, grid: ImageGrid, normalise, t1: Path | None = None) -> Source:
     """A real volume on ``grid``, its foreground's bounding box centred, normalised by ``normalise``."""
     array, affine = load_volume(path, name)
     box = np.argwhere(array > FOREGROUND * array.max())
     centre = affine[:3, :3] @ ((box.min(0) + box.max(0)) / 2) + affine[:3, 3]
-    volume = normalise(resample_to_grid(array, affine, grid_affine(centre, grid), grid.shape, name=name))
-    return Source(name, "out", volume, volume > FOREGROUND * volume.max())
+    target = grid_affine(centre, grid)
+    volume = normalise(resample_to_grid(array, affine, target, grid.shape, name=name))
+    return Source(name, "out", volume, volume > FOREGROUND * volume.max(), target, t1)
+
+
+def t1_on_grid(source: Source) -> np.ndarray | None:
+    """The source's T1 resampled onto the grid the source was placed on (None where it has none)."""
+    if source.t1 is None or source.affine is None:
+        return None
+    array, affine = load_volume(source.t1, f"T1 of {source.name}")
+    return resample_to_grid(array, affine, source.affine, source.volume.shape, name=f"T1 of {source.name}")
 
 
 def per_slice_max(volume: np.ndarray) -> np.ndarray:
@@ -121,5 +132,6 @@ def out_of_family_sources(bundle: str) -> list[Source]:
 
 
 def spm_pet_source() -> Source:
-    """The SPM12 PET template on the prior's grid, centred."""
-    return centred_source(SPM_PET, "SPM12 PET template (H2-15O)", default_grid(), normalised)
+    """The SPM12 PET template on the prior's grid, centred, with the SPM12 single-subject T1 (the same MNI
+    coordinates) as its T1."""
+    return centred_source(SPM_PET, "SPM12 PET template (H2-15O)", default_grid(), normalised, t1=SPM_T1)
