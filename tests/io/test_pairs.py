@@ -57,3 +57,12 @@ def test_unpaired_and_mismatched_cases_and_empty_folders_are_refused_by_name(sim
         load_pet_pairs(tmp_path / "mismatched")
     with pytest.raises(InputError, match="holds no case folders"):
         load_pet_pairs(tmp_path / "mismatched" / "c2")
+
+
+def test_pairs_of_two_scanners_are_refused(simulated, tmp_path):
+    """One h-network set is trained per scanner and grid: a folder mixing demo2d and demo cases is refused."""
+    root = tmp_path / "mixed"
+    shutil.copytree(simulated / "case0", root / "a_demo2d")
+    simulate_to_folder(root / "b_demo", 1, preset="demo", split="train", count_level="10%")
+    with pytest.raises(InputError, match=r"mixes scanners or grids .*'demo'.*'demo2d'|mixes scanners or grids .*'demo2d'.*'demo'"):
+        load_pet_pairs(root)
