@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> None:
     check_output_dir("--out", args.out)
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
     case = LOADERS[modality].load(args, images=images)
+    for image, note in case.info.get("resampled", {}).items():
+        print(f"{image}: {note}")
     method = method_for_case(args.method, case, options, args.prior, mr=True if guiding else None)
     if "prior" in required:  # which prior bundle made the result, in its report
         case.info["prior"] = str(args.prior or DEFAULT_PRIORS[modality])

@@ -104,8 +104,10 @@ def load_pet_case(sinogram: str | Path, *, multiplicative: str | Path | None = N
     factors = {key: _factor(path, name(key), scanner) for key, path in
                (("multiplicative", multiplicative), ("additive", additive))}
     image_grid, affine = resolve_grid(grid, scanner, name("grid"), source=sinogram)
-    on_grid = {key: load_on_grid(path, name(key), affine, image_grid.shape)
-               for key, path in (("mu_map", mu_map), *images.items()) if path}
+    loaded = {key: load_on_grid(path, name(key), affine, image_grid.shape)
+              for key, path in (("mu_map", mu_map), *images.items()) if path}
+    on_grid = {key: image for key, (image, _) in loaded.items()}
+    resampled = {name(key): note for key, (_, note) in loaded.items() if note}
     projector = PETProjector(scanner, image_grid, device=device)
     if "mu_map" in on_grid:
         attenuation = attenuation_factors(projector, torch.as_tensor(on_grid["mu_map"]))
@@ -117,7 +119,8 @@ def load_pet_case(sinogram: str | Path, *, multiplicative: str | Path | None = N
     with naming_file(sinogram):
         data = model.check_data(torch.as_tensor(measured), name("sinogram"))
     reference = on_grid.pop("reference", None)
-    return Case(data, model, affine, reference, on_grid, {"scanner": scanner.name, "grid": list(image_grid.shape)})
+    info = {"scanner": scanner.name, "grid": list(image_grid.shape), **({"resampled": resampled} if resampled else {})}
+    return Case(data, model, affine, reference, on_grid, info)
 
 
 def resolve_grid(spec: str | Path | None, scanner: ScannerGeometry, name: str = "grid",

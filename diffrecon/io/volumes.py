@@ -92,9 +92,10 @@ def resample_to_grid(array: np.ndarray, affine: np.ndarray, target_affine: np.nd
 
 
 def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_shape: tuple[int, int, int],
-                 min_coverage: float = 0.5) -> np.ndarray:
+                 min_coverage: float = 0.5) -> tuple[np.ndarray, str | None]:
     """Read a NIfTI file or DICOM series folder (:func:`load_volume`) onto a target grid: as it is when it is on
-    that grid, else resampled by its affine (linear; zero outside the image).
+    that grid, else resampled by its affine (linear; zero outside the image). Returns the image and, when it was
+    resampled, a note saying from what (for the user: an image off the grid is resampled, not refused).
 
     Raises:
         InputError: NaN/Inf voxels (refused here, as the case is loaded, not after the reconstruction), or the
@@ -105,12 +106,14 @@ def load_on_grid(path: str | Path, name: str, target_affine: np.ndarray, target_
     with naming_file(path):  # the checks name the parameter; say which file it was
         check_finite(name, array)
         if array.shape == tuple(target_shape) and np.allclose(affine, target_affine, atol=1e-3):
-            return array
+            return array, None
         coverage = float(resample_to_grid(np.ones_like(array), affine, target_affine, target_shape, order=0,
                                           name=name).mean())
+        spacing = tuple(round(float(v), 3) for v in np.abs(affine[:3, :3]).sum(0))
         if coverage < min_coverage:
-            spacing = tuple(round(float(v), 3) for v in np.abs(affine[:3, :3]).sum(0))
             raise InputError(f"{name} (shape {array.shape}, voxels {spacing} mm) covers {100 * coverage:.0f}% of the "
                              f"reconstruction grid (shape {tuple(target_shape)}); expected an image in the same "
                              f"patient coordinates covering at least {100 * min_coverage:.0f}% of it")
-        return resample_to_grid(array, affine, target_affine, target_shape, name=name)
+        note = (f"resampled from shape {array.shape}, voxels {spacing} mm, onto the reconstruction grid (shape "
+                f"{tuple(target_shape)}) by its affine; it covers {100 * coverage:.0f}% of the grid")
+        return resample_to_grid(array, affine, target_affine, target_shape, name=name), note

@@ -128,3 +128,15 @@ def test_images_on_different_dicom_frames_of_reference_are_refused_first(simulat
     with pytest.raises(InputError, match=r"--reference and --mr are DICOM series on different frames of reference"):
         load_pet_case(tmp_path / "not_read.npz", images={"reference": pet, "mr": mr},
                       names={"reference": "--reference", "mr": "--mr"})
+
+
+def test_an_image_off_the_grid_is_resampled_and_the_case_says_so(simulated, tmp_path):
+    t1 = nib.load(simulated / "t1.nii.gz")
+    on_grid = load_pet_case(simulated)
+    assert "resampled" not in on_grid.info
+    shifted = t1.affine.copy()
+    shifted[:2, 3] += 1.5  # half a voxel off the grid in-plane, in the same patient coordinates
+    nib.save(nib.Nifti1Image(t1.get_fdata().astype(np.float32), shifted), tmp_path / "t1_shifted.nii.gz")
+    case = load_pet_case(simulated, images={"mr": tmp_path / "t1_shifted.nii.gz"}, names={"mr": "--mr"})
+    assert case.info["resampled"]["--mr"].startswith("resampled from shape (64, 72, 1), voxels (3.0, 3.0, 3.0) mm")
+    assert case.images["mr"].shape == on_grid.images["mr"].shape

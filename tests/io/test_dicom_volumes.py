@@ -59,11 +59,14 @@ def test_load_on_grid_keeps_resamples_or_refuses(tmp_path):
     centres = np.stack(np.meshgrid(*[np.arange(n) * 4.0 for n in shape], indexing="ij"))
     ramp = (centres[0] + 2 * centres[1] - centres[2]).astype(np.float32)
     save_nifti(tmp_path / "on.nii.gz", ramp, grid_affine)
-    np.testing.assert_array_equal(load_on_grid(tmp_path / "on.nii.gz", "--mr", grid_affine, shape), ramp)
+    assert load_on_grid(tmp_path / "on.nii.gz", "--mr", grid_affine, shape)[1] is None  # as it is: no note
+    np.testing.assert_array_equal(load_on_grid(tmp_path / "on.nii.gz", "--mr", grid_affine, shape)[0], ramp)
     fine = np.stack(np.meshgrid(*[np.arange(2 * n) * 2.0 for n in shape], indexing="ij"))
     save_nifti(tmp_path / "fine.nii.gz", (fine[0] + 2 * fine[1] - fine[2]).astype(np.float32),
                np.diag([2.0, 2.0, 2.0, 1.0]))
-    np.testing.assert_allclose(load_on_grid(tmp_path / "fine.nii.gz", "--mr", grid_affine, shape), ramp, atol=1e-4)
+    resampled, note = load_on_grid(tmp_path / "fine.nii.gz", "--mr", grid_affine, shape)
+    np.testing.assert_allclose(resampled, ramp, atol=1e-4)
+    assert note.startswith("resampled from shape (12, 10, 8), voxels (2.0, 2.0, 2.0) mm, onto the reconstruction grid")
     far = np.diag([2.0, 2.0, 2.0, 1.0])
     far[:3, 3] = 500.0
     save_nifti(tmp_path / "far.nii.gz", ramp, far)
