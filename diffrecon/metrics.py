@@ -50,6 +50,11 @@ def psnr(image, reference, mask=None) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
 
 
+def ssim_window(sigma: float = 1.5) -> int:
+    """The side of :func:`ssim`'s Gaussian window (σ truncated at 3.5σ): images must be at least this big."""
+    return 2 * int(3.5 * sigma + 0.5) + 1
+
+
 def ssim(image, reference, mask=None, data_range: float | None = None, sigma: float = 1.5) -> float:
     """Structural similarity (Wang et al. 2004) of a 2D or 3D image (singleton axes dropped, so an (x, y, 1)
     slice is 2D), with skimage's Gaussian-window conventions (σ = 1.5 voxels truncated at 3.5σ, K1 0.01,
@@ -62,7 +67,7 @@ def ssim(image, reference, mask=None, data_range: float | None = None, sigma: fl
     image, reference = np.squeeze(image), np.squeeze(reference)
     if image.ndim not in (2, 3):
         raise InputError(f"ssim expects a 2D or 3D image, got shape {image.shape}")
-    radius = int(3.5 * sigma + 0.5)
+    radius = ssim_window(sigma) // 2
     if min(image.shape) < 2 * radius + 1:
         raise InputError(f"ssim needs every image side >= the {2 * radius + 1}-voxel window, got shape "
                          f"{image.shape}")

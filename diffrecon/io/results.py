@@ -77,10 +77,8 @@ def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarra
     for key, volume in volumes.items():
         if volume.shape[:3] != images[name].shape:
             raise InputError(f"{key} has shape {volume.shape}; expected the reconstruction's {images[name].shape}")
-    for key, volume in volumes.items():
-        save_nifti(out / f"{key}.nii.gz", volume, affine)
     report = dict(report)
-    columns, annotations = dict(images), {}
+    columns, annotations, uncertainty = dict(images), {}, None
     if reference is not None:
         from diffrecon.metrics import nrmse, psnr, ssim
 
@@ -96,15 +94,18 @@ def save_reconstruction(out: str | Path, name: str, mean: Any, affine: np.ndarra
                                           background_mask, calibration.get("factor", 1.0))
             report["metrics"][name].update({key: value for key, value in figures.items() if value is not None})
             if uncertainty_panel:
-                save_panel(out / f"{name}_uncertainty.png",
-                           uncertainty_panel_columns(reference, mean, std, physics, mask),
-                           title=f"{report.get('description', name)}: uncertainty against the reference",
-                           signed={"z-score", "null-space error", "measurement-space error"}, own_scale={"std"},
-                           cmap=cmap, quantity=quantity, annotations={"z-score": _coverage_text(figures)},
-                           quantities={"z-score": "(truth − mean) / std"})
+                uncertainty = (uncertainty_panel_columns(reference, mean, std, physics, mask), _coverage_text(figures))
         columns = {"reference": truth, **images, "error": images[name] - truth}
     if std is not None:
         columns["std"] = volumes[f"{name}_std"]
+    for key, volume in volumes.items():  # every figure computed: nothing fails after the first file is written
+        save_nifti(out / f"{key}.nii.gz", volume, affine)
+    if uncertainty is not None:
+        save_panel(out / f"{name}_uncertainty.png", uncertainty[0],
+                   title=f"{report.get('description', name)}: uncertainty against the reference",
+                   signed={"z-score", "null-space error", "measurement-space error"}, own_scale={"std"},
+                   cmap=cmap, quantity=quantity, annotations={"z-score": uncertainty[1]},
+                   quantities={"z-score": "(truth − mean) / std"})
     partial = out / f"{name}.json.partial"
     partial.write_text(json.dumps(report, indent=2))
     partial.replace(out / f"{name}.json")

@@ -15,13 +15,17 @@ from tests.io.orthanc import CLIENT_AET, DICOM_PORT, SERVER_AET, orthanc  # noqa
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
-    """A simulated 2D scan and, as DICOM series in its patient coordinates, its FDG truth (PT) and T1 (MR)."""
+    """A simulated 2D scan and, as DICOM series in its patient coordinates, its FDG truth (PT) and T1 (MR) of one
+    PET/MR session (the T1 joins the FDG series' study and frame of reference)."""
     out = tmp_path_factory.mktemp("scan")
     assert main(["simulate", "--out", str(out), "--seed", "20002", "--preset", "demo2d", "--count-level", "full",
                  "--lesions", "1"]) == 0
+    source = None
     for name, modality in (("fdg", "PT"), ("t1", "MR")):
         image, affine = load_nifti(out / f"{name}.nii.gz")
-        write_dicom_series(image, affine, out / f"{name}_dicom", modality=modality, method_description="scanner")
+        write_dicom_series(image, affine, out / f"{name}_dicom", modality=modality, method_description="scanner",
+                           source=source)
+        source = load_dicom_series(out / "fdg_dicom")
     return out
 
 

@@ -51,13 +51,12 @@ def test_a_slice_outside_the_kspace_is_named_by_the_option(tmp_path, capsys, opt
     assert not (tmp_path / "o").exists()
 
 
-def test_an_image_too_small_for_the_prior_is_called_an_image(tmp_path, capsys):
+def test_an_image_too_small_to_score_is_called_an_image(tmp_path, capsys):
     save_nifti(tmp_path / "thin.nii.gz", np.random.default_rng(0).random((6, 64, 1)).astype(np.float32), np.eye(4))
     code = main(["recon", "--method", "dds", "--image", str(tmp_path / "thin.nii.gz"), "--acceleration", "2",
                  "--steps", "1", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "error: the image of 6 x 64 voxels is too small for the prior: it needs at least 8 voxels " \
-                          "along each axis" in err
+    assert code == 2 and "error: --image has shape (6, 64); expected at least 11 voxels per side" in err
     assert "kspace" not in err and " x has " not in err and not (tmp_path / "o").exists()
 
 

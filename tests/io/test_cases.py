@@ -140,3 +140,8 @@ def test_an_image_off_the_grid_is_resampled_and_the_case_says_so(simulated, tmp_
     case = load_pet_case(simulated, images={"mr": tmp_path / "t1_shifted.nii.gz"}, names={"mr": "--mr"})
     assert case.info["resampled"]["--mr"].startswith("resampled from shape (64, 72, 1), voxels (3.0, 3.0, 3.0) mm")
     assert case.images["mr"].shape == on_grid.images["mr"].shape
+
+
+def test_an_image_too_small_to_score_is_refused_before_the_scan():
+    with pytest.raises(InputError, match=r"--image has shape \(6, 6\); expected at least 11 voxels per side"):
+        load_mri_case(image=np.ones((6, 6), np.float32), acceleration=1.2, names={"image": "--image"})

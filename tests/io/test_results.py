@@ -56,3 +56,14 @@ def test_std_series_description_names_the_calibration(tmp_path, calibration, exp
     assert description.startswith("PET-DDS") and len(description) <= 64
     assert description.endswith("SD" + (f" {note}" if note else "") + " [RESEARCH, NOT DIAGNOSTIC]")
     assert (note in std_series.ImageComments) if note else "cal" not in std_series.ImageComments
+
+
+def test_a_result_whose_figures_fail_writes_no_file(tmp_path):
+    """Every figure is computed before the first file is written: a reference too small for SSIM's window leaves
+    the output folder empty instead of half-written."""
+    from diffrecon.checks import InputError
+
+    image = np.random.default_rng(0).random((6, 6)).astype(np.float32)
+    with pytest.raises(InputError, match="ssim needs every image side >= the 11-voxel window"):
+        save_reconstruction(tmp_path / "out", "tv", image, np.eye(4), {}, reference=image, std=image)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
