@@ -259,3 +259,22 @@ def test_pet_method_applies_the_factor_of_the_count_level_it_was_fitted_at(name)
         torch.testing.assert_close(result.std, factor * raw_std, rtol=1e-4, atol=1e-6)
     assert applied == {"1%": "demo2d 1%", "10%": "demo2d 10%", "3%": None}
     assert [c.scope for c in get_method(name).std_calibrations] == ["demo2d 1%", "demo2d 10%"]
+
+
+def test_dds_factors_hold_at_their_acceleration_with_the_default_settings():
+    """The stored DDS factors apply to a phantom scan at the acceleration they were fitted at, with DDS's default
+    settings and 16 samples, and not at another acceleration, with other settings or too few samples."""
+    from diffrecon.io.demo_cases import simulated_mri_case
+    from diffrecon.methods import build_method
+    from diffrecon.methods.dds_mri import STD_CALIBRATIONS
+    from diffrecon.pipeline import method_inputs
+
+    for calibration in STD_CALIBRATIONS:
+        r = calibration.details["acceleration"]
+        case = simulated_mri_case(10000, acceleration=r, split="validation")
+        method = build_method("dds", **method_inputs("dds", case))
+        assert calibration.applies_to(case.physics, case.data, 16, method.settings())
+        assert not calibration.applies_to(case.physics, case.data, 8, method.settings())
+        assert not calibration.applies_to(case.physics, case.data, 16, {**method.settings(), "steps": 20})
+        other = simulated_mri_case(10000, acceleration=2 * r, split="validation")
+        assert not calibration.applies_to(other.physics, other.data, 16, method.settings())
