@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--images", help="folder to keep each mean image (for bias and variance)")
     parser.add_argument("--real", action="store_true", help="instead of phantoms, the real brains out of the "
                         "priors' family (REAL_BRAINS; evaluation only): NRMSE over the brain, PSNR, SSIM")
+    parser.add_argument("--brains", nargs="+", choices=sorted(REAL_BRAINS), help="with --real: these brains only "
+                        "(e.g. spm12_pet, the one with a T1, for MR-guided runs)")
     parser.add_argument("--prior", help="prior bundle folder for the diffusion methods (default: the shipped "
                         "pet_fdg_prior); part of each configuration's key")
     parser.add_argument("--pll-curve", help="PNG: NRMSE against the log-likelihood, MLEM iterations beside "
@@ -68,7 +70,7 @@ def main() -> None:
     out = Path(args.out)
     done = done_runs(read_lines(out))
     runs = json.loads(args.runs)
-    subjects = REAL_BRAINS if args.real else subject_seeds(args.split, args.subjects)
+    subjects = (args.brains or list(REAL_BRAINS)) if args.real else subject_seeds(args.split, args.subjects)
     for seed in subjects:
         for noise_seed in args.noise_seeds:
             case = None
