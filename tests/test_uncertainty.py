@@ -276,5 +276,8 @@ def test_dds_factors_hold_at_their_acceleration_with_the_default_settings():
         assert calibration.applies_to(case.physics, case.data, 16, method.settings())
         assert not calibration.applies_to(case.physics, case.data, 8, method.settings())
         assert not calibration.applies_to(case.physics, case.data, 16, {**method.settings(), "steps": 20})
-        other = simulated_mri_case(10000, acceleration=2 * r, split="validation")
+        other = simulated_mri_case(10000, acceleration=r / 2, split="validation")
         assert not calibration.applies_to(other.physics, other.data, 16, method.settings())
+        # the same sampling in every slice of a 3D k-space: the acceleration matches, but it was fitted on slices
+        volume = MRIOperator(torch.stack([case.physics.mask] * 4, dim=-1))
+        assert not calibration.applies_to(volume, case.data, 16, method.settings())

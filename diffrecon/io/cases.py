@@ -323,9 +323,9 @@ def _simulated_kspace(path: str | Path, coils: int, snr_db: float, acceleration:
     image = np.squeeze(image, axis=2) if image.ndim == 3 and image.shape[2] == 1 else image
     if image.ndim not in (2, 3):
         raise InputError(f"{name('image')} has shape {image.shape}; expected a 2D or 3D image")
-    if min(image.shape) < ssim_window():  # it becomes the reference, scored by SSIM after the reconstruction
+    if min(image.shape[:2]) < ssim_window():  # it becomes the reference, scored by SSIM after the reconstruction
         raise InputError(f"{name('image')} has shape {image.shape}; expected at least {ssim_window()} voxels per "
-                         "side (the SSIM window the result is scored with)")
+                         "in-plane side (the SSIM window the result is scored with)")
     truth = torch.as_tensor(image)
     truth = truth.to(torch.complex64 if truth.is_complex() else torch.float32)
     maps = birdcage_maps(truth.shape, coils)

@@ -208,8 +208,9 @@ class StdCalibration:
         """Whether a call lies in the scope the factor was fitted for, by the ``details`` set: "scanner" (name of
         a PET model's scanner geometry), "trues_per_sinogram" (measured counts minus the expected background, per
         sinogram) within a factor "count_tolerance" (default 2), "acceleration" (of an MRI sampling mask) within a
-        factor "acceleration_tolerance" (default 1.25), "min_samples" (the std of fewer samples is noisier and
-        needs a larger factor) and "settings" (the method's settings it was fitted with)."""
+        factor "acceleration_tolerance" (default 1.25), "mask_dims" (2: single slices, 3: 3D k-space),
+        "min_samples" (the std of fewer samples is noisier and needs a larger factor) and "settings" (the method's
+        settings it was fitted with)."""
         fitted = self.details.get("settings") or {}
         if fitted and (settings is None or any(settings.get(key) != value for key, value in fitted.items())):
             return False
@@ -227,6 +228,9 @@ class StdCalibration:
             tolerance = float(self.details.get("count_tolerance", 2.0))
             if measured is None or not expected / tolerance <= measured <= expected * tolerance:
                 return False
+        dims = self.details.get("mask_dims")
+        if dims is not None and getattr(getattr(physics, "mask", None), "ndim", None) != dims:
+            return False
         expected = self.details.get("acceleration")
         if expected is not None:
             measured = acceleration_of(physics)

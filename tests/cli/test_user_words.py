@@ -56,7 +56,7 @@ def test_an_image_too_small_to_score_is_called_an_image(tmp_path, capsys):
     code = main(["recon", "--method", "dds", "--image", str(tmp_path / "thin.nii.gz"), "--acceleration", "2",
                  "--steps", "1", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == 2 and "error: --image has shape (6, 64); expected at least 11 voxels per side" in err
+    assert code == 2 and "error: --image has shape (6, 64); expected at least 11 voxels per in-plane side" in err
     assert "kspace" not in err and " x has " not in err and not (tmp_path / "o").exists()
 
 

@@ -143,5 +143,5 @@ def test_an_image_off_the_grid_is_resampled_and_the_case_says_so(simulated, tmp_
 
 
 def test_an_image_too_small_to_score_is_refused_before_the_scan():
-    with pytest.raises(InputError, match=r"--image has shape \(6, 6\); expected at least 11 voxels per side"):
+    with pytest.raises(InputError, match=r"--image has shape \(6, 6\); expected at least 11 voxels per in-plane side"):
         load_mri_case(image=np.ones((6, 6), np.float32), acceleration=1.2, names={"image": "--image"})
