@@ -108,7 +108,8 @@ def sample(args: argparse.Namespace) -> None:
                         generator=torch.Generator().manual_seed(seed))
         seconds = time.perf_counter() - start
         partial = path.with_suffix(".partial.npz")
-        np.savez_compressed(partial, samples=result.samples.abs().cpu().numpy().astype(np.float32),
+        samples = result.samples.abs() if result.samples.is_complex() else result.samples  # MRI: magnitudes
+        np.savez_compressed(partial, samples=samples.cpu().numpy().astype(np.float32),
                             truth=np.asarray(case.reference, dtype=np.float32), seed=seed, split=args.split,
                             seconds=seconds, description=result.report["description"])
         partial.replace(path)
