@@ -258,7 +258,13 @@ def test_pet_method_applies_the_factor_of_the_count_level_it_was_fitted_at(name)
         factor = result.report["std_calibration"]["factor"] if applied[level] else 1.0
         torch.testing.assert_close(result.std, factor * raw_std, rtol=1e-4, atol=1e-6)
     assert applied == {"1%": "demo2d 1%", "10%": "demo2d 10%", "3%": None}
-    assert [c.scope for c in get_method(name).std_calibrations] == ["demo2d 1%", "demo2d 10%"]
+    calibrations = get_method(name).std_calibrations
+    assert [c.scope for c in calibrations] == ["demo2d 1%", "demo2d 10%"]
+    # fitted with the unconditional prior: not for an MR-guided run (its settings hold the MR and the guidance)
+    case = simulated_pet_case(10000, "demo2d", "1%", lesions=0, split="validation")
+    unguided = build_method(name, **method_inputs(name, case)).settings()
+    assert calibrations[0].applies_to(case.physics, case.data, 16, unguided)
+    assert not calibrations[0].applies_to(case.physics, case.data, 16, {**unguided, "mr": True, "guidance": 1.0})
 
 
 def test_dds_factors_hold_at_their_acceleration_with_the_default_settings():

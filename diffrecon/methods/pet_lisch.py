@@ -58,7 +58,7 @@ PLL can disagree, so the line search aims this far past a target that the check 
 
 
 STD_CALIBRATIONS = tuple(
-    phantom_calibration(factor, f"demo2d {level}", {"steps": 8, "iterations": "auto", "warm_start": 0.3}, cases=40,
+    phantom_calibration(factor, f"demo2d {level}", {"steps": 8, "iterations": "auto", "warm_start": 0.3, "mr": None}, cases=40,
                         voxels=90494, validation_seeds="10000-10039", scanner="demo2d", trues_per_sinogram=trues,
                         count_tolerance=2.0)
     for factor, level, trues in ((2.448, "1%", 1e4), (3.125, "10%", 1e5)))

@@ -251,7 +251,8 @@ class StdCalibration:
 def phantom_calibration(factor: float, scope: str, settings: Mapping[str, Any], *, cases: int, voxels: int,
                         validation_seeds: str, min_samples: int = 16, **limits: Any) -> StdCalibration:
     """A factor fitted on validation phantoms by scripts/calibrate_uncertainty.py (95% at 2 std; docs/uncertainty.md)
-    as a method stores it: it holds for the method's ``settings`` it was fitted with, at least ``min_samples``
+    as a method stores it: it holds for the method's ``settings`` it was fitted with (a setting given as None must be
+    absent or None, e.g. ``"mr": None``: not with an MR-conditioned prior), at least ``min_samples``
     samples and the ``limits`` of :meth:`StdCalibration.applies_to` (scanner, trues_per_sinogram, acceleration and
     their tolerances)."""
     return StdCalibration(factor, 0.95, 2.0, scope, voxels, cases,
