@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--pll-curve", help="PNG: NRMSE against the log-likelihood, MLEM iterations beside "
                                             "PET-LiSch's K (runs of mlem and pet-lisch with several iterations)")
     args = parser.parse_args()
+    if args.brains and not args.real:
+        parser.error("--brains chooses among the real brains: use it with --real")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     done = done_runs(read_lines(out))
