@@ -35,13 +35,12 @@ def make_cases(folder: Path, n: int) -> list[Path]:
 
 
 def plain_loop(cases: Path, methods: list[str], out: Path) -> None:
-    """The baseline: one process, one case after another, each method built for each case as recon does."""
+    """The baseline: one process, one case after another, each method built for each case as a cohort worker does."""
     import torch
 
     from diffrecon.io.cases import load_pet_case
-    from diffrecon.methods import build_method
     from diffrecon.methods.registry import method_parameters
-    from diffrecon.pipeline import method_inputs, reconstruct_case
+    from diffrecon.pipeline import method_for_case, reconstruct_case
 
     torch.set_num_threads(1)
     seconds, priors = [], {}  # priors loaded once, as a cohort worker does: the comparison is of Ray's overhead
@@ -50,7 +49,7 @@ def plain_loop(cases: Path, methods: list[str], out: Path) -> None:
         case = load_pet_case(case_dir)
         for name in methods:
             options = {"progress": False} if "progress" in method_parameters(name) else {}
-            method = build_method(name, **options, **method_inputs(name, case, priors=priors))
+            method = method_for_case(name, case, options, priors=priors)
             reconstruct_case(case, method, out / case_dir.name / name)
         seconds.append(time.perf_counter() - start)
     (out / "seconds_per_case.json").write_text(json.dumps(seconds))

@@ -846,13 +846,30 @@ def seed_ismrmrd(folder: Path) -> None:
 
 
 def seed_twix(folder: Path) -> None:
-    np.save(folder / "twix.npy", _complex(np.random.default_rng(0), 2, 16, 32))  # (coil, line, column)
+    """The real Siemens raw-data file of the shared data (1.6 MB; no writer of twix files exists)."""
+    from diffrecon.benchmarks.real_data import DATA
+
+    shutil.copyfile(DATA / "twix_gre_siemens" / "gre.dat", folder / "meas.dat")
+
+
+def mutate_twix(folder: Path, rng: np.random.Generator) -> str:
+    """Bytes anywhere (the protocol text is the first half of the file), or one protocol value (``name = value``
+    of the ASCCONV text: matrix, partitions, field of view, oversampling, ...) replaced by a weird number."""
+    path = folder / "meas.dat"
+    if rng.random() < 0.5:
+        return mutate_bytes(path, rng)
+    data = path.read_bytes()
+    fields = list(re.finditer(rb"\n(\w+(?:\[\d+\])?(?:\.\w+(?:\[\d+\])?)*)\s*=\s*(-?[0-9][0-9.]*)", data))
+    field = pick(rng, fields)
+    value = pick(rng, WEIRD_NUMBERS).encode("utf-8")
+    path.write_bytes(data[:field.start(2)] + value + data[field.end(2):])
+    return f"meas.dat: {field.group(1).decode()} = {value!r}"
 
 
 def read_twix(folder: Path, variant: int):
     from diffrecon.io.cases import load_mri_case
 
-    return load_mri_case(folder / "twix.npy", layout="cyx", readout_oversampling=2 if variant == 0 else None)
+    return load_mri_case(folder / "meas.dat", acceleration=None if variant == 0 else 4.0)
 
 
 def seed_numpy_kspace(folder: Path) -> None:
@@ -890,7 +907,7 @@ READERS = {
                       read_mri_file("fastmri.h5"), 2),
     "ismrmrd": Reader(seed_ismrmrd, lambda folder, rng: mutate_ismrmrd(folder / "ismrmrd.h5", rng),
                       read_mri_file("ismrmrd.h5")),
-    "twix": Reader(seed_twix, lambda folder, rng: mutate_npy(folder / "twix.npy", rng), read_twix, 2),
+    "twix": Reader(seed_twix, mutate_twix, read_twix, 2),
     "numpy_kspace": Reader(seed_numpy_kspace, mutate_numpy_kspace, read_numpy_kspace, 2),
 }
 

@@ -19,6 +19,7 @@ import pytest
 from diffrecon.checks import InputError
 from diffrecon.cli import main
 from diffrecon.cohort import find_cases, run_cohort
+from diffrecon.cohort.cases import load_case
 from diffrecon.cli.cohort import method_options
 from tests.conftest import simulate_case
 
@@ -192,6 +193,16 @@ def test_folder_manifest_and_demo_cases_are_listed(case_root, tmp_path):
     listed = find_cases(manifest(tmp_path / "m.csv", [case_root / "s20001"], psf_fwhm="3.5"))
     assert listed[0].options == {"sinogram": str((case_root / "s20001").resolve()), "psf_fwhm": 3.5}
     assert [s.name for s in find_cases("demo:2")] == ["demo_20000", "demo_20001"]
+
+
+def test_a_folder_case_of_siemens_raw_data_is_an_mri_case(shared_data, tmp_path):
+    (tmp_path / "gre").mkdir()
+    (tmp_path / "gre" / "kspace.dat").symlink_to(shared_data / "twix_gre_siemens" / "gre.dat")
+    (tmp_path / "gre" / "case.json").write_text('{"acceleration": 4}')
+    [spec] = find_cases(tmp_path)
+    assert spec.modality == "MR" and spec.options["acceleration"] == 4.0
+    case = load_case(spec)
+    assert case.data.shape == (2, 160, 160) and case.info["acceleration"] == pytest.approx(4.0, rel=0.1)
 
 
 @pytest.mark.parametrize("rows,message", [

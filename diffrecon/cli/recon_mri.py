@@ -17,7 +17,7 @@ NAMES = {"kspace": "--kspace", "image": "--image", "layout": "--layout",
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--kspace", help="k-space: .npy/.npz (complex), fastMRI .h5 or ISMRMRD .h5")
+    group.add_argument("--kspace", help="k-space: .npy/.npz (complex), fastMRI .h5, ISMRMRD .h5 or Siemens twix .dat")
     group.add_argument("--layout", "--kspace-layout", dest="layout", default=None,
                        help="axes of a .npy/.npz array, one letter each: c coils, x readout, y/z phase, b slices "
                             "(default cxy)")

@@ -25,7 +25,7 @@ MRI_COLUMNS = {"kspace": "path", "image": "path", "layout": str, "readout_oversa
                "seed": int}
 OTHER_COLUMNS = {"case": str, "export_source_dicom": "path"}
 SINOGRAM_SUFFIXES = (".npz", ".nii.gz", ".nii", ".hs")
-KSPACE_SUFFIXES = (".h5", ".npy", ".npz")
+KSPACE_SUFFIXES = (".h5", ".dat", ".npy", ".npz")
 DEMO = re.compile(r"demo(?::(\d+))?")
 DEMO_SETTINGS = {"preset": "demo2d", "count_level": "10%", "lesions": 2}  # seconds per case on a CPU
 
@@ -106,7 +106,7 @@ def folder_cases(folder: Path, name: str = "cases") -> list[CaseSpec]:
     - a ``diffrecon simulate`` folder (``simulation.json``): its files, PSF and grid; the lesion masks give CRC;
     - ``sinogram.{npz,nii.gz,nii,hs}`` with optional ``multiplicative.*``, ``additive.*``, ``mu_map.nii(.gz)`` or a
       ``mu_map/`` DICOM series (μ-map or CT), ``reference.nii.gz``, ``mr.nii.gz``;
-    - ``kspace.{h5,npy,npz}`` (fastMRI, ISMRMRD, NumPy);
+    - ``kspace.{h5,dat,npy,npz}`` (fastMRI, ISMRMRD, Siemens twix, NumPy);
 
     plus, in any of them, a ``source/`` DICOM folder (the exported result joins its study) and a ``case.json``
     whose keys are manifest columns (e.g. ``{"acceleration": 4, "psf_fwhm": 4.5}``). Sub-folders that are none of

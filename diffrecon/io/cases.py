@@ -202,7 +202,7 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
     is turned into multi-coil k-space (birdcage coils, complex noise) and undersampled.
 
     Args:
-        kspace: .npy/.npz (complex, axes by ``layout``), fastMRI .h5 or ISMRMRD .h5.
+        kspace: .npy/.npz (complex, axes by ``layout``), fastMRI .h5, ISMRMRD .h5 or Siemens twix .dat.
         image: NIfTI image to simulate from (instead of ``kspace``), or an image array (real or complex, 2D or 3D;
             1 mm voxels in the case's affine).
         layout: axes of a NumPy array (default cxy); see :func:`diffrecon.io.kspace.read_kspace`.

@@ -1,4 +1,5 @@
-"""Raw MRI k-space readers: NumPy arrays, fastMRI HDF5 (MONAI's FastMRIReader) and ISMRMRD HDF5 (Cartesian).
+"""Raw MRI k-space readers: NumPy arrays, fastMRI HDF5 (MONAI's FastMRIReader), ISMRMRD HDF5 (Cartesian) and
+Siemens twix ``.dat`` (twixtools).
 
 Every reader returns :class:`KSpaceData` with k-space as a complex64 tensor (..., n_coils, x, y[, z]) in the
 centred convention of :mod:`diffrecon.physics.mri_fft`: x is the readout, y (and z) the phase encodes, a coil
@@ -34,10 +35,11 @@ class KSpaceData:
         readout_oversampling: factor by which x is oversampled (crop with ``remove_readout_oversampling``).
         voxel_size_mm: voxel size of the reconstructed image (after oversampling removal) where the file says.
         reference: the file's own reconstruction (fastMRI ``reconstruction_rss``), if any.
-        source: "numpy", "fastmri" or "ismrmrd".
+        source: "numpy", "fastmri", "ismrmrd" or "twix".
         noise_sigma: σ of the complex noise (E|n|² = σ²) from the file's noise scan (ISMRMRD noise measurement
-            acquisitions, all coils pooled), if it has one; in the k-space's units only where the scanner recorded
-            both with the same gain and bandwidth (not checked: ISMRMRD does not say).
+            acquisitions, or a twix measurement's own noise lines; all coils pooled), if it has one; in the k-space's
+            units only where the scanner recorded both with the same gain and bandwidth (not checked: ISMRMRD does
+            not say).
     """
 
     kspace: torch.Tensor
@@ -56,13 +58,16 @@ class KSpaceData:
 
 
 def read_kspace(path: str | Path, layout: str | None = None) -> KSpaceData:
-    """Read k-space from ``.npy``/``.npz`` (axes named by ``layout``), fastMRI ``.h5`` or ISMRMRD ``.h5``."""
+    """Read k-space from ``.npy``/``.npz`` (axes named by ``layout``), fastMRI ``.h5``, ISMRMRD ``.h5`` or a
+    Siemens twix ``.dat``."""
     path = check_file("kspace file", path)
     if path.suffix in (".npy", ".npz"):
         return read_numpy_kspace(path, layout or "cxy")
+    if path.suffix == ".dat":
+        return read_twix(path)
     if path.suffix not in (".h5", ".hdf5", ".mrd"):
         raise InputError(f"kspace file {str(path)!r}: unknown format {path.suffix!r}; expected .npy, .npz, "
-                         "fastMRI .h5 or ISMRMRD .h5")
+                         "fastMRI .h5, ISMRMRD .h5 or Siemens twix .dat")
     import h5py
 
     try:
@@ -215,6 +220,138 @@ def read_ismrmrd(path: str | Path) -> KSpaceData:
     return KSpaceData(_to_tensor(kspace if n_slices > 1 else kspace[0], name, layout[n_slices == 1:]),
                       ndim=len(spatial), readout_oversampling=oversampling, voxel_size_mm=voxel, source="ismrmrd",
                       noise_sigma=noise_scan_sigma(np.concatenate(noise, axis=1)) if noise else None)
+
+
+# twix loop counters read as the image's axes; Seg and Ave are averaged by twixtools (its defaults), any other
+# counter with more than one value (echoes, repetitions, cardiac phases, sets, user indices) is refused.
+_TWIX_AXES = {"Sli": "b", "Par": "z", "Lin": "y", "Cha": "c", "Col": "x"}
+_TWIX_AVERAGED = ("Seg", "Ave")
+
+
+def read_twix(path: str | Path) -> KSpaceData:
+    """Siemens twix raw data (VB or VD/VE, the last measurement of a multi-raid file) through twixtools.
+
+    Image lines are placed by their line (and partition) counters, lines a partial-Fourier scan did not measure
+    left at zero; slices become a leading axis; segments and averages are averaged. The readout oversampling,
+    voxel size and the measurement's own noise lines (``noise_sigma``) come from the file.
+    """
+    import contextlib
+    import io
+
+    import twixtools
+
+    path = check_file("kspace file", path)
+    name = f"kspace file {str(path)!r}"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            _check_twix_lines(path, name)
+            measurement = twixtools.read_twix(str(path), parse_pmu=False, verbose=False)[-1]
+            mapped = twixtools.map_twix(measurement, verbose=False)
+        header = measurement["hdr"]
+    except InputError:
+        raise
+    except Exception as error:  # twixtools raises many types for broken files
+        raise InputError(f"{name}: cannot read Siemens twix data ({type(error).__name__}: {error}); expected a "
+                         "complete raw-data file (meas_*.dat) as the scanner wrote it") from error
+    if "image" not in mapped:
+        raise InputError(f"{name}: its last measurement holds no image lines (found {sorted(mapped)})")
+    image = mapped["image"]
+    image.flags["zf_missing_lines"] = True  # partial Fourier: the full matrix of the protocol, unmeasured lines 0
+    shape = _twix_shape(image, name, "image")
+    extra = {axis: size for axis, size in shape.items()
+             if size > 1 and axis not in _TWIX_AXES and axis not in _TWIX_AVERAGED}
+    if extra:
+        raise InputError(f"{name}: loop counter(s) {extra} have more than one value; expected one contrast, one "
+                         "repetition and one cardiac phase (extract the one you want to a .npy file)")
+    array = _twix_lines(image, path, name, "image")
+    order = [image.dims.index(axis) for axis in _TWIX_AXES]  # (Sli, Par, Lin, Cha, Col), the rest singletons
+    array = array.transpose(order + [i for i in range(array.ndim) if i not in order])
+    kept = [axis for axis in _TWIX_AXES if shape[axis] > 1 or _TWIX_AXES[axis] in "cxy"]
+    array = array.reshape([shape[axis] for axis in kept])
+    layout = "".join(_TWIX_AXES[axis] for axis in kept)
+    oversampling, voxel = _twix_geometry(header, shape, name)
+    noise = None
+    if "noise" in mapped:
+        lines = _twix_lines(mapped["noise"], path, name, "noise")
+        channels = mapped["noise"].dims.index("Cha")
+        noise = noise_scan_sigma(np.moveaxis(lines, channels, 0).reshape(lines.shape[channels], -1))
+    return KSpaceData(_to_tensor(array, name, layout), ndim=2 + ("z" in layout), readout_oversampling=oversampling,
+                      voxel_size_mm=voxel, source="twix", noise_sigma=noise)
+
+
+def _twix_shape(lines, name: str, kind: str) -> dict[str, int]:
+    """Size per loop counter of a twixtools array of ``kind`` lines (from the lines' counters)."""
+    try:
+        return {axis: int(size) for axis, size in zip(lines.dims, lines.shape)}
+    except Exception as error:  # shapes come from the counters of possibly corrupt lines
+        raise InputError(f"{name}: unreadable loop counters of its {kind} lines: {error}") from error
+
+
+def _twix_lines(lines, path: Path, name: str, kind: str) -> np.ndarray:
+    """A twixtools array of ``kind`` lines read as complex64, refused when its counters describe far more values
+    than the file holds (corrupt counters) or its lines do not fit it."""
+    shape = tuple(_twix_shape(lines, name, kind).values())
+    stored = path.stat().st_size
+    if 8 * np.prod(shape, dtype=np.float64) > _MAX_EXPANSION * stored:
+        raise InputError(f"{name}: the loop counters of its {kind} lines describe {shape} values, more than "
+                         f"{_MAX_EXPANSION} times what the {stored}-byte file holds; expected a complete file")
+    try:
+        return np.asarray(lines[:], dtype=np.complex64)
+    except Exception as error:  # lines whose counters or lengths do not fit the array
+        raise InputError(f"{name}: cannot read its {kind} lines ({type(error).__name__}: {error}); expected a "
+                         "complete twix file (is it truncated?)") from error
+
+
+def _check_twix_lines(path: Path, name: str) -> None:
+    """Walk the last measurement's line headers as twixtools does (its own header classes and length rule), refusing
+    a line shorter than its header or running past the end: on such a corrupt line twixtools' reader goes on from a
+    wrong position and can loop for ever."""
+    import ctypes
+
+    from twixtools import read_twix
+    from twixtools.mdb import Mdb_base
+
+    head = read_twix(str(path), parse_prot=False, parse_data=False, parse_pmu=False, parse_geometry=False,
+                     verbose=False)[-1]
+    version_is_ve = "raidfile_hdr" in head  # VD/VE files start with a multi-raid table, VB files do not
+    start = int(head["raidfile_hdr"]["off_"]) if version_is_ve else 0
+    end = start + int(head["raidfile_hdr"]["len_"]) if version_is_ve else path.stat().st_size
+    position = start + len(head["hdr_str"])
+    with open(path, "rb") as handle:
+        while position + 128 < end:  # twixtools' own end condition
+            line = Mdb_base(version_is_ve)
+            handle.seek(position)
+            if handle.readinto(line.mdh) < ctypes.sizeof(line.mdh) or line.is_flag_set("ACQEND"):
+                return
+            length = int(line.dma_len)
+            if not ctypes.sizeof(line.mdh) <= length <= end - position:
+                raise InputError(f"{name}: the line header at byte {position} gives a length of {length} bytes, "
+                                 f"outside [{ctypes.sizeof(line.mdh)}, {end - position}] (its header, the rest of "
+                                 "the measurement); expected a complete twix file (is it truncated or corrupt?)")
+            position += length
+
+
+def _twix_geometry(header: dict, shape: dict[str, int], name: str) -> tuple[int, tuple[float, ...] | None]:
+    """Readout oversampling and reconstructed voxel size (x, y, z mm; z the slice thickness of 2D scans) from a twix
+    protocol; voxel None where the protocol lacks one."""
+    try:
+        oversampling = float(header["Dicom"].get("flReadoutOSFactor", 1.0))
+    except (KeyError, AttributeError, TypeError, ValueError) as error:
+        raise InputError(f"{name}: unreadable readout oversampling factor in its protocol: {error}") from error
+    if not np.isfinite(oversampling) or oversampling < 1 or shape["Col"] % round(oversampling):
+        raise InputError(f"{name}: readout oversampling {oversampling} in its protocol; expected a whole factor >= 1 "
+                         f"of the {shape['Col']} readout samples")
+    try:
+        kspace, slab = header["MeasYaps"]["sKSpace"], header["MeasYaps"]["sSliceArray"]["asSlice"][0]
+        fov = (float(slab["dReadoutFOV"]), float(slab["dPhaseFOV"]), float(slab["dThickness"]))
+        matrix = (float(kspace["lBaseResolution"]), float(kspace["lPhaseEncodingLines"]),
+                  float(shape["Par"]) if shape["Par"] > 1 else 1.0)
+        voxel = tuple(f / m for f, m in zip(fov, matrix))
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, ZeroDivisionError):
+        voxel = None
+    if voxel is not None and not all(np.isfinite(v) and v > 0 for v in voxel):
+        voxel = None
+    return int(round(oversampling)), voxel
 
 
 def _centre(limit, size: int) -> int:

@@ -97,3 +97,24 @@ def test_hdf5_without_kspace_is_named(tmp_path):
         handle["image"] = np.ones(3)
     with pytest.raises(InputError, match="neither fastMRI 'kspace' nor ISMRMRD 'dataset'"):
         read_kspace(tmp_path / "other.h5")
+
+
+def test_siemens_twix_file_equals_its_numpy_export(shared_data):
+    folder = shared_data / "twix_gre_siemens"
+    data = read_kspace(folder / "gre.dat")
+    exported = read_kspace(folder / "gre_kspace_cha_lin_col.npy", layout="cyx")  # twixtools' own array, saved
+    assert data.source == "twix" and data.ndim == 2 and data.kspace.shape == (2, 320, 160)
+    assert torch.equal(data.kspace, exported.kspace)
+    # 200 mm field of view over 160 samples after the 2x readout oversampling, 4 mm slice
+    assert data.readout_oversampling == 2 and data.voxel_size_mm == (1.25, 1.25, 4.0)
+
+
+@pytest.mark.parametrize("cut", ["empty", "text", "header only", "truncated"])
+def test_broken_twix_files_are_named(shared_data, tmp_path, cut):
+    original = (shared_data / "twix_gre_siemens" / "gre.dat").read_bytes()
+    content = {"empty": b"", "text": b"not a scan\n" * 20, "header only": original[:20000],
+               "truncated": original[:len(original) - 5000]}[cut]
+    path = tmp_path / "meas.dat"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=f"kspace file '{path}'.*expected a complete"):
+        read_kspace(path)
