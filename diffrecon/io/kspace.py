@@ -57,12 +57,12 @@ class KSpaceData:
         return (self.kspace != 0).flatten(0, self.kspace.dim() - self.ndim - 1).any(0)
 
 
-def read_kspace(path: str | Path, layout: str | None = None) -> KSpaceData:
+def read_kspace(path: str | Path, layout: str | None = None, layout_name: str = "layout") -> KSpaceData:
     """Read k-space from ``.npy``/``.npz`` (axes named by ``layout``), fastMRI ``.h5``, ISMRMRD ``.h5`` or a
-    Siemens twix ``.dat``."""
+    Siemens twix ``.dat``; ``layout_name`` names the layout in errors (the command line's ``--layout``)."""
     path = check_file("kspace file", path)
     if path.suffix in (".npy", ".npz"):
-        return read_numpy_kspace(path, layout or "cxy")
+        return read_numpy_kspace(path, layout or "cxy", layout_name)
     if path.suffix == ".dat":
         return read_twix(path)
     if path.suffix not in (".h5", ".hdf5", ".mrd"):
@@ -83,13 +83,14 @@ def read_kspace(path: str | Path, layout: str | None = None) -> KSpaceData:
                      f"(found {sorted(keys)})")
 
 
-def read_numpy_kspace(path: str | Path, layout: str = "cxy") -> KSpaceData:
+def read_numpy_kspace(path: str | Path, layout: str = "cxy", layout_name: str = "layout") -> KSpaceData:
     """Complex k-space from a ``.npy`` file (or the ``kspace`` array of an ``.npz``).
 
     Args:
         path: the file.
         layout: one letter per array axis: ``c`` coils, ``x`` readout, ``y``/``z`` phase encodes, ``b`` slices
             (e.g. ``"cyx"`` for a Siemens (channel, line, column) array). ``c`` may be left out for one coil.
+        layout_name: how errors name ``layout``.
     """
     path = check_file("kspace file", path)
     try:
@@ -103,7 +104,8 @@ def read_numpy_kspace(path: str | Path, layout: str = "cxy") -> KSpaceData:
         raise
     except Exception as error:  # numpy raises many types for broken files (a header's own parser too)
         raise InputError(f"kspace file {str(path)!r} cannot be read as a NumPy array: {error}") from error
-    return KSpaceData(_to_tensor(array, f"kspace file {str(path)!r}", layout), ndim=2 + ("z" in layout))
+    return KSpaceData(_to_tensor(array, f"kspace file {str(path)!r}", layout, layout_name),
+                      ndim=2 + ("z" in layout))
 
 
 def read_fastmri(path: str | Path) -> KSpaceData:
@@ -159,8 +161,13 @@ def read_ismrmrd(path: str | Path) -> KSpaceData:
     """
     import ismrmrd
 
+    from diffrecon.io.hdf5_heaps import check_variable_length_heaps
+
     path = check_file("kspace file", path)
     name = f"kspace file {str(path)!r}"
+    # the header and the acquisitions are variable-length: a corrupt global heap collection can make their read
+    # loop forever inside libhdf5, so the collections are walked first
+    check_variable_length_heaps(path, ("dataset/xml", "dataset/data"), name)
     try:
         dataset = ismrmrd.Dataset(str(path), "dataset", mode="r")  # read-only: opening must not touch the file
         xml = dataset.read_xml_header()
@@ -387,7 +394,7 @@ def _header_geometry(xml: str | bytes, name: str) -> tuple[int, tuple[float, ...
     return oversampling, voxel
 
 
-def _to_tensor(array: np.ndarray, name: str, layout: str) -> torch.Tensor:
+def _to_tensor(array: np.ndarray, name: str, layout: str, layout_name: str = "layout") -> torch.Tensor:
     """Check a raw k-space array and reorder its axes to (b, c, x, y[, z]) (b only when present)."""
     if not np.iscomplexobj(array):
         raise InputError(f"{name} holds real {array.dtype} data; expected complex k-space")
@@ -396,7 +403,7 @@ def _to_tensor(array: np.ndarray, name: str, layout: str) -> torch.Tensor:
     layout = layout.lower()
     if (len(layout) != array.ndim or len(set(layout)) != len(layout) or set(layout) - set(LAYOUT_AXES)
             or not {"x", "y"} <= set(layout)):
-        raise InputError(f"kspace layout {layout!r} does not describe {name}'s shape {array.shape}: expected one "
+        raise InputError(f"{layout_name} {layout!r} does not describe the shape {array.shape} of {name}: expected one "
                          f"distinct letter per axis from {LAYOUT_AXES!r} (c coils, x readout, y/z phase, b slices), "
                          "with x and y")
     order = [layout.index(axis) for axis in LAYOUT_AXES if axis in layout]
