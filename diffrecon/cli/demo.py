@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="phantom subject seed (default: first test seed)")
     parser.add_argument("--count-level", default="1%",
                         help="full, a percentage (10%%, 0.3%%) or a fraction of full (default 1%%: low count)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda; default %(default)s)")
     parser.add_argument("--preset", default="demo", choices=("demo", "demo2d"),
                         help="scanner + grid: demo (fully 3D, the default) or demo2d (one axial slice of it, "
                              "seconds: a quick check that the pipeline runs)")
@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from diffrecon.checks import check_output_dir
+
+    check_output_dir("--out", args.out)  # before the heavy imports: a folder that cannot be written costs no seconds
     from diffrecon.pipeline import run_demo
 
     run_demo(args.out, seed=args.seed, count_level=args.count_level, preset=args.preset, device=args.device,

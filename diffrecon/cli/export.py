@@ -195,7 +195,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method-description", required=True,
                         help="method and settings for SeriesDescription, e.g. 'MAP-RDP beta=0.3'")
     parser.add_argument("--std-note", default="", help="after 'SD' in the std series' description: the std's "
-                                                       "calibration factor and scope, e.g. 'x2.65 cal demo2d 1%%'")
+                                                       "calibration factor and scope, e.g. 'x2.65 cal demo2d 1%%' (default "
+                                                       "none)")
     add_export_arguments(parser.add_argument_group("DICOM export and PACS"))
     parser.set_defaults(func=run)
 

@@ -25,18 +25,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                           "optionally labels")
     parser.add_argument("--target-labels", help="the target's tissue labels (for Dice figures in the QC)")
     parser.add_argument("--out", required=True, help="prior bundle folder to write (created; resumable)")
-    parser.add_argument("--base", default="pet_fdg_prior", help="generic prior bundle to fine-tune (name or folder)")
+    parser.add_argument("--base", default="pet_fdg_prior", help="generic prior bundle to fine-tune (name or "
+                                                                 "folder; default %(default)s)")
     parser.add_argument("--orientations", nargs="+", choices=("axial", "coronal", "sagittal"),
                         help="slice priors to fine-tune (default: those the PET grid needs)")
     parser.add_argument("--size", type=int, help="use the first SIZE subjects (default all)")
-    parser.add_argument("--transform", default="SyNRA", help="ANTs transform (Rigid, Affine, SyN, SyNRA, ...)")
-    parser.add_argument("--mixtures", type=int, default=16, help="Dirichlet-weighted sums added to the set")
-    parser.add_argument("--workers", type=int, default=2, help="registration processes")
-    parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs per orientation")
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--from-scratch", action="store_true", help="train new networks instead of fine-tuning")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of the training (0: default)")
+    parser.add_argument("--transform", default="SyNRA", help="ANTs transform (Rigid, Affine, SyN, SyNRA, ...; "
+                                                               "default %(default)s)")
+    parser.add_argument("--mixtures", type=int, default=16, help="Dirichlet-weighted sums added to the set "
+                                                                    "(default %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="registration processes (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs per orientation (default "
+                                                                 "%(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="learning rate of the fine-tuning "
+                                                                              "(default %(default)s)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="train new networks instead of fine-tuning (default: fine-tune --base)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the registrations, the mixtures and the training (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the training "
+                                                                      "(default 0: torch's own choice)")
     parser.set_defaults(func=run)
 
 

@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                       "(MRI)")
     method.add_argument("--seed", type=int, default=0, help="seed of every random draw (mask, simulated noise, "
                                                             "samples; default %(default)s)")
-    method.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    method.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default %(default)s)")
     recon_pet.add_arguments(parser.add_argument_group("PET inputs"))
     recon_mri.add_arguments(parser.add_argument_group("MRI inputs"))
     add_export_arguments(parser.add_argument_group("DICOM export and PACS (optional; as diffrecon export)"))
@@ -120,6 +120,7 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
+    check_output_dir("--out", args.out)  # before the heavy imports: a folder that cannot be written costs no seconds
     from diffrecon.io.export import std_note
     from diffrecon.io.results import as_volume
     from diffrecon.pipeline import BUNDLE_INPUTS, DEFAULT_PRIORS, check_colormap, method_for_case, reconstruct_case
@@ -144,7 +145,6 @@ def run(args: argparse.Namespace) -> None:
     check_options(args.method, {**options, **dict.fromkeys(required)})
     if "prior" in required and args.prior:  # before the case is loaded or simulated
         check_prior_modality(args.prior, modality, args.method, name="--prior")
-    check_output_dir("--out", args.out)
     export = check_export_args(args, modality)  # before the reconstruction: options, source, PACS answering
     case = LOADERS[modality].load(args, images=images)
     for image, note in case.info.get("resampled", {}).items():

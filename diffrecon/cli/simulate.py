@@ -13,18 +13,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--seed", type=int, required=True, help="subject seed (see docs/phantoms.md for the split)")
     parser.add_argument("--split", default="test", help="seed split the subject must belong to (default test)")
-    parser.add_argument("--preset", default="demo", help="scanner + grid preset (demo, demo2d, clinical_brain)")
-    parser.add_argument("--tracer", default="fdg", choices=("fdg", "amyloid"), help="activity distribution")
+    parser.add_argument("--preset", default="demo",
+                        help="scanner + grid preset (demo, demo2d, clinical_brain; default %(default)s)")
+    parser.add_argument("--tracer", default="fdg", choices=("fdg", "amyloid"),
+                        help="activity distribution (default %(default)s)")
     parser.add_argument("--count-level", default="10%",
                         help="full (1e6 trues per direct plane), a percentage (10%%, 0.3%%) or a fraction "
-                        "(0.05) of it")
-    parser.add_argument("--lesions", type=int, default=0, help="number of random lesions")
-    parser.add_argument("--background-fraction", type=float, default=0.3, help="randoms + scatter / trues")
-    parser.add_argument("--psf-fwhm", type=float, default=4.5, help="scanner resolution FWHM in mm")
-    parser.add_argument("--noise-seed", type=int, default=0, help="seed of the Poisson noise")
+                        "(0.05) of it (default %(default)s)")
+    parser.add_argument("--lesions", type=int, default=0, help="number of random lesions (default %(default)s)")
+    parser.add_argument("--background-fraction", type=float, default=0.3,
+                        help="randoms + scatter / trues (default %(default)s)")
+    parser.add_argument("--psf-fwhm", type=float, default=4.5,
+                        help="scanner resolution FWHM in mm (default %(default)s)")
+    parser.add_argument("--noise-seed", type=int, default=0, help="seed of the Poisson noise (default %(default)s)")
     parser.add_argument("--format", default="npz", choices=("npz", "nii.gz", "hs"),
-                        help="sinogram file format (hs = STIR Interfile)")
-    parser.add_argument("--device", default="cpu", help="torch device")
+                        help="sinogram file format (hs = STIR Interfile; default %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device (default %(default)s)")
     parser.set_defaults(func=run)
 
 

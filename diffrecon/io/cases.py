@@ -218,7 +218,7 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
     """
     from diffrecon.physics.mri_coils import rss, sense_operator
     from diffrecon.physics.mri_fft import ifft_centered
-    from diffrecon.physics.mri_masks import sampling_mask
+    from diffrecon.physics.mri_masks import calibration_width, sampling_mask
 
     name = _namer(names)
     device = check_device(name("device"), device)
@@ -249,6 +249,13 @@ def load_mri_case(kspace: str | Path | None = None, *, image: str | Path | np.nd
                              f"leave {name('acceleration')} out to reconstruct it as measured")
         reference = rss(ifft_centered(full, len(spatial)), len(spatial))
     measured = full * sampling
+    if "center_fraction" in info and coil_maps is None and full.shape[0] > 1:
+        # the generated mask's centre calibrates the coil maps: too narrow, and the user's option says so
+        width = calibration_width(sampling)
+        if width < 4:
+            raise InputError(f"{name('center_fraction')} {center_fraction} gives a fully sampled centre of {width} "
+                             f"samples on the {'x'.join(map(str, spatial))} grid; ESPIRiT coil maps need at least "
+                             f"4: raise {name('center_fraction')}")
     with naming_file(kspace if image is None else image):
         if coil_maps is not None:
             operator = MRIOperator(sampling, coil_maps)
@@ -289,7 +296,7 @@ def _measured_kspace(path: str | Path, layout: str | None, oversampling: int | N
     from diffrecon.io.kspace import read_kspace
     from diffrecon.physics.mri_fft import remove_readout_oversampling
 
-    data = read_kspace(path, layout)
+    data = read_kspace(path, layout, layout_name=name("layout"))
     kspace = data.kspace
     if kspace.dim() > data.ndim + 1:
         n_slices = kspace.shape[0]

@@ -1,10 +1,12 @@
 """Options the parser can judge are refused (or answered: --help, --version) before torch and MONAI are imported,
-so a typo costs a fraction of a second, not the seconds those imports take."""
+so a typo costs a fraction of a second, not the seconds those imports take; so is an output folder that cannot be
+written."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,13 +23,16 @@ PARSER_ANSWERS = [
     (["recon", "--method", "osem", "--out", "x", "--colormap", "jet"], 2),
     ([], 2),  # no command
 ]
+# an output folder that cannot be written is refused (exit status 2) before the heavy imports too
+if Path("/proc/self").is_dir():
+    PARSER_ANSWERS += [(["recon", "--method", "osem", "--sinogram", "sim", "--out", "/proc/diffrecon_out"], 2),
+                       (["demo", "--out", "/proc/diffrecon_out"], 2)]
 
 PROBE = """
 import json, sys
 from diffrecon.cli import main
 try:
-    main(json.loads(sys.argv[1]))
-    code = None
+    code = main(json.loads(sys.argv[1]))  # 2: an InputError refused by the command before its work
 except SystemExit as exit:
     code = exit.code
 print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "monai") if m in sys.modules)}))

@@ -72,3 +72,44 @@ def test_recon_help_gives_the_plain_defaults(capsys, monkeypatch):
     for option, default in [("--samples NUM_SAMPLES", 1), ("--seed SEED", 0), ("--mask MASK", "random"),
                             ("--coils COILS", 8), ("--center-fraction CENTER_FRACTION", 0.08)]:
         assert re.search(rf" {option} [^[]*?default {default}\b", text), option
+
+
+def _option_help(command: str, capsys, monkeypatch) -> dict[str, str]:
+    """``diffrecon COMMAND --help``: each option's first spelling -> its help text, whitespace collapsed."""
+    monkeypatch.setenv("COLUMNS", "10000")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    texts: dict[str, str] = {}
+    option = None
+    for line in lines:
+        match = re.match(r"^  (--[a-z][a-z0-9-]*)", line)
+        if match:
+            option = match[1]
+            texts[option] = line
+        elif option and line.startswith("    "):
+            texts[option] += line
+        else:
+            option = None
+    return {key: " ".join(text.split()) for key, text in texts.items()}
+
+
+@pytest.mark.parametrize("command", COMMAND_MODULES)
+def test_every_option_with_a_default_says_which(command, capsys, monkeypatch):
+    """An option that takes a value and has one when left out says what it is in --help (recon's method options
+    list theirs per method); switches (store_true/false) and options without a value when left out need not."""
+    import argparse
+
+    from diffrecon.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    texts = _option_help(command, capsys, monkeypatch)
+    missing = []
+    for action in commands.choices[command]._actions:
+        if not action.option_strings or action.nargs == 0 or action.required:
+            continue
+        if action.default in (None, [], argparse.SUPPRESS):
+            continue
+        if "default" not in texts[action.option_strings[0]].lower():
+            missing.append(action.option_strings[0])
+    assert not missing, f"{command} --help gives no default for {missing}"

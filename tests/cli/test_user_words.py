@@ -51,6 +51,17 @@ def test_a_slice_outside_the_kspace_is_named_by_the_option(tmp_path, capsys, opt
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("option", ["--layout", "--kspace-layout"])
+def test_a_layout_that_does_not_fit_the_kspace_is_named_by_the_option(tmp_path, capsys, option):
+    np.save(tmp_path / "k.npy", np.ones((16, 16), np.complex64))
+    code = main(["recon", "--method", "zero-filled", "--kspace", str(tmp_path / "k.npy"), option, "cxy",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: --layout 'cxy' does not describe the shape (16, 16) of kspace file " \
+                          f"'{tmp_path / 'k.npy'}'" in err
+    assert "kspace layout" not in err and not (tmp_path / "o").exists()
+
+
 def test_an_image_too_small_to_score_is_called_an_image(tmp_path, capsys):
     save_nifti(tmp_path / "thin.nii.gz", np.random.default_rng(0).random((6, 64, 1)).astype(np.float32), np.eye(4))
     code = main(["recon", "--method", "dds", "--image", str(tmp_path / "thin.nii.gz"), "--acceleration", "2",
@@ -99,3 +110,16 @@ def test_export_refuses_a_nan_image_before_writing(two_series, tmp_path, capsys,
     assert (f"error: {option} contains 1 NaN/Inf value(s); expected finite numbers (in '{two_series / 'nan.nii.gz'}')"
             in capsys.readouterr().err)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_centre_too_narrow_for_the_coil_maps_names_the_centre_fraction(tmp_path, capsys):
+    """A small --image at the default --center-fraction leaves 2 calibration lines: the refusal names the option
+    that widens them (the library's error said "mask" and "centre fraction")."""
+    save_nifti(tmp_path / "small.nii.gz", np.random.default_rng(0).random((33, 31, 1)).astype(np.float32), np.eye(4))
+    argv = ["recon", "--method", "zero-filled", "--image", str(tmp_path / "small.nii.gz"), "--acceleration", "4"]
+    code = main([*argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: --center-fraction 0.08 gives a fully sampled centre of 2 samples on the 33x31 " \
+                         "grid; ESPIRiT coil maps need at least 4: raise --center-fraction" in err
+    assert not (tmp_path / "o").exists()
+    assert main([*argv, "--center-fraction", "0.2", "--out", str(tmp_path / "wider")]) == 0
