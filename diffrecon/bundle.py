@@ -57,15 +57,17 @@ COMMON_INFERENCE = {"PT": "pet_inference.json", "MR": "mri_inference.json"}
 
 def inference_configs(bundle: str | Path) -> list[Path]:
     """The config files of a bundle's inference run, in order: a method bundle (one whose ``inference.json``
-    names a registered ``method_name``) runs on its modality's shared config in ``bundles/common/`` with its own
-    file after it (its method block and defaults); any other bundle on its own ``inference.json``."""
+    names a registered ``method_name`` and holds only its method block and defaults, no ``imports``) runs on its
+    modality's shared config in ``bundles/common/`` with its own file after it; any other bundle (a prior, or a
+    whole run in one file such as pet_classical and pet_personalised) on its own ``inference.json``."""
     import json
 
     from diffrecon.methods.registry import METHODS
 
     own = bundle_path(bundle) / "configs" / "inference.json"
-    name = json.loads(own.read_text()).get("method_name") if own.is_file() else None
-    if name is None:
+    content = json.loads(own.read_text()) if own.is_file() else {}
+    name = content.get("method_name")
+    if name is None or "imports" in content:
         return [own]
     if name not in METHODS:
         raise InputError(f"bundle {str(bundle)!r} names method_name {name!r}; expected one of {', '.join(METHODS)}")
@@ -89,6 +91,56 @@ def bundle_config(bundle: str | Path, config: str = "inference.json", **settings
     check_settings(parser, settings)
     parser.update({"bundle_root": str(root), **settings})
     return parser
+
+
+# settings whose default is an expression, shown as written (where the outputs go, which device runs)
+EXPRESSION_SETTINGS = ("output_dir", "device")
+DEFAULTS_BEGIN = "<!-- defaults: written by scripts/bundle_defaults.py from the configs; do not edit by hand -->"
+DEFAULTS_END = "<!-- end of defaults -->"
+
+
+def _literal(value: object) -> bool:
+    """Whether a config value is plain JSON (no expression, reference or component)."""
+    if isinstance(value, str):
+        return not value.startswith(("$", "@", "%"))
+    if isinstance(value, list):
+        return all(map(_literal, value))
+    if isinstance(value, dict):
+        return "_target_" not in value and all(map(_literal, value.values()))
+    return True
+
+
+def setting_defaults(bundle: str | Path) -> dict[str, object]:
+    """The settings of a bundle's inference run (every top-level key of its config files, the shared one first, that
+    a user can set on the command line: plain JSON values, and ``output_dir`` and ``device`` as written) with their
+    defaults, in file order; ``bundle_root``, the wiring (imports, components, expressions) and the ``method_name``
+    of a method bundle (which names the bundle's method) are left out."""
+    import json
+
+    files = inference_configs(bundle)
+    defaults: dict[str, object] = {}
+    for path in files:
+        for key, value in json.loads(path.read_text()).items():
+            if key in ("bundle_root", "imports") or (key == "method_name" and len(files) > 1):
+                continue
+            if _literal(value) or (key in EXPRESSION_SETTINGS and isinstance(value, str)):
+                defaults.pop(key, None)  # a bundle's own value replaces the shared one, in the bundle file's order
+                defaults[key] = value
+    return defaults
+
+
+def defaults_section(bundle: str | Path) -> str:
+    """The defaults block of a bundle's README: one table row per :func:`setting_defaults` entry, the value as it
+    is written in the config (JSON; an expression as its text), between the markers the check finds it by."""
+    import json
+
+    rows = [f"| `{key}` | `{value if isinstance(value, str) and value.startswith('$') else json.dumps(value)}` |"
+            for key, value in setting_defaults(bundle).items()]
+    root = bundle_path(bundle).resolve()
+    files = ", ".join(f"`{path.resolve().relative_to(root)}`" if path.resolve().is_relative_to(root) else
+                      f"`../{path.parent.name}/{path.name}`" for path in inference_configs(bundle))
+    return "\n".join([DEFAULTS_BEGIN, "", f"Every setting of the inference run ({files}) with its default; change any "
+                      "with `--name value`:", "", "| setting | default |", "|---|---|", *rows, "", DEFAULTS_END])
 
 
 def monai_arguments() -> set[str]:

@@ -36,3 +36,20 @@ def test_default_outputs_in_the_working_folder_and_metrics_printed(bundle, tmp_p
     table = metrics_table(report["metrics"])
     assert table.startswith("| method | PSNR (dB) | SSIM | NRMSE |") and f"| {name} | " in table
     assert done.stdout.count(table) == 1 and done.stdout.rstrip().endswith(table), done.stdout[-2000:]
+
+
+@pytest.mark.parametrize("bundle,settings,name", [
+    ("pet_fdg_prior", ["--orientation", "axial"], "axial"),
+    ("pet_fdg_mr_prior", ["--orientation", "axial"], "axial"),
+    ("mr_t1_prior", ["--form", "vp"], "vp"),
+])
+def test_prior_samples_go_to_the_working_folder(bundle, settings, name, tmp_path):
+    """A prior bundle's sampling run without ``--output_dir`` writes ``samples/`` where it runs, not in the bundle."""
+    config = BUNDLES / bundle / "configs" / "inference.json"
+    done = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config),
+                           "--bundle_root", str(BUNDLES / bundle), "--num_samples", "1", "--steps", "2", *settings],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "samples" / f"{name}_samples.npy").is_file()
+    assert (tmp_path / "samples" / f"{name}_samples.png").is_file()
+    assert not (BUNDLES / bundle / "samples").exists()
