@@ -42,8 +42,8 @@ class DPSMethod(VPDiffusionMethod):
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "zeta": self.zeta}
 
-    def description(self) -> str:
-        return f"{super().description()} zeta={self.zeta:g}"
+    def description_details(self) -> str:
+        return f" zeta={self.zeta:g}"
 
     def guidance(self, x: torch.Tensor, denoised: torch.Tensor, call: Call, step: int) -> torch.Tensor:
         misfit = self.space.guidance_objective(denoised, call).sum()  # samples are independent: one backward

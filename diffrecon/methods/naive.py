@@ -46,8 +46,8 @@ class NaiveMethod(VPDiffusionMethod):
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "weight": self.weight, "weight_schedule": list(self.weight_schedule)}
 
-    def description(self) -> str:
-        return f"{super().description()} weight={self.weight:g}"
+    def description_details(self) -> str:
+        return f" weight={self.weight:g}"
 
     def correct_noise(self, x: torch.Tensor, t: int, noise: torch.Tensor, call: Call, step: int) -> torch.Tensor:
         weight = self.weights[step]

@@ -126,8 +126,8 @@ class PETLiSch(VPDiffusionMethod):
                 "schedule_subsets": self.schedule_subsets, "step_size": self.step_size,
                 "max_ascent_steps": self.max_ascent_steps}
 
-    def description(self) -> str:
-        return f"{super().description()} K={self.iterations}"
+    def description_details(self) -> str:
+        return f" K={self.iterations}"
 
     def check(self, data: torch.Tensor, physics: Any) -> None:
         for name in ("subsets", "schedule_subsets"):

@@ -117,7 +117,11 @@ class DiffusionMethod(Method):
 
     def description(self) -> str:
         start = "" if self.warm_start is None else f" warm start {self.warm_start:g}"
-        return f"{self.name.upper()} {self.steps} steps{start}"
+        return f"{self.name.upper()} {self.steps} steps{start}{self.description_details()}{self.space.description()}"
+
+    def description_details(self) -> str:
+        """The method's own main settings in its one-line description (default: none)."""
+        return ""
 
     # hooks -----------------------------------------------------------------------------------------------------
     def check(self, data: torch.Tensor, physics: Any) -> None:

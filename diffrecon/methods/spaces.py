@@ -82,6 +82,10 @@ class ModalitySpace:
     def check_prior(self, prior: ScoreModel) -> None:
         """Refuse, when the method is built, a prior this space cannot use with its settings (default: none)."""
 
+    def description(self) -> str:
+        """What the method's one-line description adds for this space's settings (default: nothing)."""
+        return ""
+
 
 class PETSpace(ModalitySpace):
     """Non-negative activity images (module notes).
@@ -113,6 +117,12 @@ class PETSpace(ModalitySpace):
     def settings(self) -> dict[str, Any]:
         guided = {"guidance": self.guidance, "mr": self.mr is not None} if self.conditional else {}
         return {"osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets, **guided}
+
+    def description(self) -> str:
+        """The guidance of a conditional prior, so a figure title or SeriesDescription says the run was MR-guided."""
+        if not self.conditional:
+            return ""
+        return f", MR-guided w={self.guidance:g}" if self.mr is not None else ", MR prior without an MR"
 
     def check_prior(self, prior: ScoreModel) -> None:
         """Refuse an MR or guidance for an unconditional prior, guidance without an MR for a conditional one, and

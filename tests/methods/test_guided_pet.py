@@ -48,9 +48,11 @@ def test_mr_and_guidance_are_the_guided_prior(name, scan, conditional_prior):
     torch.testing.assert_close(first.samples, again.samples)
     assert first.report["settings"]["guidance"] == 0.5 and first.report["settings"]["mr"] is True
     assert first.report["network_evaluations_per_step"] == 2
+    assert first.report["description"].endswith("MR-guided w=0.5")  # figure titles and SeriesDescription say it
     unguided = METHODS[name](conditional_prior, steps=2, progress=False)(
         measured, model, num_samples=2, generator=torch.Generator().manual_seed(4))
     assert unguided.report["settings"]["mr"] is False and unguided.report["network_evaluations_per_step"] == 1
+    assert unguided.report["description"].endswith("MR prior without an MR")
     assert not torch.allclose(unguided.samples, first.samples)
 
 
@@ -58,6 +60,7 @@ def test_an_unconditional_prior_reports_as_before(scan):
     measured, model, _ = scan
     report = PETDDS(unet_volume_prior(), steps=2, progress=False)(measured, model).report
     assert "guidance" not in report["settings"] and "network_evaluations_per_step" not in report
+    assert "MR" not in report["description"]
 
 
 def test_bad_mr_and_guidance_are_refused_before_sampling(scan, conditional_prior):
