@@ -117,7 +117,8 @@ def test_method_bundle_reconstructs_the_builtin_case_with_its_t1(tiny_mr_prior, 
     done = _method_bundle(tmp_path / "out", tiny_mr_prior)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "pet-dds.json").read_text())
-    assert report["settings"]["guidance"] == 1.0 and report["settings"]["mr"] is True
+    default = json.loads((BUNDLES / "pet_mr_guided/configs/inference.json").read_text())["guidance"]
+    assert default > 0 and report["settings"]["guidance"] == default and report["settings"]["mr"] is True
     assert report["network_evaluations"] == 2 and report["network_evaluations_per_step"] == 2
     refused = _method_bundle(tmp_path / "bad", tiny_mr_prior, "--guidance", "-1")
     assert refused.returncode != 0 and "guidance must be a finite number >= 0" in refused.stderr
