@@ -119,7 +119,7 @@ class PETSpace(ModalitySpace):
         return {"osem_iterations": self.osem_iterations, "osem_subsets": self.osem_subsets, **guided}
 
     def description(self) -> str:
-        """The guidance of a conditional prior, so a figure title or SeriesDescription says the run was MR-guided."""
+        """The guidance of a conditional prior, so the report and the figure title say the run was MR-guided."""
         if not self.conditional:
             return ""
         return f", MR-guided w={self.guidance:g}" if self.mr is not None else ", MR prior without an MR"

@@ -48,7 +48,7 @@ def test_mr_and_guidance_are_the_guided_prior(name, scan, conditional_prior):
     torch.testing.assert_close(first.samples, again.samples)
     assert first.report["settings"]["guidance"] == 0.5 and first.report["settings"]["mr"] is True
     assert first.report["network_evaluations_per_step"] == 2
-    assert first.report["description"].endswith("MR-guided w=0.5")  # figure titles and SeriesDescription say it
+    assert first.report["description"].endswith("MR-guided w=0.5")  # the figure title and report say it
     unguided = METHODS[name](conditional_prior, steps=2, progress=False)(
         measured, model, num_samples=2, generator=torch.Generator().manual_seed(4))
     assert unguided.report["settings"]["mr"] is False and unguided.report["network_evaluations_per_step"] == 1
