@@ -34,13 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffrecon.benchmarks.pet import FIGURES, REAL_BRAINS, real_brain_case, run
-from diffrecon.benchmarks.records import done_runs, is_done, read_lines, uncertainty_cells, uncertainty_header
-from diffrecon.data.phantoms import make_subject
+from diffrecon.benchmarks.pet import REAL_BRAINS, real_brain_case, run, summarise
+from diffrecon.benchmarks.records import done_runs, is_done, read_lines
 from diffrecon.data.splits import subject_seeds
 from diffrecon.io.demo_cases import simulated_pet_case
-from diffrecon.metrics import bias_and_variance
-from diffrecon.physics.geometry import get_preset
 from diffrecon.pipeline import method_inputs
 
 
@@ -119,27 +116,6 @@ def unit_costs(preset: str, threads: int) -> str:
             ", ".join(f"one {part} {seconds:.3f} s" for part, seconds in timings.items()))
 
 
-def summarise(lines: list[dict]) -> str:
-    """Markdown table of mean figures per configuration (best NRMSE first), with bias and variance across noise
-    realisations where images were kept."""
-    groups: dict[str, list[dict]] = {}
-    for line in lines:
-        key = json.loads(line["key"])
-        groups.setdefault(json.dumps([key[0], key[1], key[4], key[5], key[6], *key[7:]]), []).append(line)
-    rows = ["| preset, counts, method, settings, samples | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | "
-            f"bias | variance | NFE | s (network, physics) | {uncertainty_header()} |",
-            "|---" * (12 + len(uncertainty_header().split(" | "))) + "|"]
-    for group, members in sorted(groups.items(), key=lambda item: np.mean([m["nrmse"] for m in item[1]])):
-        mean = {k: float(np.nanmean([(m[k] or 0.0) if k in m else np.nan for m in members])) for k in FIGURES}
-        bias, variance = bias_variance(members)
-        rows.append(f"| {group} | {len(members)} | {mean['nrmse']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
-                    f"{mean['crc_hot_lesions']:.2f} | {mean['crc_cold_lesions']:.2f} | "
-                    f"{mean['white_matter_cov']:.3f} | {bias} | {variance} | {mean['network_evaluations']:.0f} | "
-                    f"{mean['seconds']:.1f} ({mean['seconds_network']:.1f}, {mean['seconds_physics']:.1f}) | "
-                    f"{uncertainty_cells(members)} |")
-    return "\n".join(rows)
-
-
 def plot_pll_curve(lines: list[dict], path: Path) -> None:
     """NRMSE against the mean final log-likelihood for MLEM (per iteration count) and PET-LiSch (per K): at equal
     K both have the same likelihood, so the curves compare images of equal data fit."""
@@ -166,25 +142,6 @@ def plot_pll_curve(lines: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def bias_variance(members: list[dict]) -> tuple[str, str]:
-    """Relative bias and variance (:func:`diffrecon.metrics.bias_and_variance`) over the noise realisations of
-    each subject, averaged over subjects; '-' without kept images or with one realisation."""
-    by_subject: dict[int, list[np.ndarray]] = {}
-    for member in members:
-        if "image" in member and Path(member["image"]).is_file():
-            by_subject.setdefault(member["seed"], []).append(np.load(member["image"]).astype(np.float32))
-    pairs = []
-    for seed, images in by_subject.items():
-        if len(images) > 1:
-            subject = make_subject(seed, get_preset(json.loads(members[0]["key"])[0]).grid, lesions=3,
-                                   lesion_kinds="mixed")
-            brain = np.isin(subject.labels, [1, 2, 3])
-            pairs.append(bias_and_variance(np.stack(images), subject.fdg, brain))
-    if not pairs:
-        return "-", "-"
-    return f"{np.mean([p[0] for p in pairs]):.3f}", f"{np.mean([p[1] for p in pairs]):.4f}"
 
 
 if __name__ == "__main__":

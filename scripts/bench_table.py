@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_pet import summarise
+from diffrecon.benchmarks.pet import summarise
 from diffrecon.benchmarks.records import read_lines
 
 

@@ -2,6 +2,7 @@
 scripts/bench_personalised.py), and the real brains scanned on the demo scanner."""
 from __future__ import annotations
 
+import json
 import resource
 import time
 from pathlib import Path
@@ -11,11 +12,13 @@ import torch
 from scipy.ndimage import binary_fill_holes
 
 from diffrecon.benchmarks.real_data import fdg_source, spm_pet_source, t1_on_grid
-from diffrecon.benchmarks.records import resolved_settings, steering_figures, uncertainty_figures
+from diffrecon.benchmarks.records import (resolved_settings, steering_figures, uncertainty_cells, uncertainty_figures,
+                                          uncertainty_header)
 from diffrecon.checks import check_choice
-from diffrecon.data.phantoms import MU_SOFT_TISSUE
+from diffrecon.data.phantoms import MU_SOFT_TISSUE, make_subject
 from diffrecon.io.demo_cases import scanned_pet_case
-from diffrecon.metrics import nrmse, phantom_metrics, psnr, ssim
+from diffrecon.metrics import bias_and_variance, nrmse, phantom_metrics, psnr, ssim
+from diffrecon.physics.geometry import get_preset
 from diffrecon.pipeline import method_for_case
 
 # out-of-family brains (diffrecon.benchmarks.real_data; evaluation only, never trained on)
@@ -73,3 +76,43 @@ def real_brain_case(name: str, count_level: str, noise_seed: int, preset: str = 
     return scanned_pet_case(volume, mu_map, preset, count_level, noise_seed=noise_seed,
                             images={key: image for key, image in images.items() if image is not None},
                             info={"source": source.name})
+
+
+def summarise(lines: list[dict]) -> str:
+    """Markdown table of mean figures per configuration (best NRMSE first), with bias and variance across noise
+    realisations where images were kept."""
+    groups: dict[str, list[dict]] = {}
+    for line in lines:
+        key = json.loads(line["key"])
+        groups.setdefault(json.dumps([key[0], key[1], key[4], key[5], key[6], *key[7:]]), []).append(line)
+    rows = ["| preset, counts, method, settings, samples | n | NRMSE | PSNR | SSIM | CRC hot | CRC cold | WM CoV | "
+            f"bias | variance | NFE | s (network, physics) | {uncertainty_header()} |",
+            "|---" * (12 + len(uncertainty_header().split(" | "))) + "|"]
+    for group, members in sorted(groups.items(), key=lambda item: np.mean([m["nrmse"] for m in item[1]])):
+        mean = {k: float(np.nanmean([(m[k] or 0.0) if k in m else np.nan for m in members])) for k in FIGURES}
+        bias, variance = bias_variance(members)
+        rows.append(f"| {group} | {len(members)} | {mean['nrmse']:.4f} | {mean['psnr_db']:.2f} | {mean['ssim']:.3f} | "
+                    f"{mean['crc_hot_lesions']:.2f} | {mean['crc_cold_lesions']:.2f} | "
+                    f"{mean['white_matter_cov']:.3f} | {bias} | {variance} | {mean['network_evaluations']:.0f} | "
+                    f"{mean['seconds']:.1f} ({mean['seconds_network']:.1f}, {mean['seconds_physics']:.1f}) | "
+                    f"{uncertainty_cells(members)} |")
+    return "\n".join(rows)
+
+
+def bias_variance(members: list[dict]) -> tuple[str, str]:
+    """Relative bias and variance (:func:`diffrecon.metrics.bias_and_variance`) over the noise realisations of
+    each subject, averaged over subjects; '-' without kept images or with one realisation."""
+    by_subject: dict[int, list[np.ndarray]] = {}
+    for member in members:
+        if "image" in member and Path(member["image"]).is_file():
+            by_subject.setdefault(member["seed"], []).append(np.load(member["image"]).astype(np.float32))
+    pairs = []
+    for seed, images in by_subject.items():
+        if len(images) > 1:
+            subject = make_subject(seed, get_preset(json.loads(members[0]["key"])[0]).grid, lesions=3,
+                                   lesion_kinds="mixed")
+            brain = np.isin(subject.labels, [1, 2, 3])
+            pairs.append(bias_and_variance(np.stack(images), subject.fdg, brain))
+    if not pairs:
+        return "-", "-"
+    return f"{np.mean([p[0] for p in pairs]):.3f}", f"{np.mean([p[1] for p in pairs]):.4f}"
