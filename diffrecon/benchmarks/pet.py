@@ -1,5 +1,6 @@
 """One PET benchmark run: a method on a case and its figures as one JSON line (scripts/bench_pet.py,
-scripts/bench_personalised.py), and the real brains scanned on the demo scanner."""
+scripts/bench_personalised.py), the real brains scanned on the demo scanner, and the markdown table of such lines
+(scripts/bench_pet.py, scripts/bench_table.py)."""
 from __future__ import annotations
 
 import json
